@@ -1,0 +1,206 @@
+//! Exact totals and HDR histograms per site, and the per-name count summary.
+
+use hdrhistogram::Histogram;
+
+/// Every duration of one phase or function in a run.
+pub(crate) struct Durations {
+    count: u64,
+    total_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    /// 3 significant digits; grows as larger values arrive (1 ns up to hours
+    /// and beyond), so a site that only sees microseconds stays small.
+    histogram: Histogram<u64>,
+    pub(crate) resources: Option<ResourceTotals>,
+}
+
+/// Sums of what `#[measure(resources = true)]` captured per call.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ResourceTotals {
+    pub(crate) calls: u64,
+    pub(crate) cpu_ns_total: u64,
+    pub(crate) rss_delta_bytes_total: i64,
+    pub(crate) rss_delta_bytes_max: i64,
+}
+
+/// The summary the reports print for one site.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DurationStats {
+    pub(crate) count: u64,
+    pub(crate) total_ns: u64,
+    pub(crate) min_ns: u64,
+    pub(crate) mean_ns: f64,
+    pub(crate) p50_ns: u64,
+    pub(crate) p90_ns: u64,
+    pub(crate) p99_ns: u64,
+    pub(crate) p999_ns: u64,
+    pub(crate) max_ns: u64,
+}
+
+impl Durations {
+    pub(crate) fn new() -> Durations {
+        let mut histogram = Histogram::new_with_bounds(1, 2 << 20, 3)
+            .expect("runmetrics: 1..2^21 with 3 digits is a valid histogram");
+        histogram.auto(true);
+        Durations {
+            count: 0,
+            total_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            histogram,
+            resources: None,
+        }
+    }
+
+    pub(crate) fn record(&mut self, ns: u64) {
+        self.count += 1;
+        self.total_ns = self.total_ns.saturating_add(ns);
+        self.min_ns = self.min_ns.min(ns);
+        self.max_ns = self.max_ns.max(ns);
+        self.histogram.saturating_record(ns);
+    }
+
+    pub(crate) fn add_resources(&mut self, cpu_ns: u64, rss_delta_bytes: i64) {
+        let r = self.resources.get_or_insert(ResourceTotals {
+            rss_delta_bytes_max: i64::MIN,
+            ..ResourceTotals::default()
+        });
+        r.calls += 1;
+        r.cpu_ns_total = r.cpu_ns_total.saturating_add(cpu_ns);
+        r.rss_delta_bytes_total = r.rss_delta_bytes_total.saturating_add(rss_delta_bytes);
+        r.rss_delta_bytes_max = r.rss_delta_bytes_max.max(rss_delta_bytes);
+    }
+
+    pub(crate) fn stats(&self) -> DurationStats {
+        if self.count == 0 {
+            return DurationStats {
+                count: 0,
+                total_ns: 0,
+                min_ns: 0,
+                mean_ns: 0.0,
+                p50_ns: 0,
+                p90_ns: 0,
+                p99_ns: 0,
+                p999_ns: 0,
+                max_ns: 0,
+            };
+        }
+        // The histogram answers with the top of a bucket; the exact min and
+        // max bound it.
+        let q = |q: f64| {
+            self.histogram
+                .value_at_quantile(q)
+                .clamp(self.min_ns, self.max_ns)
+        };
+        DurationStats {
+            count: self.count,
+            total_ns: self.total_ns,
+            min_ns: self.min_ns,
+            mean_ns: self.total_ns as f64 / self.count as f64,
+            p50_ns: q(0.5),
+            p90_ns: q(0.9),
+            p99_ns: q(0.99),
+            p999_ns: q(0.999),
+            max_ns: self.max_ns,
+        }
+    }
+}
+
+/// `observe_counts` values of one name over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CountStats {
+    pub(crate) last: i64,
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+    pub(crate) observations: u64,
+}
+
+impl CountStats {
+    pub(crate) fn new(value: i64) -> CountStats {
+        CountStats {
+            last: value,
+            min: value,
+            max: value,
+            observations: 1,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, value: i64) {
+        self.last = value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.observations += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value at quantile `q` of sorted `v`, as HDR defines it (the
+    /// smallest value with at least `q` of the values at or below it).
+    fn oracle(v: &[u64], q: f64) -> u64 {
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        v[rank - 1]
+    }
+
+    #[test]
+    fn percentiles_match_a_sorted_vector_within_hdr_precision() {
+        // A deterministic, skewed spread from 1 ns to ~1 h.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut values = Vec::new();
+        let mut d = Durations::new();
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = 1 + (x % 1_000) * (1 << (x % 32));
+            values.push(v);
+            d.record(v);
+        }
+        values.sort_unstable();
+        let s = d.stats();
+        for (q, got) in [
+            (0.5, s.p50_ns),
+            (0.9, s.p90_ns),
+            (0.99, s.p99_ns),
+            (0.999, s.p999_ns),
+        ] {
+            let want = oracle(&values, q);
+            let err = (got as f64 - want as f64).abs() / want as f64;
+            assert!(err <= 1e-3, "q{q}: got {got}, want {want} (rel err {err})");
+        }
+        assert_eq!(s.min_ns, values[0]);
+        assert_eq!(s.max_ns, *values.last().unwrap());
+        assert_eq!(s.total_ns, values.iter().sum::<u64>());
+        assert_eq!(s.count, values.len() as u64);
+    }
+
+    #[test]
+    fn zero_and_huge_values_are_kept() {
+        let mut d = Durations::new();
+        d.record(0);
+        d.record(5 * 3_600 * 1_000_000_000);
+        let s = d.stats();
+        assert_eq!(s.min_ns, 0);
+        assert_eq!(s.max_ns, 5 * 3_600 * 1_000_000_000);
+        assert_eq!(s.count, 2);
+    }
+
+    #[test]
+    fn counts_keep_last_min_max_and_observations() {
+        let mut c = CountStats::new(5);
+        c.observe(-2);
+        c.observe(9);
+        c.observe(3);
+        assert_eq!(
+            c,
+            CountStats {
+                last: 3,
+                min: -2,
+                max: 9,
+                observations: 4
+            }
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The collector side: one named thread per recorder that drains every
+//! thread's ring, owns the aggregates and the event log of the open run, takes
+//! process samples, and hands finished runs to the report sink.
+
+pub(crate) mod aggregate;
+pub(crate) mod run;
+pub(crate) mod sampler;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::config::Config;
+use crate::error::{EndRunError, StartRunError};
+use crate::local::ring::{Record, Ring};
+use crate::report;
+use crate::shared::Shared;
+use crate::site::{copy_new_sites, SiteInfo};
+use run::RunState;
+use sampler::Sampler;
+
+/// What the API sends the collector. Replies come back on the enclosed channel.
+pub(crate) enum Command {
+    StartRun {
+        run_id: String,
+        path: PathBuf,
+        reply: Sender<Result<(), StartRunError>>,
+    },
+    EndRun {
+        extra_meta: serde_json::Map<String, serde_json::Value>,
+        reply: Sender<Result<PathBuf, EndRunError>>,
+    },
+    Sample,
+    Shutdown,
+}
+
+/// Starts the `runmetrics-collector` thread.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    config: Config,
+    commands: Receiver<Command>,
+    wake: Receiver<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("runmetrics-collector".to_owned())
+        .spawn(move || {
+            let _gone = Gone(shared.clone());
+            Collector::new(shared, config).run(&commands, &wake);
+        })
+}
+
+/// Marks the collector gone however its thread ends (a panic included), so
+/// blocked producers stop waiting.
+struct Gone(Arc<Shared>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.set_collector_gone();
+    }
+}
+
+struct Collector {
+    shared: Arc<Shared>,
+    config: Config,
+    sites: Vec<SiteInfo>,
+    rings: Vec<Arc<Ring>>,
+    run: Option<RunState>,
+    sampler: Sampler,
+    next_sample: Instant,
+    last_generation: u32,
+    /// Orphaned records already accounted for.
+    orphaned_seen: u64,
+    /// Records that arrived while no run was open (they outlived their run).
+    outside_between_runs: u64,
+}
+
+impl Collector {
+    fn new(shared: Arc<Shared>, config: Config) -> Collector {
+        Collector {
+            shared,
+            config,
+            sites: Vec::new(),
+            rings: Vec::new(),
+            run: None,
+            sampler: Sampler::new(),
+            next_sample: Instant::now(),
+            last_generation: 0,
+            orphaned_seen: 0,
+            outside_between_runs: 0,
+        }
+    }
+
+    fn run(mut self, commands: &Receiver<Command>, wake: &Receiver<()>) {
+        loop {
+            let command = if self.run.is_some() {
+                let now = Instant::now();
+                let timeout = self
+                    .config
+                    .poll_interval
+                    .min(self.next_sample.saturating_duration_since(now));
+                select! {
+                    recv(commands) -> c => Some(c),
+                    recv(wake) -> _ => None,
+                    default(timeout) => None,
+                }
+            } else {
+                select! {
+                    recv(commands) -> c => Some(c),
+                    recv(wake) -> _ => None,
+                }
+            };
+            self.drain();
+            match command {
+                None => {}
+                Some(Ok(Command::StartRun {
+                    run_id,
+                    path,
+                    reply,
+                })) => {
+                    let _ = reply.send(self.start_run(run_id, path));
+                }
+                Some(Ok(Command::EndRun { extra_meta, reply })) => {
+                    let _ = reply.send(self.end_run(&extra_meta));
+                }
+                Some(Ok(Command::Sample)) => self.sample(),
+                Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
+            }
+            if self.run.is_some() && Instant::now() >= self.next_sample {
+                self.sample();
+            }
+        }
+        if self.run.is_some() {
+            // The recorder is going away with a run open: keep what it has.
+            let _ = self.end_run(&serde_json::Map::new());
+        }
+    }
+
+    /// Takes every published record of every thread.
+    fn drain(&mut self) {
+        {
+            let registered = self.shared.lock_rings();
+            self.rings.clear();
+            self.rings.extend(registered.iter().cloned());
+        }
+        let clock = &self.shared.clock;
+        let ns = |a: u64, b: u64| clock.delta_as_nanos(a, b);
+        let mut finished = false;
+        for ring in &self.rings {
+            // Read before draining: once closed, what we drain is all there is.
+            let closed = ring.is_closed();
+            if let Some(run) = self.run.as_mut() {
+                run.begin_ring();
+            }
+            let sites = &mut self.sites;
+            let run = &mut self.run;
+            let outside = &mut self.outside_between_runs;
+            let drained = ring.drain(|records| {
+                if records.iter().any(|r| {
+                    r.site != crate::local::ring::Record::RESOURCES && r.site as usize > sites.len()
+                }) {
+                    copy_new_sites(sites);
+                }
+                match run.as_mut() {
+                    Some(run) => run.ingest(ring.thread, records, ns, sites),
+                    // Regions that outlived their run: reported by the next one.
+                    None => {
+                        *outside += records
+                            .iter()
+                            .filter(|r| r.site != Record::RESOURCES)
+                            .count() as u64
+                    }
+                }
+            });
+            let dropped = ring.take_new_dropped();
+            if let Some(run) = self.run.as_mut() {
+                run.dropped += dropped;
+                if drained > 0 {
+                    run.threads
+                        .entry(ring.thread)
+                        .or_insert_with(|| ring.thread_name.clone());
+                }
+            }
+            finished |= closed;
+        }
+        let orphaned = self.shared.orphaned();
+        if let Some(run) = self.run.as_mut() {
+            run.dropped += orphaned - self.orphaned_seen;
+        }
+        self.orphaned_seen = orphaned;
+        if finished {
+            self.shared
+                .lock_rings()
+                .retain(|r| !r.is_closed() || r.published() != r.consumed());
+        }
+    }
+
+    fn start_run(&mut self, run_id: String, path: PathBuf) -> Result<(), StartRunError> {
+        if let Some(run) = &self.run {
+            return Err(StartRunError::RunAlreadyOpen {
+                run_id: run.run_id.clone(),
+            });
+        }
+        self.last_generation = match self.last_generation.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        let t0 = self.shared.clock.raw();
+        let mut run = RunState::new(
+            run_id,
+            path,
+            self.last_generation,
+            t0,
+            self.config.event_cap,
+        );
+        run.outside_run = std::mem::take(&mut self.outside_between_runs);
+        let s = self.sampler.sample();
+        run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
+        self.run = Some(run);
+        self.next_sample = Instant::now() + self.config.sample_interval;
+        self.shared.set_generation(self.last_generation);
+        Ok(())
+    }
+
+    fn sample(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        let s = self.sampler.sample();
+        let at_ns = self
+            .shared
+            .clock
+            .delta_as_nanos(run.t0, self.shared.clock.raw());
+        run.add_sample(at_ns, s.cpu_percent, s.rss_bytes, Some(s.window_seconds));
+        self.next_sample = Instant::now() + self.config.sample_interval;
+    }
+
+    fn end_run(
+        &mut self,
+        extra_meta: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<PathBuf, EndRunError> {
+        let Some(generation) = self.run.as_ref().map(|r| r.generation) else {
+            return Err(EndRunError::NoOpenRun);
+        };
+        // No new region joins this run from here; then take what was published.
+        self.shared.set_generation(0);
+        self.drain();
+        self.sample();
+        let run = self.run.as_ref().expect("run checked above");
+        let ended_at = chrono::Local::now();
+        let snapshot = report::RunSnapshot {
+            run,
+            sites: &self.sites,
+            ended_at,
+            config: &self.config,
+            extra_meta,
+        };
+        match report::write_run_file(&snapshot, &run.path) {
+            Ok(()) => {
+                let path = run.path.clone();
+                self.run = None;
+                Ok(path)
+            }
+            Err(source) => {
+                self.shared.set_generation(generation);
+                self.next_sample = Instant::now() + self.config.sample_interval;
+                Err(EndRunError::WriteRunFile {
+                    path: run.path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! [`Config`]: the builder `init_metrics` and [`Recorder::new`](crate::Recorder::new) take.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// What a recording thread does when its buffer is full because the collector
+/// is behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop the record and count it (`records_dropped` in the run file). The
+    /// recording thread never waits. The default.
+    #[default]
+    Drop,
+    /// Wait until the collector has made room: lossless, but a recording
+    /// thread can stall behind a slow collector.
+    Block,
+}
+
+/// Settings for the recorder: a builder, every method optional.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = runmetrics::Config::new()
+///     .job("al_inference")
+///     .grouping("env", "dev")
+///     .sample_interval(Duration::from_millis(500))
+///     .event_cap(10_000);
+/// assert_eq!(config.get_job(), "al_inference");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) port: Option<u16>,
+    pub(crate) job: String,
+    pub(crate) grouping: Vec<(String, String)>,
+    pub(crate) pushgateway: Option<String>,
+    pub(crate) sample_interval: Duration,
+    pub(crate) event_cap: usize,
+    pub(crate) overflow: Overflow,
+    pub(crate) buffer_records: usize,
+    pub(crate) poll_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            port: None,
+            job: "runmetrics".to_owned(),
+            grouping: Vec::new(),
+            pushgateway: None,
+            sample_interval: Duration::from_secs(1),
+            event_cap: 100_000,
+            overflow: Overflow::Drop,
+            buffer_records: 16_384,
+            poll_interval: Duration::from_millis(10),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults: job `runmetrics`, samples every second, 100 000 events per
+    /// run, [`Overflow::Drop`], 16 384 records of buffer per thread.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// The port to serve Prometheus metrics on (stored; served from a later release).
+    pub fn port(mut self, port: u16) -> Config {
+        self.port = Some(port);
+        self
+    }
+
+    /// The Prometheus job name (default `runmetrics`); also written to the run file.
+    pub fn job(mut self, job: impl Into<String>) -> Config {
+        self.job = job.into();
+        self
+    }
+
+    /// Adds one grouping label (e.g. `env=dev`); also written to the run file.
+    pub fn grouping(mut self, key: impl Into<String>, value: impl Into<String>) -> Config {
+        let key = key.into();
+        self.grouping.retain(|(k, _)| *k != key);
+        self.grouping.push((key, value.into()));
+        self
+    }
+
+    /// The Pushgateway URL, e.g. `http://127.0.0.1:9091` (stored; pushed from a later release).
+    pub fn pushgateway(mut self, url: impl Into<String>) -> Config {
+        self.pushgateway = Some(url.into());
+        self
+    }
+
+    /// How often the collector samples process CPU and RSS during a run (default 1 s).
+    pub fn sample_interval(mut self, interval: Duration) -> Config {
+        self.sample_interval = interval;
+        self
+    }
+
+    /// How many events a run keeps (default 100 000). Past the cap, the
+    /// aggregates stay exact and `events_omitted` counts the rest.
+    pub fn event_cap(mut self, cap: usize) -> Config {
+        self.event_cap = cap;
+        self
+    }
+
+    /// What a recording thread does when its buffer is full (default [`Overflow::Drop`]).
+    pub fn overflow(mut self, overflow: Overflow) -> Config {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Records of buffer per recording thread (a power of two, at least 64;
+    /// default 16 384, i.e. 384 KiB per thread).
+    pub fn buffer_records(mut self, records: usize) -> Config {
+        self.buffer_records = records;
+        self
+    }
+
+    /// How often the collector looks at idle threads' buffers (default 10 ms).
+    /// Busy threads wake it by themselves.
+    pub fn poll_interval(mut self, interval: Duration) -> Config {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The job name.
+    pub fn get_job(&self) -> &str {
+        &self.job
+    }
+
+    /// The grouping labels, in the order given.
+    pub fn get_grouping(&self) -> &[(String, String)] {
+        &self.grouping
+    }
+
+    /// The Prometheus port, if set.
+    pub fn get_port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The Pushgateway URL, if set.
+    pub fn get_pushgateway(&self) -> Option<&str> {
+        self.pushgateway.as_deref()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.sample_interval.is_zero() {
+            return Err(ConfigError::ZeroInterval {
+                setting: "sample_interval",
+            });
+        }
+        if self.poll_interval.is_zero() {
+            return Err(ConfigError::ZeroInterval {
+                setting: "poll_interval",
+            });
+        }
+        if self.buffer_records < 64 || !self.buffer_records.is_power_of_two() {
+            return Err(ConfigError::BufferRecords {
+                records: self.buffer_records,
+            });
+        }
+        if self.job.is_empty() {
+            return Err(ConfigError::EmptyJob);
+        }
+        if let Some((key, _)) = self.grouping.iter().find(|(k, _)| k.is_empty()) {
+            return Err(ConfigError::EmptyGroupingKey { key: key.clone() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let e = Config::new().buffer_records(1000).validate().unwrap_err();
+        assert!(e.to_string().contains("power of two"), "{e}");
+        let e = Config::new()
+            .sample_interval(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("sample_interval"), "{e}");
+        assert!(Config::new().job("").validate().is_err());
+        assert!(Config::new().grouping("", "x").validate().is_err());
+        assert!(Config::new().validate().is_ok());
+    }
+
+    #[test]
+    fn grouping_key_given_twice_keeps_the_last_value() {
+        let c = Config::new().grouping("env", "dev").grouping("env", "prod");
+        assert_eq!(c.get_grouping(), &[("env".to_owned(), "prod".to_owned())]);
+    }
+}

@@ -1,0 +1,138 @@
+//! The errors, one enum per fallible operation.
+
+use std::path::PathBuf;
+
+/// A [`Config`](crate::Config) setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An interval of zero.
+    #[error("{setting} must be longer than zero; use e.g. Duration::from_secs(1)")]
+    ZeroInterval {
+        /// The setting's name.
+        setting: &'static str,
+    },
+    /// A per-thread buffer size that is not a power of two of at least 64.
+    #[error("buffer_records must be a power of two of at least 64, got {records}; e.g. 16384")]
+    BufferRecords {
+        /// The size given.
+        records: usize,
+    },
+    /// An empty job name.
+    #[error("job must not be empty; Prometheus needs a job label")]
+    EmptyJob,
+    /// An empty grouping key.
+    #[error("grouping keys must not be empty (got {key:?})")]
+    EmptyGroupingKey {
+        /// The key given.
+        key: String,
+    },
+}
+
+/// Why [`init_metrics`](crate::init_metrics) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitMetricsError {
+    /// `init_metrics` was already called, or the recorder was already started
+    /// with the defaults by an earlier `start_run`.
+    #[error("runmetrics is already initialised ({how}); call init_metrics once, before the first start_run")]
+    AlreadyInitialized {
+        /// How it was initialised before.
+        how: &'static str,
+    },
+    /// A setting cannot work.
+    #[error("invalid runmetrics config: {0}")]
+    Config(#[from] ConfigError),
+    /// The recorder could not be created.
+    #[error(transparent)]
+    Recorder(#[from] NewRecorderError),
+}
+
+/// Why [`Recorder::new`](crate::Recorder::new) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewRecorderError {
+    /// A setting cannot work.
+    #[error("invalid runmetrics config: {0}")]
+    Config(#[from] ConfigError),
+    /// Every recorder slot is taken.
+    #[error("too many runmetrics recorders alive at once (at most {max}); drop one, or share one")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// The collector thread could not be started.
+    #[error("could not start the runmetrics-collector thread: {0}")]
+    SpawnCollector(#[source] std::io::Error),
+}
+
+/// Why [`start_run`](crate::start_run) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartRunError {
+    /// A run is open already; runs are sequential.
+    #[error("run {run_id} is still open; call end_run before starting another")]
+    RunAlreadyOpen {
+        /// The open run.
+        run_id: String,
+    },
+    /// The log directory could not be created.
+    #[error("could not create log_dir {path}: {source}; choose a directory you can write to")]
+    CreateLogDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The log directory exists but no file can be written in it.
+    #[error(
+        "log_dir {path} is not writable: {source}; fix its permissions or choose another directory"
+    )]
+    LogDirNotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The recorder could not be created (first use of the global recorder).
+    #[error(transparent)]
+    Recorder(#[from] NewRecorderError),
+    /// The collector thread is gone (it panicked); nothing can be recorded.
+    #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
+    CollectorGone,
+}
+
+/// Why [`end_run`](crate::end_run) failed. The run stays open: fix the cause
+/// and call `end_run` again; nothing recorded is lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndRunError {
+    /// No run is open.
+    #[error("no run is open; call start_run first")]
+    NoOpenRun,
+    /// `extra_meta` is not a JSON object (or null).
+    #[error("extra_meta must be a JSON object like json!({{\"facts_final\": 100}}) or null, got {found}")]
+    ExtraMetaNotObject {
+        /// What was given: `array`, `string`, `number` or `bool`.
+        found: &'static str,
+    },
+    /// A key of `extra_meta` is one runmetrics writes itself.
+    #[error(
+        "extra_meta key {key:?} is reserved by runmetrics (it writes that key itself); rename it"
+    )]
+    ReservedKey {
+        /// The key.
+        key: String,
+    },
+    /// The run file could not be written.
+    #[error("could not write run file {path}: {source}; the run is still open, fix the cause and call end_run again")]
+    WriteRunFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The collector thread is gone (it panicked).
+    #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
+    CollectorGone,
+}

@@ -1,0 +1,214 @@
+//! Where the time goes in a program — phases, functions, counts, process CPU
+//! and memory — recorded with nanosecond overhead on the hot path and written
+//! as one JSON report per run.
+//!
+//! # Getting started
+//!
+//! ```
+//! use serde_json::json;
+//!
+//! # let log_dir = std::env::temp_dir().join(format!("rm-doc-lib-{}", std::process::id()));
+//! runmetrics::init_metrics(runmetrics::Config::new().job("al_inference").grouping("env", "dev"))?;
+//! let run_id = runmetrics::start_run(&log_dir)?; // e.g. "20230801-120000-ab12cd"
+//! {
+//!     let _t = runmetrics::PhaseTimer::new("grounding", "pipeline"); // ends on drop
+//!     // ... grounding ...
+//! }
+//! infer_step();
+//! runmetrics::observe_counts(&[("grounded_rules", 10), ("facts_count", 200)]);
+//! runmetrics::sample_process_gauges();
+//! let path = runmetrics::end_run(json!({"facts_final": 100, "rules_total": 50}))?;
+//! assert!(path.ends_with(format!("{run_id}.json")));
+//!
+//! #[runmetrics::measure("infer_step", module = "inference")]
+//! fn infer_step() { /* ... */ }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What goes where
+//!
+//! The run file `<log_dir>/<run_id>.json` holds `meta` (run id, start and
+//! end, CPU and RSS summary, per-phase and per-function totals with count,
+//! min, mean, p50/p90/p99/p99.9 and max, counts, the record accounting and your
+//! `extra_meta` keys) and `events` (process samples, each timed region, each
+//! `observe_counts` call, in time order). The layout is the one the Python
+//! metrics module writes, with keys added, never renamed.
+//!
+//! CPU percent is per core, as psutil reports it: 100 is one busy core, and
+//! two busy threads show 200. `cpu_percent_mean` is the CPU time over the
+//! run's wall time; `cpu_percent_max` the highest sample. The collector
+//! samples at the start and end of each run, every `sample_interval`
+//! (default 1 s) in between, and when you call [`sample_process_gauges`]. The
+//! start sample's CPU figure covers the time before the run, so it counts for
+//! `rss_max_mib` only.
+//!
+//! # Costs
+//!
+//! A [`PhaseTimer`] region inside a run costs two raw TSC reads plus a few
+//! nanoseconds: see BENCHMARKS.md for the measured ratio. With no run open a
+//! timer costs one load and a branch. The recording path never allocates,
+//! locks or does I/O once a thread has its buffer (its first record allocates
+//! the buffer: 384 KiB by default). When a thread's buffer is full because the
+//! collector is behind, the record is dropped and counted
+//! (`records_dropped`), or, with [`Overflow::Block`], the thread waits.
+//!
+//! # Caveats
+//!
+//! - A region belongs to the run that was open when it started; one that ends
+//!   after its run's `end_run` is counted as `records_outside_run` in the next
+//!   run and kept nowhere else.
+//! - Names with `&'static str` are resolved through a per-thread cache; names
+//!   made at run time (`PhaseTimer::dynamic`) are hashed per call.
+//! - Each distinct name is kept for the life of the process.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod collector;
+mod config;
+mod error;
+#[allow(unsafe_code)]
+mod local;
+#[allow(unsafe_code)]
+mod os;
+mod recorder;
+mod report;
+mod shared;
+mod site;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{Config, Overflow};
+pub use error::{ConfigError, EndRunError, InitMetricsError, NewRecorderError, StartRunError};
+pub use local::timer::{FunctionTimer, PhaseTimer};
+pub use recorder::Recorder;
+
+/// Times every call of the function it is put on, as a `func_timing` event and
+/// an entry of `meta.function_durations_seconds_total`.
+///
+/// - `#[measure]`: name = the function's name, module = `module_path!()`.
+/// - `#[measure("infer_step", module = "inference")]`, or `name = "..."`.
+/// - `resources = true`: also the thread's CPU time and the RSS change per
+///   call (costs microseconds per call).
+///
+/// Works on `async fn` (the time includes the awaits) and on methods.
+///
+/// ```
+/// #[runmetrics::measure]
+/// fn parse(s: &str) -> usize { s.len() }
+///
+/// #[runmetrics::measure("load_model", module = "init", resources = true)]
+/// fn load() -> Vec<u8> { vec![0; 1 << 20] }
+/// # assert_eq!(parse("abc"), 3);
+/// # assert_eq!(load().len(), 1 << 20);
+/// ```
+pub use runmetrics_macros::measure;
+
+/// Starts a [`PhaseTimer`] whose name id is cached in a `static` at the call
+/// site: the cheapest way to time a phase. The module defaults to `module_path!()`.
+///
+/// ```
+/// let _t = runmetrics::phase!("grounding", "pipeline");
+/// let _u = runmetrics::phase!("execute");
+/// ```
+#[macro_export]
+macro_rules! phase {
+    ($phase:expr) => {
+        $crate::phase!($phase, ::core::module_path!())
+    };
+    ($phase:expr, $module:expr) => {{
+        static __RUNMETRICS_SITE: $crate::__private::Site =
+            $crate::__private::Site::phase($phase, $module);
+        $crate::PhaseTimer::at(&__RUNMETRICS_SITE)
+    }};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::site::Site;
+}
+
+/// Sets up the global recorder. Optional (the first [`start_run`] uses the
+/// defaults), and at most once: a second call is an error.
+///
+/// ```no_run
+/// runmetrics::init_metrics(
+///     runmetrics::Config::new().port(14233).job("al_inference").grouping("env", "dev"),
+/// )?;
+/// # Ok::<(), runmetrics::InitMetricsError>(())
+/// ```
+pub fn init_metrics(config: Config) -> Result<(), InitMetricsError> {
+    recorder::init_global(config)
+}
+
+/// Opens a run on the global recorder; its file will be
+/// `<log_dir>/<run_id>.json`. Makes `log_dir` if needed and checks it is
+/// writable now, not at the end. Returns the run id.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("rm-doc-start-{}", std::process::id()));
+/// let run_id = runmetrics::start_run(&dir)?;
+/// assert_eq!(run_id.len(), "20230801-120000-ab12cd".len());
+/// # runmetrics::end_run(serde_json::Value::Null)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn start_run(log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
+    recorder::global_or_default()?.start_run(log_dir)
+}
+
+/// Ends the open run of the global recorder and writes its file atomically;
+/// returns its path. `extra_meta` (a JSON object, or null) is added to `meta`.
+///
+/// Every region that finished before this call, on any thread (parked and
+/// exited ones included), is in the file. If the call fails the run stays
+/// open, so it can be retried without losing anything.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("rm-doc-end-{}", std::process::id()));
+/// # runmetrics::start_run(&dir)?;
+/// let path = runmetrics::end_run(serde_json::json!({"facts_final": 100}))?;
+/// let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+/// assert_eq!(file["meta"]["facts_final"], 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn end_run(extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
+    match recorder::global() {
+        Some(r) => r.end_run(extra_meta),
+        None => Err(EndRunError::NoOpenRun),
+    }
+}
+
+/// Runs `f`, timed as one call of function `name` in `module` (the closure
+/// form of [`measure`]).
+///
+/// ```
+/// let n = runmetrics::measure_fn("count_rules", "inference", || 2 + 2);
+/// assert_eq!(n, 4);
+/// ```
+#[inline]
+pub fn measure_fn<R>(name: &'static str, module: &'static str, f: impl FnOnce() -> R) -> R {
+    let _t = FunctionTimer::new(name, module);
+    f()
+}
+
+/// Records the current value of named counts (rules, facts, iterations ...).
+/// The run file keeps each name's last, min and max value and how often it was
+/// observed, plus a `counts` event per call. Outside a run it does nothing.
+///
+/// ```
+/// runmetrics::observe_counts(&[("grounded_rules", 10), ("facts_count", 200)]);
+/// ```
+pub fn observe_counts(counts: &[(&str, i64)]) {
+    local::timer::observe_counts(recorder::global_shared(), counts);
+}
+
+/// Takes a process CPU and RSS sample now, as a `process_sample` event
+/// (during a run; the collector also samples on its own interval).
+///
+/// ```
+/// runmetrics::sample_process_gauges();
+/// ```
+pub fn sample_process_gauges() {
+    if let Some(r) = recorder::global() {
+        r.sample_process_gauges();
+    }
+}

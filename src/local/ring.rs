@@ -1,0 +1,251 @@
+//! The per-thread record buffer: a single-producer, single-consumer ring.
+//!
+//! The recording thread is the only writer of `head` and of the slots at
+//! `head..tail + capacity`; the collector is the only writer of `tail` and the
+//! only reader of the slots at `tail..head`. Publishing a record is a plain
+//! release store of `head`, so the collector can take a parked thread's
+//! unfinished batch at any moment without the producer's help.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// One fixed-size record: a timed region, one observed count, or the resources
+/// of the function record just before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Record {
+    /// Raw clock value at the start (regions) or at the observation (counts);
+    /// thread CPU nanoseconds for a resources record.
+    pub(crate) a: u64,
+    /// Raw clock value at the end (regions); the value's bits (counts); the RSS
+    /// change in bytes as `i64` bits (resources).
+    pub(crate) b: u64,
+    /// The site id, or [`Record::RESOURCES`].
+    pub(crate) site: u32,
+    /// The run generation the record belongs to (never 0).
+    pub(crate) generation: u32,
+}
+
+impl Record {
+    /// The `site` of a resources record, which belongs to the function record before it.
+    pub(crate) const RESOURCES: u32 = u32::MAX;
+}
+
+/// What the producer side of a ring sees when it pushes.
+pub(crate) enum Push {
+    /// The records were written and published.
+    Written,
+    /// The ring has no room; nothing was written.
+    Full,
+}
+
+pub(crate) struct Ring {
+    head: CachePadded<AtomicU64>,
+    tail: CachePadded<AtomicU64>,
+    /// Records the producer could not write because the ring was full.
+    /// Written only by the producer (a load and a store, no read-modify-write).
+    dropped: AtomicU64,
+    /// How much of `dropped` the collector has accounted for (collector only).
+    dropped_seen: AtomicU64,
+    /// Set by the producer's thread-local destructor: no record will follow.
+    closed: AtomicBool,
+    mask: u64,
+    slots: Box<[UnsafeCell<MaybeUninit<Record>>]>,
+    /// The small process-wide id of the producing thread.
+    pub(crate) thread: u32,
+    /// The producing thread's name, if it had one.
+    pub(crate) thread_name: Option<String>,
+}
+
+// SAFETY: the slots are only touched under the single-producer/single-consumer
+// protocol described in the module docs: a slot is written by the producer only
+// while it lies outside `tail..head`, and read by the consumer only while it lies
+// inside; `head` is published with release and read with acquire (and `tail` the
+// other way round), so every read of a slot happens after its write completed.
+unsafe impl Sync for Ring {}
+// SAFETY: `Record` is plain data; the ring owns its slots.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// A ring of `capacity` records; `capacity` is a power of two.
+    pub(crate) fn new(capacity: usize, thread: u32, thread_name: Option<String>) -> Ring {
+        debug_assert!(capacity.is_power_of_two());
+        let slots = (0..capacity)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect();
+        Ring {
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
+            dropped_seen: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            mask: capacity as u64 - 1,
+            slots,
+            thread,
+            thread_name,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    /// The consumer's position, for the producer's room check.
+    #[inline]
+    pub(crate) fn tail(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
+    }
+
+    /// Writes `records` at `head` and publishes them together.
+    ///
+    /// # Safety
+    /// Only the ring's producer thread may call this, with `head` equal to the
+    /// number of records it has published so far.
+    #[inline]
+    pub(crate) unsafe fn push(&self, head: u64, records: &[Record]) -> Push {
+        let n = records.len() as u64;
+        if head + n - self.tail() > self.capacity() {
+            return Push::Full;
+        }
+        for (i, record) in records.iter().enumerate() {
+            let index = ((head + i as u64) & self.mask) as usize;
+            debug_assert!(index < self.slots.len());
+            // SAFETY: `index` is masked into bounds; the slot lies outside
+            // `tail..head` (checked above), so the consumer does not read it, and
+            // the caller guarantees we are the only producer.
+            unsafe { (*self.slots.get_unchecked(index).get()).write(*record) };
+        }
+        self.head.store(head + n, Ordering::Release);
+        Push::Written
+    }
+
+    /// Counts `n` records the producer had to drop.
+    pub(crate) fn count_dropped(&self, n: u64) {
+        // Single writer: a load and a store are enough and cheaper than fetch_add.
+        let d = self.dropped.load(Ordering::Relaxed);
+        self.dropped.store(d + n, Ordering::Relaxed);
+    }
+
+    /// Drops not yet accounted for; only the collector calls this.
+    pub(crate) fn take_new_dropped(&self) -> u64 {
+        let now = self.dropped.load(Ordering::Relaxed);
+        let seen = self.dropped_seen.swap(now, Ordering::Relaxed);
+        now - seen
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Hands every published record to `f`, in order, and frees their slots.
+    /// Only the collector calls this.
+    pub(crate) fn drain(&self, mut f: impl FnMut(&[Record])) -> u64 {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let mut pos = tail;
+        let mut chunk = [Record {
+            a: 0,
+            b: 0,
+            site: 0,
+            generation: 0,
+        }; 64];
+        while pos < head {
+            let n = ((head - pos) as usize).min(chunk.len());
+            for (i, out) in chunk[..n].iter_mut().enumerate() {
+                let index = ((pos + i as u64) & self.mask) as usize;
+                // SAFETY: the slot lies inside `tail..head`: the producer
+                // published it (acquire above) and will not write it again until
+                // we move `tail` past it below.
+                *out = unsafe { (*self.slots[index].get()).assume_init() };
+            }
+            f(&chunk[..n]);
+            pos += n as u64;
+        }
+        self.tail.store(head, Ordering::Release);
+        head - tail
+    }
+
+    /// How many records were published so far.
+    pub(crate) fn published(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// How many records the collector has taken so far.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> Record {
+        Record {
+            a: i,
+            b: i + 1,
+            site: 1,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn full_ring_refuses_until_drained() {
+        let ring = Ring::new(4, 0, None);
+        for i in 0..4 {
+            assert!(matches!(unsafe { ring.push(i, &[rec(i)]) }, Push::Written));
+        }
+        assert!(matches!(unsafe { ring.push(4, &[rec(4)]) }, Push::Full));
+        let mut seen = Vec::new();
+        assert_eq!(ring.drain(|r| seen.extend_from_slice(r)), 4);
+        assert_eq!(seen, (0..4).map(rec).collect::<Vec<_>>());
+        assert!(matches!(
+            unsafe { ring.push(4, &[rec(4), rec(5)]) },
+            Push::Written
+        ));
+    }
+
+    #[test]
+    fn pair_is_all_or_nothing() {
+        let ring = Ring::new(2, 0, None);
+        assert!(matches!(unsafe { ring.push(0, &[rec(0)]) }, Push::Written));
+        assert!(matches!(
+            unsafe { ring.push(1, &[rec(1), rec(2)]) },
+            Push::Full
+        ));
+        assert_eq!(ring.published(), 1);
+    }
+
+    #[test]
+    fn concurrent_producer_and_consumer_see_every_record_once() {
+        let ring = std::sync::Arc::new(Ring::new(64, 0, None));
+        let producer = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                let mut head = 0;
+                while head < 100_000 {
+                    if let Push::Written = unsafe { ring.push(head, &[rec(head)]) } {
+                        head += 1;
+                    }
+                }
+            })
+        };
+        let mut next = 0;
+        while next < 100_000 {
+            ring.drain(|rs| {
+                for r in rs {
+                    assert_eq!(r.a, next);
+                    next += 1;
+                }
+            });
+        }
+        producer.join().unwrap();
+    }
+}

@@ -1,0 +1,168 @@
+//! The recording thread's side: its thread-local ring handles, registration of
+//! a new ring with a recorder, and the push that every timer ends in.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::ring::{Push, Record, Ring};
+use crate::config::Overflow;
+use crate::shared::{Shared, MAX_RECORDERS};
+
+/// This thread's producer state for one recorder slot.
+struct Producer {
+    ring: Cell<*const Ring>,
+    /// Id of the recorder the ring belongs to (a slot can be reused).
+    owner: Cell<u64>,
+    head: Cell<u64>,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Producer = Producer {
+    ring: Cell::new(std::ptr::null()),
+    owner: Cell::new(0),
+    head: Cell::new(0),
+};
+
+thread_local! {
+    // No destructor, const-initialised: the fastest kind of thread-local, and
+    // accessible even while other thread-locals are being destroyed.
+    static PRODUCERS: [Producer; MAX_RECORDERS] = const { [EMPTY; MAX_RECORDERS] };
+    static THREAD_ID: Cell<u32> = const { Cell::new(u32::MAX) };
+    // Keeps this thread's rings alive and closes them when the thread exits.
+    static RINGS: RingsGuard = const { RingsGuard(RefCell::new(Vec::new())) };
+}
+
+/// This thread's rings, with the recorder slot each was made for.
+struct RingsGuard(RefCell<Vec<(usize, Arc<Ring>)>>);
+
+impl Drop for RingsGuard {
+    fn drop(&mut self) {
+        let _ = PRODUCERS.try_with(|producers| {
+            for p in producers {
+                p.ring.set(std::ptr::null());
+                p.owner.set(0);
+            }
+        });
+        for (_, ring) in self.0.borrow().iter() {
+            ring.close();
+        }
+    }
+}
+
+/// The small process-wide id of the calling thread, assigned on first use.
+pub(crate) fn thread_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    THREAD_ID
+        .try_with(|id| {
+            if id.get() == u32::MAX {
+                id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            id.get()
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Hands `records` (one region, or a region and its resources record, or a
+/// batch of counts) to the calling thread's ring for `shared`.
+///
+/// Never allocates or locks once the thread has its ring; never panics.
+#[inline]
+pub(crate) fn push(shared: &Shared, records: &[Record]) {
+    let done = PRODUCERS.try_with(|producers| {
+        let p = &producers[shared.slot];
+        let ring = p.ring.get();
+        if ring.is_null() || p.owner.get() != shared.id {
+            return false;
+        }
+        // SAFETY: a non-null `ring` owned by this recorder is kept alive by
+        // `RINGS` of this very thread, which nulls it before dropping the Arc.
+        let ring = unsafe { &*ring };
+        let head = p.head.get();
+        // SAFETY: this thread is the ring's only producer and `head` is its count.
+        match unsafe { ring.push(head, records) } {
+            Push::Written => {
+                let n = records.len() as u64;
+                p.head.set(head + n);
+                if (head + n) & shared.wake_mask < n {
+                    shared.wake();
+                }
+            }
+            Push::Full => full(shared, p, ring, records),
+        }
+        true
+    });
+    if done != Ok(true) {
+        push_cold(shared, records);
+    }
+}
+
+#[cold]
+fn full(shared: &Shared, p: &Producer, ring: &Ring, records: &[Record]) {
+    shared.wake();
+    if shared.overflow == Overflow::Block {
+        let mut spins = 0u32;
+        while shared.collector_alive() {
+            let head = p.head.get();
+            // SAFETY: as in `push`: this thread is the only producer.
+            if let Push::Written = unsafe { ring.push(head, records) } {
+                p.head.set(head + records.len() as u64);
+                return;
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                shared.wake();
+            }
+            if spins < 1_000 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+    ring.count_dropped(records.len() as u64);
+}
+
+/// First record of this thread for this recorder (or the thread is exiting).
+#[cold]
+#[inline(never)]
+fn push_cold(shared: &Shared, records: &[Record]) {
+    if register(shared) {
+        push(shared, records);
+    } else {
+        // The thread is being torn down: there is no ring to write to.
+        shared.count_orphaned(records.len() as u64);
+    }
+}
+
+fn register(shared: &Shared) -> bool {
+    let thread = thread_id();
+    let name = std::thread::current().name().map(str::to_owned);
+    let ring = Arc::new(Ring::new(shared.ring_capacity, thread, name));
+    let kept = RINGS.try_with(|rings| {
+        let mut rings = rings.0.borrow_mut();
+        // A ring of an earlier recorder in this slot is done with: close it.
+        rings.retain(|(slot, old)| {
+            let stale = *slot == shared.slot;
+            if stale {
+                old.close();
+            }
+            !stale
+        });
+        rings.push((shared.slot, ring.clone()));
+    });
+    if kept.is_err() {
+        return false;
+    }
+    let ok = PRODUCERS.try_with(|producers| {
+        let p = &producers[shared.slot];
+        p.ring.set(Arc::as_ptr(&ring));
+        p.owner.set(shared.id);
+        p.head.set(0);
+    });
+    if ok.is_err() {
+        return false;
+    }
+    shared.register_ring(ring);
+    true
+}

@@ -1,0 +1,254 @@
+//! [`Recorder`], the explicit handle, and the global recorder behind the
+//! free functions (`start_run`, `end_run`, ...).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::collector::{self, Command};
+use crate::config::Config;
+use crate::error::{EndRunError, InitMetricsError, NewRecorderError, StartRunError};
+use crate::local::timer::{self, FunctionTimer, PhaseTimer};
+use crate::report::{run_id::new_run_id, RESERVED_META_KEYS};
+use crate::shared::{Shared, MAX_RECORDERS};
+use crate::site::{dynamic_id, static_id, Kind};
+
+/// A recorder: its own collector thread, runs and run files. The free
+/// functions use one global recorder; make a `Recorder` to pass around
+/// explicitly instead, or to run several independent ones (at most 16 at once).
+///
+/// Dropping a recorder stops its collector; a run still open is ended and
+/// written first.
+///
+/// ```
+/// use runmetrics::{Config, Recorder};
+/// let dir = std::env::temp_dir().join(format!("rm-doc-rec-{}", std::process::id()));
+/// let rec = Recorder::new(Config::new().job("batch"))?;
+/// rec.start_run(&dir)?;
+/// {
+///     let _t = rec.phase("load", "io");
+/// }
+/// rec.observe_counts(&[("rows", 42)]);
+/// let path = rec.end_run(serde_json::json!({"rows_total": 42}))?;
+/// assert!(path.exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Recorder {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    collector: Option<std::thread::JoinHandle<()>>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("shared", &self.shared)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Starts a recorder and its `runmetrics-collector` thread.
+    pub fn new(config: Config) -> Result<Recorder, NewRecorderError> {
+        config.validate()?;
+        let (wake_tx, wake_rx) = bounded(1);
+        let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
+            .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
+        let shared = Arc::new(shared);
+        let (commands, commands_rx) = bounded(64);
+        let collector = collector::spawn(shared.clone(), config.clone(), commands_rx, wake_rx)
+            .map_err(NewRecorderError::SpawnCollector)?;
+        Ok(Recorder {
+            shared,
+            commands,
+            collector: Some(collector),
+            config,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The settings this recorder was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a run is open.
+    pub fn is_run_open(&self) -> bool {
+        self.shared.generation() != 0
+    }
+
+    /// Opens a run writing to `<log_dir>/<run_id>.json` (the directory is made
+    /// if needed) and returns the run id. See [`start_run`](crate::start_run).
+    pub fn start_run(&self, log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
+        let dir = log_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StartRunError::CreateLogDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        check_writable(dir)?;
+        let (run_id, path) = loop {
+            let run_id = new_run_id();
+            let path = dir.join(format!("{run_id}.json"));
+            if !path.exists() {
+                break (run_id, path);
+            }
+        };
+        let (reply, answer) = bounded(1);
+        self.commands
+            .send(Command::StartRun {
+                run_id: run_id.clone(),
+                path,
+                reply,
+            })
+            .map_err(|_| StartRunError::CollectorGone)?;
+        answer.recv().map_err(|_| StartRunError::CollectorGone)??;
+        Ok(run_id)
+    }
+
+    /// Ends the open run and writes its file; returns the file's path. See
+    /// [`end_run`](crate::end_run).
+    pub fn end_run(&self, extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
+        let extra_meta = extra_meta_object(extra_meta)?;
+        let (reply, answer) = bounded(1);
+        self.commands
+            .send(Command::EndRun { extra_meta, reply })
+            .map_err(|_| EndRunError::CollectorGone)?;
+        answer.recv().map_err(|_| EndRunError::CollectorGone)?
+    }
+
+    /// Times a phase on this recorder; see [`PhaseTimer`].
+    #[inline]
+    pub fn phase(&self, phase: &'static str, module: &'static str) -> PhaseTimer<'_> {
+        PhaseTimer::on(self, || static_id(Kind::Phase, phase, module))
+    }
+
+    /// Times a phase whose names are made at run time (hashed per call).
+    pub fn phase_dynamic(&self, phase: &str, module: &str) -> PhaseTimer<'_> {
+        PhaseTimer::on(self, || dynamic_id(Kind::Phase, phase, module))
+    }
+
+    /// Times one call of a function on this recorder; see [`FunctionTimer`].
+    #[inline]
+    pub fn function(&self, name: &'static str, module: &'static str) -> FunctionTimer<'_> {
+        FunctionTimer::on(self, || static_id(Kind::Function, name, module))
+    }
+
+    /// Times a function call whose names are made at run time (hashed per call).
+    pub fn function_dynamic(&self, name: &str, module: &str) -> FunctionTimer<'_> {
+        FunctionTimer::on(self, || dynamic_id(Kind::Function, name, module))
+    }
+
+    /// Runs `f`, timed as a call of function `name` in `module`.
+    #[inline]
+    pub fn measure_fn<R>(
+        &self,
+        name: &'static str,
+        module: &'static str,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let _t = self.function(name, module);
+        f()
+    }
+
+    /// Records count values; see [`observe_counts`](crate::observe_counts).
+    pub fn observe_counts(&self, counts: &[(&str, i64)]) {
+        timer::observe_counts(Some(&self.shared), counts);
+    }
+
+    /// Takes a process CPU/RSS sample now (during a run).
+    pub fn sample_process_gauges(&self) {
+        let _ = self.commands.send(Command::Sample);
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(collector) = self.collector.take() {
+            let _ = collector.join();
+        }
+    }
+}
+
+fn check_writable(dir: &Path) -> Result<(), StartRunError> {
+    use std::io::Write;
+    let probe = dir.join(format!(
+        ".runmetrics-probe-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let result = std::fs::File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(|source| StartRunError::LogDirNotWritable {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+fn extra_meta_object(
+    extra_meta: serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, EndRunError> {
+    use serde_json::Value;
+    let map = match extra_meta {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(map) => map,
+        Value::Array(_) => return Err(EndRunError::ExtraMetaNotObject { found: "an array" }),
+        Value::String(_) => return Err(EndRunError::ExtraMetaNotObject { found: "a string" }),
+        Value::Number(_) => return Err(EndRunError::ExtraMetaNotObject { found: "a number" }),
+        Value::Bool(_) => return Err(EndRunError::ExtraMetaNotObject { found: "a bool" }),
+    };
+    if let Some(key) = map
+        .keys()
+        .find(|k| RESERVED_META_KEYS.contains(&k.as_str()))
+    {
+        return Err(EndRunError::ReservedKey { key: key.clone() });
+    }
+    Ok(map)
+}
+
+static GLOBAL: OnceLock<Recorder> = OnceLock::new();
+/// Serialises the creation of the global recorder; remembers how it was made.
+static GLOBAL_INIT: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// The global recorder's shared state, if it exists (never creates it).
+#[inline]
+pub(crate) fn global_shared() -> Option<&'static Shared> {
+    GLOBAL.get().map(|r| &*r.shared)
+}
+
+/// The global recorder, if it exists (never creates it).
+pub(crate) fn global() -> Option<&'static Recorder> {
+    GLOBAL.get()
+}
+
+/// The global recorder, made with the defaults if `init_metrics` was not called.
+pub(crate) fn global_or_default() -> Result<&'static Recorder, NewRecorderError> {
+    if let Some(r) = GLOBAL.get() {
+        return Ok(r);
+    }
+    let mut how = GLOBAL_INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    if GLOBAL.get().is_none() {
+        let _ = GLOBAL.set(Recorder::new(Config::default())?);
+        *how = Some("with the defaults, by the first start_run");
+    }
+    Ok(GLOBAL
+        .get()
+        .expect("runmetrics: global recorder was just set"))
+}
+
+pub(crate) fn init_global(config: Config) -> Result<(), InitMetricsError> {
+    let mut how = GLOBAL_INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(how) = *how {
+        return Err(InitMetricsError::AlreadyInitialized { how });
+    }
+    config.validate()?;
+    let _ = GLOBAL.set(Recorder::new(config)?);
+    *how = Some("by an earlier init_metrics call");
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! The run-file layout. The seed module fixed the keys of `meta` and of the
+//! four event kinds; everything else here is added after them, never renamed.
+
+use chrono::{DateTime, Local, SecondsFormat, TimeDelta};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+use super::RunSnapshot;
+use crate::collector::aggregate::{DurationStats, ResourceTotals};
+use crate::collector::run::Event;
+use crate::site::{Kind, SiteInfo};
+
+/// The version of this layout, written as `meta.layout_version`. Raised only
+/// when a reader of the old layout would misread the new one.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+
+/// Keys of `meta` that runmetrics writes (or will write); `extra_meta` may not use them.
+pub(crate) const RESERVED_META_KEYS: &[&str] = &[
+    "run_id",
+    "started_at",
+    "ended_at",
+    "cpu_percent_max",
+    "cpu_percent_mean",
+    "rss_max_mib",
+    "phase_durations_seconds_total",
+    "all_phases_duration_seconds_total",
+    "function_durations_seconds_total",
+    "all_functions_duration_seconds_total",
+    "counts",
+    "records_issued",
+    "records_aggregated",
+    "records_dropped",
+    "records_outside_run",
+    "events_written",
+    "events_omitted",
+    "event_cap",
+    "process_samples",
+    "threads",
+    "job",
+    "grouping",
+    "pid",
+    "layout_version",
+    "runmetrics_version",
+    // Written by periodic flushes and rotation.
+    "in_progress",
+    "flushed_at",
+    "previous_run_id",
+];
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn timestamp(at: DateTime<Local>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+#[derive(Serialize)]
+pub(crate) struct RunFile<'a> {
+    meta: Meta<'a>,
+    events: Events<'a>,
+}
+
+impl<'a> RunFile<'a> {
+    pub(crate) fn new(s: &'a RunSnapshot<'a>) -> RunFile<'a> {
+        let run = s.run;
+        let mut phases = Vec::new();
+        let mut functions = Vec::new();
+        for (id, d) in run.durations.iter().enumerate() {
+            let (Some(d), Some(site)) = (d, id.checked_sub(1).and_then(|i| s.sites.get(i))) else {
+                continue;
+            };
+            let stats = d.stats();
+            match site.kind {
+                Kind::Phase => phases.push(PhaseEntry {
+                    module: &site.module,
+                    phase: &site.name,
+                    stats: Stats::from(stats),
+                }),
+                Kind::Function => functions.push(FunctionEntry {
+                    module: &site.module,
+                    name: &site.name,
+                    stats: Stats::from(stats),
+                    resources: d.resources.map(Resources::from),
+                }),
+                Kind::Count => {}
+            }
+        }
+        let total = |entries: &[Stats]| secs(entries.iter().map(|e| e.total_ns).sum());
+        let all_phases = total(&phases.iter().map(|p| p.stats).collect::<Vec<_>>());
+        let all_functions = total(&functions.iter().map(|f| f.stats).collect::<Vec<_>>());
+        let counts = run
+            .counts
+            .iter()
+            .enumerate()
+            .filter_map(|(id, c)| {
+                let c = c.as_ref()?;
+                let site = s.sites.get(id.checked_sub(1)?)?;
+                Some(CountEntry {
+                    name: &site.name,
+                    last: c.last,
+                    min: c.min,
+                    max: c.max,
+                    observations: c.observations,
+                })
+            })
+            .collect();
+        RunFile {
+            meta: Meta {
+                run_id: &run.run_id,
+                started_at: timestamp(run.started_at),
+                ended_at: timestamp(s.ended_at),
+                cpu_percent_max: run.process.cpu_percent_max,
+                cpu_percent_mean: run.process.cpu_percent_mean(),
+                rss_max_mib: run.process.rss_max_bytes as f64 / MIB,
+                phase_durations_seconds_total: phases,
+                all_phases_duration_seconds_total: all_phases,
+                function_durations_seconds_total: functions,
+                all_functions_duration_seconds_total: all_functions,
+                counts,
+                records_issued: run.aggregated + run.dropped,
+                records_aggregated: run.aggregated,
+                records_dropped: run.dropped,
+                records_outside_run: run.outside_run,
+                events_written: run.events.len() as u64,
+                events_omitted: run.events_omitted,
+                event_cap: run.event_cap as u64,
+                process_samples: run.process.samples,
+                threads: run
+                    .threads
+                    .iter()
+                    .map(|(id, name)| ThreadEntry {
+                        thread: *id,
+                        name: name.as_deref(),
+                    })
+                    .collect(),
+                job: &s.config.job,
+                grouping: Grouping(&s.config.grouping),
+                pid: std::process::id(),
+                layout_version: LAYOUT_VERSION,
+                runmetrics_version: env!("CARGO_PKG_VERSION"),
+                extra: s.extra_meta,
+            },
+            events: Events {
+                events: &run.events,
+                sites: s.sites,
+                started_at: run.started_at,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    run_id: &'a str,
+    started_at: String,
+    ended_at: String,
+    cpu_percent_max: f64,
+    cpu_percent_mean: f64,
+    rss_max_mib: f64,
+    phase_durations_seconds_total: Vec<PhaseEntry<'a>>,
+    all_phases_duration_seconds_total: f64,
+    function_durations_seconds_total: Vec<FunctionEntry<'a>>,
+    all_functions_duration_seconds_total: f64,
+    counts: Vec<CountEntry<'a>>,
+    records_issued: u64,
+    records_aggregated: u64,
+    records_dropped: u64,
+    records_outside_run: u64,
+    events_written: u64,
+    events_omitted: u64,
+    event_cap: u64,
+    process_samples: u64,
+    threads: Vec<ThreadEntry<'a>>,
+    job: &'a str,
+    grouping: Grouping<'a>,
+    pid: u32,
+    layout_version: u32,
+    runmetrics_version: &'static str,
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Copy, Serialize)]
+struct Stats {
+    #[serde(rename = "duration_seconds_total", serialize_with = "ser_secs")]
+    total_ns: u64,
+    count: u64,
+    min_seconds: f64,
+    mean_seconds: f64,
+    p50_seconds: f64,
+    p90_seconds: f64,
+    p99_seconds: f64,
+    p999_seconds: f64,
+    max_seconds: f64,
+}
+
+fn ser_secs<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(secs(*ns))
+}
+
+impl From<DurationStats> for Stats {
+    fn from(d: DurationStats) -> Stats {
+        Stats {
+            total_ns: d.total_ns,
+            count: d.count,
+            min_seconds: secs(d.min_ns),
+            mean_seconds: d.mean_ns / 1e9,
+            p50_seconds: secs(d.p50_ns),
+            p90_seconds: secs(d.p90_ns),
+            p99_seconds: secs(d.p99_ns),
+            p999_seconds: secs(d.p999_ns),
+            max_seconds: secs(d.max_ns),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PhaseEntry<'a> {
+    module: &'a str,
+    phase: &'a str,
+    #[serde(flatten)]
+    stats: Stats,
+}
+
+#[derive(Serialize)]
+struct FunctionEntry<'a> {
+    module: &'a str,
+    name: &'a str,
+    #[serde(flatten)]
+    stats: Stats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources>,
+}
+
+#[derive(Serialize)]
+struct Resources {
+    calls: u64,
+    cpu_seconds_total: f64,
+    rss_delta_mib_total: f64,
+    rss_delta_mib_max: f64,
+}
+
+impl From<ResourceTotals> for Resources {
+    fn from(r: ResourceTotals) -> Resources {
+        Resources {
+            calls: r.calls,
+            cpu_seconds_total: secs(r.cpu_ns_total),
+            rss_delta_mib_total: r.rss_delta_bytes_total as f64 / MIB,
+            rss_delta_mib_max: r.rss_delta_bytes_max as f64 / MIB,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CountEntry<'a> {
+    name: &'a str,
+    last: i64,
+    min: i64,
+    max: i64,
+    observations: u64,
+}
+
+#[derive(Serialize)]
+struct ThreadEntry<'a> {
+    thread: u32,
+    name: Option<&'a str>,
+}
+
+struct Grouping<'a>(&'a [(String, String)]);
+
+impl Serialize for Grouping<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The event log, written in time order (a region's time is its end).
+struct Events<'a> {
+    events: &'a [Event],
+    sites: &'a [SiteInfo],
+    started_at: DateTime<Local>,
+}
+
+impl Serialize for Events<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut order: Vec<u32> = (0..self.events.len() as u32).collect();
+        order.sort_by_key(|&i| self.events[i as usize].at_ns());
+        let mut seq = s.serialize_seq(Some(order.len()))?;
+        for i in order {
+            seq.serialize_element(&self.out(&self.events[i as usize]))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'a> Events<'a> {
+    fn at(&self, ns: u64) -> String {
+        timestamp(self.started_at + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64))
+    }
+
+    fn site(&self, id: u32) -> Option<&'a SiteInfo> {
+        (id as usize).checked_sub(1).and_then(|i| self.sites.get(i))
+    }
+
+    fn out(&self, e: &'a Event) -> EventOut<'a> {
+        match e {
+            Event::Sample {
+                at_ns,
+                cpu_percent,
+                rss_bytes,
+            } => EventOut::Sample {
+                timestamp: self.at(*at_ns),
+                event: "process_sample",
+                cpu_percent: *cpu_percent,
+                rss_mib: *rss_bytes as f64 / MIB,
+            },
+            Event::Timing {
+                site,
+                thread,
+                start_ns,
+                end_ns,
+                resources,
+            } => {
+                let info = self.site(*site);
+                let module = info.map_or("", |s| &s.module);
+                let name = info.map_or("", |s| &s.name);
+                let duration_seconds = secs(end_ns - start_ns);
+                let timestamp = self.at(*end_ns);
+                let start_offset_seconds = secs(*start_ns);
+                match info.map(|s| s.kind) {
+                    Some(Kind::Function) => EventOut::Function {
+                        timestamp,
+                        event: "func_timing",
+                        module,
+                        name,
+                        duration_seconds,
+                        thread: *thread,
+                        start_offset_seconds,
+                        cpu_seconds: resources.map(|r| secs(r.0)),
+                        rss_delta_mib: resources.map(|r| r.1 as f64 / MIB),
+                    },
+                    _ => EventOut::Phase {
+                        timestamp,
+                        event: "phase_timing",
+                        module,
+                        phase: name,
+                        duration_seconds,
+                        thread: *thread,
+                        start_offset_seconds,
+                    },
+                }
+            }
+            Event::Counts {
+                at_ns,
+                thread,
+                values,
+            } => EventOut::Counts {
+                timestamp: self.at(*at_ns),
+                event: "counts",
+                thread: *thread,
+                counts: CountValues {
+                    values,
+                    sites: self.sites,
+                },
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventOut<'a> {
+    Sample {
+        timestamp: String,
+        event: &'static str,
+        cpu_percent: f64,
+        rss_mib: f64,
+    },
+    Phase {
+        timestamp: String,
+        event: &'static str,
+        module: &'a str,
+        phase: &'a str,
+        duration_seconds: f64,
+        thread: u32,
+        start_offset_seconds: f64,
+    },
+    Function {
+        timestamp: String,
+        event: &'static str,
+        module: &'a str,
+        name: &'a str,
+        duration_seconds: f64,
+        thread: u32,
+        start_offset_seconds: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cpu_seconds: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rss_delta_mib: Option<f64>,
+    },
+    Counts {
+        timestamp: String,
+        event: &'static str,
+        thread: u32,
+        counts: CountValues<'a>,
+    },
+}
+
+struct CountValues<'a> {
+    values: &'a [(u32, i64)],
+    sites: &'a [SiteInfo],
+}
+
+impl Serialize for CountValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.values.len()))?;
+        for (site, value) in self.values {
+            let name = (*site as usize)
+                .checked_sub(1)
+                .and_then(|i| self.sites.get(i))
+                .map_or("", |s| &s.name);
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,56 @@
+//! The run-file sink: turns a finished run's snapshot into
+//! `<log_dir>/<run_id>.json` and writes it atomically. Only this module knows
+//! the JSON layout.
+
+mod layout;
+pub(crate) mod run_id;
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Local};
+
+pub(crate) use layout::RESERVED_META_KEYS;
+
+use crate::collector::run::RunState;
+use crate::config::Config;
+use crate::site::SiteInfo;
+
+/// Everything the run file is made from, borrowed from the collector.
+pub(crate) struct RunSnapshot<'a> {
+    pub(crate) run: &'a RunState,
+    pub(crate) sites: &'a [SiteInfo],
+    pub(crate) ended_at: DateTime<Local>,
+    pub(crate) config: &'a Config,
+    pub(crate) extra_meta: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// Writes the run file so that a reader never sees half of it: a temporary
+/// file in the same directory, flushed to disk, then renamed over the target.
+pub(crate) fn write_run_file(snapshot: &RunSnapshot<'_>, path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        serde_json::to_writer_pretty(&mut out, &layout::RunFile::new(snapshot))?;
+        out.write_all(b"\n")?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable where the platform allows it.
+        #[cfg(unix)]
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,211 @@
+//! Names: every (kind, module, name) gets a small id once, and records carry
+//! only the id. Call sites of the macros keep their id in a `static`
+//! [`Site`]; `&'static str` names go through a small per-thread cache keyed by
+//! address; dynamic names through a per-thread map keyed by content.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What a site times or counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Phase,
+    Function,
+    Count,
+}
+
+/// A name as the collector and the reports see it.
+#[derive(Clone, Debug)]
+pub(crate) struct SiteInfo {
+    pub(crate) kind: Kind,
+    pub(crate) module: Arc<str>,
+    pub(crate) name: Arc<str>,
+}
+
+struct Registry {
+    ids: HashMap<(Kind, Arc<str>, Arc<str>), u32>,
+    /// Index `id - 1`.
+    sites: Vec<SiteInfo>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The id of `(kind, module, name)`, made on first use. Ids start at 1.
+pub(crate) fn intern(kind: Kind, module: &str, name: &str) -> u32 {
+    let mut guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let registry = guard.get_or_insert_with(|| Registry {
+        ids: HashMap::new(),
+        sites: Vec::new(),
+    });
+    let key = (kind, Arc::<str>::from(module), Arc::<str>::from(name));
+    if let Some(&id) = registry.ids.get(&key) {
+        return id;
+    }
+    let id = u32::try_from(registry.sites.len() + 1)
+        .ok()
+        .filter(|&id| id < u32::MAX)
+        .expect("runmetrics: more than 4 billion distinct names");
+    registry.sites.push(SiteInfo {
+        kind,
+        module: key.1.clone(),
+        name: key.2.clone(),
+    });
+    registry.ids.insert(key, id);
+    id
+}
+
+/// Appends to `into` every site with an id above `into.len()`.
+pub(crate) fn copy_new_sites(into: &mut Vec<SiteInfo>) {
+    let guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(registry) = guard.as_ref() {
+        into.extend_from_slice(&registry.sites[into.len().min(registry.sites.len())..]);
+    }
+}
+
+/// One call site of [`phase!`](crate::phase) or [`#[measure]`](crate::measure):
+/// its names, and its id once it has one.
+///
+/// Made by the macros as a `static`; not meant to be written by hand.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Site {
+    kind: Kind,
+    name: &'static str,
+    module: &'static str,
+    id: AtomicU32,
+}
+
+impl Site {
+    /// A phase call site.
+    pub const fn phase(name: &'static str, module: &'static str) -> Site {
+        Site {
+            kind: Kind::Phase,
+            name,
+            module,
+            id: AtomicU32::new(0),
+        }
+    }
+
+    /// A function call site.
+    pub const fn function(name: &'static str, module: &'static str) -> Site {
+        Site {
+            kind: Kind::Function,
+            name,
+            module,
+            id: AtomicU32::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u32 {
+        match self.id.load(Ordering::Relaxed) {
+            0 => self.register(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn register(&self) -> u32 {
+        let id = intern(self.kind, self.module, self.name);
+        self.id.store(id, Ordering::Relaxed);
+        id
+    }
+}
+
+/// One entry of the per-thread cache for `&'static str` names.
+#[derive(Clone, Copy)]
+struct Entry {
+    name: (usize, usize),
+    module: (usize, usize),
+    kind: Kind,
+    id: u32,
+}
+
+const CACHE_SIZE: usize = 64;
+
+/// Per module, per name: the id for each [`Kind`] (0 = none yet).
+type DynamicNames = HashMap<Box<str>, HashMap<Box<str>, [u32; 3]>>;
+
+thread_local! {
+    static STATIC_NAMES: [Cell<Entry>; CACHE_SIZE] = const {
+        [const { Cell::new(Entry { name: (0, 0), module: (0, 0), kind: Kind::Phase, id: 0 }) }; CACHE_SIZE]
+    };
+    static DYNAMIC_NAMES: RefCell<DynamicNames> = RefCell::new(HashMap::new());
+}
+
+fn raw(s: &'static str) -> (usize, usize) {
+    (s.as_ptr() as usize, s.len())
+}
+
+/// The id of a name given as `&'static str`: a `'static` string's address and
+/// length identify it for the life of the process, so the fast path compares
+/// a few words and never hashes the text.
+#[inline]
+pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) -> u32 {
+    let (n, m) = (raw(name), raw(module));
+    let slot = ((n.0 >> 3) ^ (m.0 >> 7) ^ (kind as usize)) % CACHE_SIZE;
+    STATIC_NAMES
+        .try_with(|cache| {
+            let e = cache[slot].get();
+            if e.name == n && e.module == m && e.kind == kind && e.id != 0 {
+                return e.id;
+            }
+            let id = intern(kind, module, name);
+            cache[slot].set(Entry {
+                name: n,
+                module: m,
+                kind,
+                id,
+            });
+            id
+        })
+        .unwrap_or_else(|_| intern(kind, module, name))
+}
+
+/// The id of a name known only at run time: hashed per call, on a per-thread
+/// map, allocating only the first time this thread sees the name.
+pub(crate) fn dynamic_id(kind: Kind, name: &str, module: &str) -> u32 {
+    DYNAMIC_NAMES
+        .try_with(|map| {
+            let mut map = map.borrow_mut();
+            let k = kind as usize;
+            if let Some(&ids) = map.get(module).and_then(|names| names.get(name)) {
+                if ids[k] != 0 {
+                    return ids[k];
+                }
+            }
+            let id = intern(kind, module, name);
+            map.entry(module.into())
+                .or_default()
+                .entry(name.into())
+                .or_default()[k] = id;
+            id
+        })
+        .unwrap_or_else(|_| intern(kind, module, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_names_same_id_across_paths() {
+        let a = static_id(Kind::Phase, "site_test_a", "m");
+        let b = dynamic_id(Kind::Phase, &String::from("site_test_a"), "m");
+        static SITE: Site = Site::phase("site_test_a", "m");
+        assert_eq!(a, b);
+        assert_eq!(a, SITE.id());
+    }
+
+    #[test]
+    fn kinds_and_modules_are_distinct() {
+        let p = static_id(Kind::Phase, "site_test_b", "m");
+        let f = static_id(Kind::Function, "site_test_b", "m");
+        let q = static_id(Kind::Phase, "site_test_b", "other");
+        assert_ne!(p, f);
+        assert_ne!(p, q);
+        assert_eq!(static_id(Kind::Function, "site_test_b", "m"), f);
+    }
+}
