@@ -51,7 +51,7 @@ impl Default for Config {
             sample_interval: Duration::from_secs(1),
             event_cap: 100_000,
             overflow: Overflow::Drop,
-            buffer_records: 16_384,
+            buffer_records: 65_536,
             poll_interval: Duration::from_millis(10),
         }
     }
@@ -59,7 +59,7 @@ impl Default for Config {
 
 impl Config {
     /// The defaults: job `runmetrics`, samples every second, 100 000 events per
-    /// run, [`Overflow::Drop`], 16 384 records of buffer per thread.
+    /// run, [`Overflow::Drop`], 65 536 records of buffer per recording thread.
     pub fn new() -> Config {
         Config::default()
     }
@@ -110,7 +110,10 @@ impl Config {
     }
 
     /// Records of buffer per recording thread (a power of two, at least 64;
-    /// default 16 384, i.e. 384 KiB per thread).
+    /// default 65 536, i.e. 1 MiB per thread that records, allocated at its
+    /// first record). A smaller buffer saves memory but drops (or, with
+    /// [`Overflow::Block`], waits) sooner when a thread records tens of
+    /// millions of regions a second.
     pub fn buffer_records(mut self, records: usize) -> Config {
         self.buffer_records = records;
         self

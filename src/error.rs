@@ -13,7 +13,7 @@ pub enum ConfigError {
         setting: &'static str,
     },
     /// A per-thread buffer size that is not a power of two of at least 64.
-    #[error("buffer_records must be a power of two of at least 64, got {records}; e.g. 16384")]
+    #[error("buffer_records must be a power of two of at least 64, got {records}; e.g. 65536")]
     BufferRecords {
         /// The size given.
         records: usize,

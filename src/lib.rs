@@ -48,7 +48,7 @@
 //! nanoseconds: see BENCHMARKS.md for the measured ratio. With no run open a
 //! timer costs one load and a branch. The recording path never allocates,
 //! locks or does I/O once a thread has its buffer (its first record allocates
-//! the buffer: 384 KiB by default). When a thread's buffer is full because the
+//! the buffer: 1 MiB by default). When a thread's buffer is full because the
 //! collector is behind, the record is dropped and counted
 //! (`records_dropped`), or, with [`Overflow::Block`], the thread waits.
 //!

@@ -80,7 +80,7 @@ impl Recorder {
 
     /// Whether a run is open.
     pub fn is_run_open(&self) -> bool {
-        self.shared.generation() != 0
+        self.shared.run_open()
     }
 
     /// Opens a run writing to `<log_dir>/<run_id>.json` (the directory is made

@@ -1,7 +1,7 @@
 //! What the recording threads and the collector of one recorder share: the
-//! run generation, the clock, the ring registry and the wake-up line.
+//! run-open flag, the clock, the ring registry and the wake-up line.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::Sender;
@@ -20,14 +20,11 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     /// Index of this recorder's producer state in every thread's local array.
     pub(crate) slot: usize,
-    /// The open run's generation, or 0 when no run is open.
-    generation: AtomicU32,
+    /// Whether a run is open (timers check it at their start).
+    run_open: AtomicBool,
     pub(crate) clock: quanta::Clock,
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
-    /// A producer wakes the collector each time its head crosses a multiple of
-    /// `wake_mask + 1` records (a quarter of the ring).
-    pub(crate) wake_mask: u64,
     wake: Sender<()>,
     alive: AtomicBool,
     rings: Mutex<Vec<Arc<Ring>>>,
@@ -40,7 +37,7 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("id", &self.id)
             .field("slot", &self.slot)
-            .field("generation", &self.generation())
+            .field("run_open", &self.run_open())
             .finish_non_exhaustive()
     }
 }
@@ -61,11 +58,10 @@ impl Shared {
         Some(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             slot,
-            generation: AtomicU32::new(0),
+            run_open: AtomicBool::new(false),
             clock: quanta::Clock::new(),
             overflow,
             ring_capacity,
-            wake_mask: (ring_capacity as u64 / 4).max(1) - 1,
             wake,
             alive: AtomicBool::new(true),
             rings: Mutex::new(Vec::new()),
@@ -73,17 +69,19 @@ impl Shared {
         })
     }
 
-    /// The open run's generation, 0 when none is open.
+    /// Whether a run is open: timers started now produce records.
     #[inline]
-    pub(crate) fn generation(&self) -> u32 {
-        self.generation.load(Ordering::Relaxed)
+    pub(crate) fn run_open(&self) -> bool {
+        self.run_open.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_generation(&self, generation: u32) {
-        self.generation.store(generation, Ordering::Release);
+    pub(crate) fn set_run_open(&self, open: bool) {
+        self.run_open.store(open, Ordering::Release);
     }
 
     /// Nudges the collector; never blocks (a pending wake-up is enough).
+    /// Producers call it only when their ring is half full: waking a
+    /// sleeping thread is a system call.
     pub(crate) fn wake(&self) {
         let _ = self.wake.try_send(());
     }

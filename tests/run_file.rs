@@ -15,7 +15,12 @@ fn read(path: &std::path::Path) -> Value {
 /// the distinct shapes of their elements, leaves show their type.
 fn shape(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        // The event kind is part of the layout: keep it literally.
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), if k == "event" { v.clone() } else { shape(v) }))
+                .collect(),
+        ),
         Value::Array(a) => {
             let mut shapes: Vec<Value> = Vec::new();
             for s in a.iter().map(shape) {
@@ -58,12 +63,18 @@ fn layout_matches_the_golden_file() {
     let rec = Recorder::new(Config::new().job("al_inference").grouping("env", "dev")).unwrap();
     let file = full_run(&rec, dir.path());
     let got = serde_json::to_string_pretty(&shape(&file)).unwrap() + "\n";
-    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/run_file_shape.json");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/run_file_shape.json"
+    );
     if std::env::var_os("RUNMETRICS_BLESS").is_some() {
         std::fs::write(golden, &got).unwrap();
     }
     let want = std::fs::read_to_string(golden).expect("golden file; RUNMETRICS_BLESS=1 writes it");
-    assert_eq!(got, want, "run file layout changed; if on purpose, RUNMETRICS_BLESS=1 cargo test");
+    assert_eq!(
+        got, want,
+        "run file layout changed; if on purpose, RUNMETRICS_BLESS=1 cargo test"
+    );
 }
 
 #[test]
@@ -71,7 +82,12 @@ fn seed_keys_come_first_in_the_seed_order_and_extra_meta_last() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::new(Config::new()).unwrap();
     let file = full_run(&rec, dir.path());
-    let keys: Vec<&str> = file["meta"].as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = file["meta"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let seed = [
         "run_id",
         "started_at",
@@ -133,7 +149,10 @@ fn totals_equal_the_sum_of_events_and_events_are_in_time_order() {
             "func_timing" => &e["name"],
             _ => continue,
         };
-        let key = (e["module"].as_str().unwrap().to_owned(), name.as_str().unwrap().to_owned());
+        let key = (
+            e["module"].as_str().unwrap().to_owned(),
+            name.as_str().unwrap().to_owned(),
+        );
         let entry = sums.entry(key).or_default();
         entry.0 += e["duration_seconds"].as_f64().unwrap();
         entry.1 += 1;
@@ -145,13 +164,25 @@ fn totals_equal_the_sum_of_events_and_events_are_in_time_order() {
         .unwrap()
         .iter()
         .map(|e| (e, "phase"))
-        .chain(meta["function_durations_seconds_total"].as_array().unwrap().iter().map(|e| (e, "name")));
+        .chain(
+            meta["function_durations_seconds_total"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e, "name")),
+        );
     let mut seen = 0;
     for (e, key) in entries {
-        let k = (e["module"].as_str().unwrap().to_owned(), e[key].as_str().unwrap().to_owned());
+        let k = (
+            e["module"].as_str().unwrap().to_owned(),
+            e[key].as_str().unwrap().to_owned(),
+        );
         let (sum, n) = sums[&k];
         let total = e["duration_seconds_total"].as_f64().unwrap();
-        assert!((total - sum).abs() <= 1e-9 * n as f64 + 1e-12, "{k:?}: total {total} vs events {sum}");
+        assert!(
+            (total - sum).abs() <= 1e-9 * n as f64 + 1e-12,
+            "{k:?}: total {total} vs events {sum}"
+        );
         assert_eq!(e["count"].as_u64().unwrap(), n, "{k:?}");
         let p = |q: &str| e[q].as_f64().unwrap();
         assert!(p("min_seconds") <= p("p50_seconds") && p("p50_seconds") <= p("p90_seconds"));
@@ -190,7 +221,10 @@ fn a_10ms_sleep_is_recorded_within_1_percent_of_instant() {
     assert_eq!(got.len(), 5);
     for (g, m) in got.iter().zip(&measured) {
         // The timer's span contains Instant's, and Instant's is ~10 ms.
-        assert!((g - m).abs() / m < 0.01, "runmetrics {g} s vs Instant {m} s");
+        assert!(
+            (g - m).abs() / m < 0.01,
+            "runmetrics {g} s vs Instant {m} s"
+        );
     }
 }
 
@@ -231,7 +265,14 @@ fn nested_overlapping_recursive_and_awaited_regions_all_count() {
             .find(|e| e["phase"] == phase)
             .map(|e| e["count"].as_u64().unwrap())
     };
-    for (phase, n) in [("outer", 1), ("a", 1), ("b", 1), ("recurse", 10), ("moved", 1), ("awaited", 1)] {
+    for (phase, n) in [
+        ("outer", 1),
+        ("a", 1),
+        ("b", 1),
+        ("recurse", 10),
+        ("moved", 1),
+        ("awaited", 1),
+    ] {
         assert_eq!(count(phase), Some(n), "{phase}");
     }
 }
@@ -261,16 +302,32 @@ fn counts_and_resources_are_summarised() {
         json!({"name": "facts", "last": 3, "min": -2, "max": 9, "observations": 4})
     );
     assert_eq!(counts[1]["max"], 90);
-    let events: Vec<&Value> = file["events"].as_array().unwrap().iter().filter(|e| e["event"] == "counts").collect();
+    let events: Vec<&Value> = file["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "counts")
+        .collect();
     assert_eq!(events.len(), 4);
     assert_eq!(events[0]["counts"], json!({"facts": 5, "rules": 50}));
     let f = &file["meta"]["function_durations_seconds_total"][0];
     assert_eq!(f["resources"]["calls"], 1);
-    assert!(f["resources"]["cpu_seconds_total"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(
+        f["resources"]["cpu_seconds_total"].as_f64().unwrap() > 0.0,
+        "{f}"
+    );
     if cfg!(target_os = "linux") {
-        assert!(f["resources"]["rss_delta_mib_max"].as_f64().unwrap() >= 60.0, "{f}");
+        assert!(
+            f["resources"]["rss_delta_mib_max"].as_f64().unwrap() >= 60.0,
+            "{f}"
+        );
     }
-    let e = file["events"].as_array().unwrap().iter().find(|e| e["event"] == "func_timing").unwrap();
+    let e = file["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "func_timing")
+        .unwrap();
     assert!(e["cpu_seconds"].as_f64().unwrap() > 0.0);
     assert!(e["rss_delta_mib"].is_f64());
 }
@@ -311,7 +368,12 @@ fn process_samples_report_cpu_per_core_and_rss() {
     });
     let file = read(&rec.end_run(Value::Null).unwrap());
     let meta = &file["meta"];
-    let samples = file["events"].as_array().unwrap().iter().filter(|e| e["event"] == "process_sample").count();
+    let samples = file["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "process_sample")
+        .count();
     assert!(samples >= 4, "{samples} samples in 300 ms at 50 ms");
     assert_eq!(meta["process_samples"], samples);
     let max = meta["cpu_percent_max"].as_f64().unwrap();

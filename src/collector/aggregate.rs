@@ -57,7 +57,11 @@ impl Durations {
         self.total_ns = self.total_ns.saturating_add(ns);
         self.min_ns = self.min_ns.min(ns);
         self.max_ns = self.max_ns.max(ns);
-        self.histogram.saturating_record(ns);
+        // `record` grows the histogram (auto-resize); `saturating_record` would
+        // clamp to its current top instead. It only fails past u64 ranges.
+        if self.histogram.record(ns).is_err() {
+            self.histogram.saturating_record(ns);
+        }
     }
 
     pub(crate) fn add_resources(&mut self, cpu_ns: u64, rss_delta_bytes: i64) {

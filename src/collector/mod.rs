@@ -69,7 +69,6 @@ struct Collector {
     run: Option<RunState>,
     sampler: Sampler,
     next_sample: Instant,
-    last_generation: u32,
     /// Orphaned records already accounted for.
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
@@ -86,7 +85,6 @@ impl Collector {
             run: None,
             sampler: Sampler::new(),
             next_sample: Instant::now(),
-            last_generation: 0,
             orphaned_seen: 0,
             outside_between_runs: 0,
         }
@@ -94,6 +92,9 @@ impl Collector {
 
     fn run(mut self, commands: &Receiver<Command>, wake: &Receiver<()>) {
         loop {
+            // Sleep between drains, even under load: a collector that looks at
+            // the rings continuously keeps taking the producers' `head` lines
+            // away from them, and each record then pays a cross-core transfer.
             let command = if self.run.is_some() {
                 let now = Instant::now();
                 let timeout = self
@@ -137,16 +138,16 @@ impl Collector {
         }
     }
 
-    /// Takes every published record of every thread.
-    fn drain(&mut self) {
+    /// Takes every published record of every thread; returns how many.
+    fn drain(&mut self) -> u64 {
         {
             let registered = self.shared.lock_rings();
             self.rings.clear();
             self.rings.extend(registered.iter().cloned());
         }
         let clock = &self.shared.clock;
-        let ns = |a: u64, b: u64| clock.delta_as_nanos(a, b);
         let mut finished = false;
+        let mut total = 0;
         for ring in &self.rings {
             // Read before draining: once closed, what we drain is all there is.
             let closed = ring.is_closed();
@@ -163,16 +164,17 @@ impl Collector {
                     copy_new_sites(sites);
                 }
                 match run.as_mut() {
-                    Some(run) => run.ingest(ring.thread, records, ns, sites),
+                    Some(run) => run.ingest(ring.thread, records, clock, sites),
                     // Regions that outlived their run: reported by the next one.
                     None => {
                         *outside += records
                             .iter()
-                            .filter(|r| r.site != Record::RESOURCES)
+                            .filter(|r| r.site < Record::EXTENSION)
                             .count() as u64
                     }
                 }
             });
+            total += drained;
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
                 run.dropped += dropped;
@@ -194,6 +196,7 @@ impl Collector {
                 .lock_rings()
                 .retain(|r| !r.is_closed() || r.published() != r.consumed());
         }
+        total
     }
 
     fn start_run(&mut self, run_id: String, path: PathBuf) -> Result<(), StartRunError> {
@@ -202,24 +205,14 @@ impl Collector {
                 run_id: run.run_id.clone(),
             });
         }
-        self.last_generation = match self.last_generation.wrapping_add(1) {
-            0 => 1,
-            g => g,
-        };
         let t0 = self.shared.clock.raw();
-        let mut run = RunState::new(
-            run_id,
-            path,
-            self.last_generation,
-            t0,
-            self.config.event_cap,
-        );
+        let mut run = RunState::new(run_id, path, t0, self.config.event_cap);
         run.outside_run = std::mem::take(&mut self.outside_between_runs);
         let s = self.sampler.sample();
         run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
         self.run = Some(run);
         self.next_sample = Instant::now() + self.config.sample_interval;
-        self.shared.set_generation(self.last_generation);
+        self.shared.set_run_open(true);
         Ok(())
     }
 
@@ -238,11 +231,11 @@ impl Collector {
         &mut self,
         extra_meta: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<PathBuf, EndRunError> {
-        let Some(generation) = self.run.as_ref().map(|r| r.generation) else {
+        if self.run.is_none() {
             return Err(EndRunError::NoOpenRun);
-        };
+        }
         // No new region joins this run from here; then take what was published.
-        self.shared.set_generation(0);
+        self.shared.set_run_open(false);
         self.drain();
         self.sample();
         let run = self.run.as_ref().expect("run checked above");
@@ -261,7 +254,7 @@ impl Collector {
                 Ok(path)
             }
             Err(source) => {
-                self.shared.set_generation(generation);
+                self.shared.set_run_open(true);
                 self.next_sample = Instant::now() + self.config.sample_interval;
                 Err(EndRunError::WriteRunFile {
                     path: run.path.clone(),

@@ -68,7 +68,8 @@ impl ProcessStats {
     }
 }
 
-/// Where the resources record that may follow a function record should go.
+/// Where the resources record that may follow a function record should go,
+/// and which counts event a count with the same timestamp joins.
 #[derive(Clone, Copy)]
 enum Previous {
     None,
@@ -79,9 +80,9 @@ enum Previous {
 pub(crate) struct RunState {
     pub(crate) run_id: String,
     pub(crate) path: PathBuf,
-    pub(crate) generation: u32,
     pub(crate) started_at: DateTime<Local>,
-    /// Raw clock value at the start.
+    /// Raw clock value at the start: records that start earlier belong to an
+    /// earlier run.
     pub(crate) t0: u64,
     pub(crate) durations: Vec<Option<Durations>>,
     pub(crate) counts: Vec<Option<CountStats>>,
@@ -94,20 +95,15 @@ pub(crate) struct RunState {
     pub(crate) process: ProcessStats,
     pub(crate) threads: BTreeMap<u32, Option<String>>,
     previous: Previous,
+    /// The first half of a two-slot record whose extension is next.
+    pending: Option<Record>,
 }
 
 impl RunState {
-    pub(crate) fn new(
-        run_id: String,
-        path: PathBuf,
-        generation: u32,
-        t0: u64,
-        event_cap: usize,
-    ) -> RunState {
+    pub(crate) fn new(run_id: String, path: PathBuf, t0: u64, event_cap: usize) -> RunState {
         RunState {
             run_id,
             path,
-            generation,
             started_at: Local::now(),
             t0,
             durations: Vec::new(),
@@ -121,86 +117,124 @@ impl RunState {
             process: ProcessStats::default(),
             threads: BTreeMap::new(),
             previous: Previous::None,
+            pending: None,
+        }
+    }
+
+    fn has_room(&mut self) -> bool {
+        if self.events.len() < self.event_cap {
+            true
+        } else {
+            self.events_omitted += 1;
+            false
         }
     }
 
     fn push_event(&mut self, event: Event) -> Option<usize> {
-        if self.events.len() < self.event_cap {
+        self.has_room().then(|| {
             self.events.push(event);
-            Some(self.events.len() - 1)
-        } else {
-            self.events_omitted += 1;
-            None
-        }
+            self.events.len() - 1
+        })
     }
 
     /// Called before each ring's records: pairs never span two rings.
     pub(crate) fn begin_ring(&mut self) {
         self.previous = Previous::None;
+        self.pending = None;
     }
 
-    /// Takes records of one ring, in order. `ns` converts two raw clock values
-    /// to the nanoseconds between them; `sites` knows every id's kind.
+    /// Takes records of one ring, in order. `clock` converts raw values;
+    /// `sites` knows every id's kind.
     pub(crate) fn ingest(
         &mut self,
         thread: u32,
         records: &[Record],
-        ns: impl Fn(u64, u64) -> u64,
+        clock: &quanta::Clock,
         sites: &[SiteInfo],
     ) {
         for r in records {
-            if r.generation != self.generation {
-                if r.site != Record::RESOURCES {
-                    self.outside_run += 1;
+            if let Some(first) = self.pending.take() {
+                if r.site == Record::EXTENSION {
+                    self.complete(thread, first, r.a, clock, sites);
+                    continue;
                 }
-                continue;
             }
-            if r.site == Record::RESOURCES {
-                self.attach_resources(r.a, r.b as i64);
-                continue;
-            }
-            self.aggregated += 1;
-            let kind = (r.site as usize)
-                .checked_sub(1)
-                .and_then(|i| sites.get(i))
-                .map_or(Kind::Phase, |s| s.kind);
-            let index = r.site as usize;
-            match kind {
-                Kind::Phase | Kind::Function => {
-                    let start_ns = ns(self.t0, r.a);
-                    let duration = ns(r.a, r.b);
-                    slot(&mut self.durations, index)
-                        .get_or_insert_with(Durations::new)
-                        .record(duration);
-                    let event = self.push_event(Event::Timing {
-                        site: r.site,
-                        thread,
-                        start_ns,
-                        end_ns: start_ns + duration,
-                        resources: None,
-                    });
-                    self.previous = match kind {
-                        Kind::Function => Previous::Function {
-                            site: r.site,
-                            event,
-                        },
-                        _ => Previous::None,
-                    };
+            match r.site {
+                Record::RESOURCES => {
+                    self.attach_resources(r.a, r.b as i32 as i64 * 1024);
                 }
-                Kind::Count => {
-                    let value = r.b as i64;
-                    match slot(&mut self.counts, index) {
-                        Some(c) => c.observe(value),
-                        empty => *empty = Some(CountStats::new(value)),
-                    }
-                    let at_ns = ns(self.t0, r.a);
-                    self.add_count_event(thread, r.a, at_ns, r.site, value);
-                }
+                Record::EXTENSION => {}
+                site => match kind_of(sites, site) {
+                    Kind::Count => self.pending = Some(*r),
+                    _ if r.b == Record::LONG => self.pending = Some(*r),
+                    kind => self.timing(thread, site, kind, r.a, r.a + r.b as u64, clock),
+                },
             }
         }
     }
 
-    fn add_count_event(&mut self, thread: u32, at: u64, at_ns: u64, site: u32, value: i64) {
+    fn complete(
+        &mut self,
+        thread: u32,
+        first: Record,
+        ext: u64,
+        clock: &quanta::Clock,
+        sites: &[SiteInfo],
+    ) {
+        match kind_of(sites, first.site) {
+            Kind::Count => self.count(thread, first.site, first.a, ext as i64, clock),
+            kind => self.timing(thread, first.site, kind, first.a, ext, clock),
+        }
+    }
+
+    fn timing(
+        &mut self,
+        thread: u32,
+        site: u32,
+        kind: Kind,
+        start: u64,
+        end: u64,
+        clock: &quanta::Clock,
+    ) {
+        if start < self.t0 {
+            self.outside_run += 1;
+            self.previous = Previous::None;
+            return;
+        }
+        self.aggregated += 1;
+        let duration = clock.delta_as_nanos(start, end);
+        slot(&mut self.durations, site as usize)
+            .get_or_insert_with(Durations::new)
+            .record(duration);
+        let event = if self.has_room() {
+            let start_ns = clock.delta_as_nanos(self.t0, start);
+            self.events.push(Event::Timing {
+                site,
+                thread,
+                start_ns,
+                end_ns: start_ns + duration,
+                resources: None,
+            });
+            Some(self.events.len() - 1)
+        } else {
+            None
+        };
+        self.previous = match kind {
+            Kind::Function => Previous::Function { site, event },
+            _ => Previous::None,
+        };
+    }
+
+    fn count(&mut self, thread: u32, site: u32, at: u64, value: i64, clock: &quanta::Clock) {
+        if at < self.t0 {
+            self.outside_run += 1;
+            return;
+        }
+        self.aggregated += 1;
+        match slot(&mut self.counts, site as usize) {
+            Some(c) => c.observe(value),
+            empty => *empty = Some(CountStats::new(value)),
+        }
         if let Previous::Counts { at: prev, event } = self.previous {
             if prev == at {
                 if let Some(Event::Counts { values, .. }) =
@@ -211,6 +245,7 @@ impl RunState {
                 return;
             }
         }
+        let at_ns = clock.delta_as_nanos(self.t0, at);
         let event = self.push_event(Event::Counts {
             at_ns,
             thread,
@@ -263,9 +298,78 @@ impl RunState {
     }
 }
 
+fn kind_of(sites: &[SiteInfo], site: u32) -> Kind {
+    (site as usize)
+        .checked_sub(1)
+        .and_then(|i| sites.get(i))
+        .map_or(Kind::Phase, |s| s.kind)
+}
+
 fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
     if v.len() <= index {
         v.resize_with(index + 1, || None);
     }
     &mut v[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::{intern, Kind};
+
+    fn sites() -> Vec<SiteInfo> {
+        let mut v = Vec::new();
+        crate::site::copy_new_sites(&mut v);
+        v
+    }
+
+    #[test]
+    fn two_slot_records_survive_a_chunk_boundary() {
+        let phase = intern(Kind::Phase, "run_test", "long");
+        let count = intern(Kind::Count, "run_test_count", "");
+        let sites = sites();
+        let clock = quanta::Clock::new();
+        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        let long = 1u64 << 40;
+        let (records, n) = Record::region(phase, 2_000, 2_000 + long);
+        assert_eq!(n, 2);
+        run.begin_ring();
+        // The pair arrives in two chunks, as a drain may hand it over.
+        run.ingest(0, &records[..1], &clock, &sites);
+        run.ingest(0, &records[1..], &clock, &sites);
+        let value = Record {
+            a: (-7i64) as u64,
+            b: 0,
+            site: Record::EXTENSION,
+        };
+        let at = Record {
+            a: 3_000,
+            b: 0,
+            site: count,
+        };
+        run.ingest(0, &[at], &clock, &sites);
+        run.ingest(0, &[value], &clock, &sites);
+        let d = run.durations[phase as usize].as_ref().unwrap().stats();
+        assert_eq!(d.count, 1);
+        assert_eq!(d.total_ns, clock.delta_as_nanos(2_000, 2_000 + long));
+        assert_eq!(run.counts[count as usize].unwrap().last, -7);
+        assert_eq!(run.aggregated, 2);
+    }
+
+    #[test]
+    fn records_from_before_the_run_are_outside_it() {
+        let phase = intern(Kind::Phase, "run_test_early", "m");
+        let sites = sites();
+        let clock = quanta::Clock::new();
+        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        run.begin_ring();
+        let early = Record {
+            a: 999,
+            b: 5,
+            site: phase,
+        };
+        run.ingest(0, &[early], &clock, &sites);
+        assert_eq!((run.aggregated, run.outside_run), (0, 1));
+        assert!(run.events.is_empty());
+    }
 }

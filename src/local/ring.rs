@@ -12,26 +12,54 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-/// One fixed-size record: a timed region, one observed count, or the resources
-/// of the function record just before it.
+/// One fixed-size record of 16 bytes (four to a cache line: the lines are
+/// what moves between the recording core and the collector's).
+///
+/// | `site` | `a` | `b` |
+/// |---|---|---|
+/// | a phase or function | raw clock at the start | raw ticks to the end, or [`Record::LONG`] and an [`Record::EXTENSION`] follows with the raw end in `a` |
+/// | a count name | raw clock at the observation | 0; an [`Record::EXTENSION`] follows with the value's bits in `a` |
+/// | [`Record::RESOURCES`] | thread CPU ns of the call before | RSS change in KiB, as `i32` bits |
+///
+/// A record and its extension are published together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Record {
-    /// Raw clock value at the start (regions) or at the observation (counts);
-    /// thread CPU nanoseconds for a resources record.
     pub(crate) a: u64,
-    /// Raw clock value at the end (regions); the value's bits (counts); the RSS
-    /// change in bytes as `i64` bits (resources).
-    pub(crate) b: u64,
-    /// The site id, or [`Record::RESOURCES`].
+    pub(crate) b: u32,
     pub(crate) site: u32,
-    /// The run generation the record belongs to (never 0).
-    pub(crate) generation: u32,
 }
 
 impl Record {
     /// The `site` of a resources record, which belongs to the function record before it.
     pub(crate) const RESOURCES: u32 = u32::MAX;
+    /// The `site` of the second half of a two-slot record.
+    pub(crate) const EXTENSION: u32 = u32::MAX - 1;
+    /// The highest site id a name can have.
+    pub(crate) const MAX_SITE: u32 = u32::MAX - 2;
+    /// `b` of a region too long for 32 bits of ticks.
+    pub(crate) const LONG: u32 = u32::MAX;
+
+    /// The record (and extension) of a region from `start` to `end`.
+    #[inline]
+    pub(crate) fn region(site: u32, start: u64, end: u64) -> ([Record; 2], usize) {
+        let ticks = end.saturating_sub(start);
+        let first = Record {
+            a: start,
+            b: if ticks < Record::LONG as u64 {
+                ticks as u32
+            } else {
+                Record::LONG
+            },
+            site,
+        };
+        let ext = Record {
+            a: end,
+            b: 0,
+            site: Record::EXTENSION,
+        };
+        ([first, ext], if first.b == Record::LONG { 2 } else { 1 })
+    }
 }
 
 /// What the producer side of a ring sees when it pushes.
@@ -99,17 +127,31 @@ impl Ring {
         self.tail.load(Ordering::Acquire)
     }
 
-    /// Writes `records` at `head` and publishes them together.
+    /// Writes `records` at `head` and publishes them together, if there is room.
     ///
     /// # Safety
     /// Only the ring's producer thread may call this, with `head` equal to the
     /// number of records it has published so far.
-    #[inline]
     pub(crate) unsafe fn push(&self, head: u64, records: &[Record]) -> Push {
-        let n = records.len() as u64;
-        if head + n - self.tail() > self.capacity() {
+        if head + records.len() as u64 - self.tail() > self.capacity() {
             return Push::Full;
         }
+        // SAFETY: room checked just above; the caller's guarantees pass on.
+        unsafe { self.write(head, records) };
+        Push::Written
+    }
+
+    /// Writes `records` at `head` and publishes them together, without
+    /// looking at `tail`.
+    ///
+    /// # Safety
+    /// Only the ring's producer thread may call this, with `head` equal to the
+    /// number of records it has published so far, and with room for
+    /// `records` known from an earlier look at `tail` (it only moves forward):
+    /// `head + records.len() - tail <= capacity`.
+    #[inline]
+    pub(crate) unsafe fn write(&self, head: u64, records: &[Record]) {
+        debug_assert!(head + records.len() as u64 - self.tail() <= self.capacity());
         for (i, record) in records.iter().enumerate() {
             let index = ((head + i as u64) & self.mask) as usize;
             debug_assert!(index < self.slots.len());
@@ -118,8 +160,8 @@ impl Ring {
             // the caller guarantees we are the only producer.
             unsafe { (*self.slots.get_unchecked(index).get()).write(*record) };
         }
-        self.head.store(head + n, Ordering::Release);
-        Push::Written
+        self.head
+            .store(head + records.len() as u64, Ordering::Release);
     }
 
     /// Counts `n` records the producer had to drop.
@@ -154,7 +196,6 @@ impl Ring {
             a: 0,
             b: 0,
             site: 0,
-            generation: 0,
         }; 64];
         while pos < head {
             let n = ((head - pos) as usize).min(chunk.len());
@@ -187,12 +228,29 @@ impl Ring {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_record_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 16);
+    }
+
+    #[test]
+    fn long_regions_take_an_extension() {
+        let (r, n) = Record::region(3, 10, 25);
+        assert_eq!((n, r[0].b), (1, 15));
+        let (r, n) = Record::region(3, 10, 10 + (1 << 40));
+        assert_eq!(
+            (n, r[0].b, r[1].a, r[1].site),
+            (2, Record::LONG, 10 + (1 << 40), Record::EXTENSION)
+        );
+        // A clock that went backwards (a timer moved across cores) is a zero.
+        assert_eq!(Record::region(3, 10, 5).0[0].b, 0);
+    }
+
     fn rec(i: u64) -> Record {
         Record {
             a: i,
-            b: i + 1,
+            b: 1,
             site: 1,
-            generation: 1,
         }
     }
 

@@ -15,6 +15,10 @@ struct Producer {
     /// Id of the recorder the ring belongs to (a slot can be reused).
     owner: Cell<u64>,
     head: Cell<u64>,
+    /// The fast path may write while `head + n <= limit`: the least of the
+    /// room seen at the last look at the ring's tail and the next point at
+    /// which to wake the collector. Past it, `push_slow` looks again.
+    limit: Cell<u64>,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -22,6 +26,7 @@ const EMPTY: Producer = Producer {
     ring: Cell::new(std::ptr::null()),
     owner: Cell::new(0),
     head: Cell::new(0),
+    limit: Cell::new(0),
 };
 
 thread_local! {
@@ -79,22 +84,48 @@ pub(crate) fn push(shared: &Shared, records: &[Record]) {
         // `RINGS` of this very thread, which nulls it before dropping the Arc.
         let ring = unsafe { &*ring };
         let head = p.head.get();
-        // SAFETY: this thread is the ring's only producer and `head` is its count.
-        match unsafe { ring.push(head, records) } {
-            Push::Written => {
-                let n = records.len() as u64;
-                p.head.set(head + n);
-                if (head + n) & shared.wake_mask < n {
-                    shared.wake();
-                }
-            }
-            Push::Full => full(shared, p, ring, records),
+        let next = head + records.len() as u64;
+        if next <= p.limit.get() {
+            // SAFETY: this thread is the ring's only producer, `head` is its
+            // count, and `limit` never exceeds the room seen at the last look.
+            unsafe { ring.write(head, records) };
+            p.head.set(next);
+        } else {
+            push_slow(shared, p, ring, records);
         }
         true
     });
     if done != Ok(true) {
         push_cold(shared, records);
     }
+}
+
+/// Past the limit: look at the ring's tail again, wake the collector if it
+/// is half a ring behind, and write if there is room.
+#[cold]
+#[inline(never)]
+fn push_slow(shared: &Shared, p: &Producer, ring: &Ring, records: &[Record]) {
+    let head = p.head.get();
+    let tail = ring.tail();
+    let half = ring.capacity() / 2;
+    let behind = head - tail >= half;
+    if behind {
+        // Only now: waking a sleeping collector is a system call.
+        shared.wake();
+    }
+    // SAFETY: as in `push`: this thread is the only producer.
+    match unsafe { ring.push(head, records) } {
+        Push::Written => p.head.set(head + records.len() as u64),
+        Push::Full => full(shared, p, ring, records),
+    }
+    // Come back when the collector may be half a ring behind, or the ring full.
+    let tail = ring.tail();
+    let limit = if p.head.get() - tail < half {
+        tail + half
+    } else {
+        tail + ring.capacity()
+    };
+    p.limit.set(limit);
 }
 
 #[cold]
@@ -159,6 +190,7 @@ fn register(shared: &Shared) -> bool {
         p.ring.set(Arc::as_ptr(&ring));
         p.owner.set(shared.id);
         p.head.set(0);
+        p.limit.set(0); // the first push looks at the ring
     });
     if ok.is_err() {
         return false;

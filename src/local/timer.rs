@@ -9,11 +9,12 @@ use crate::shared::Shared;
 use crate::site::{dynamic_id, static_id, Kind, Site};
 
 /// A timed region: inactive (and free) when no run was open at its start.
+/// It belongs to the run open at its start: the collector keeps a record
+/// whose start is not before the open run's start.
 struct Region<'r> {
     shared: Option<&'r Shared>,
     start: u64,
     site: u32,
-    generation: u32,
 }
 
 impl<'r> Region<'r> {
@@ -21,7 +22,6 @@ impl<'r> Region<'r> {
         shared: None,
         start: 0,
         site: 0,
-        generation: 0,
     };
 
     #[inline]
@@ -29,8 +29,7 @@ impl<'r> Region<'r> {
         let Some(shared) = shared else {
             return Region::OFF;
         };
-        let generation = shared.generation();
-        if generation == 0 {
+        if !shared.run_open() {
             return Region::OFF;
         }
         let site = site();
@@ -38,34 +37,44 @@ impl<'r> Region<'r> {
             shared: Some(shared),
             start: shared.clock.raw(),
             site,
-            generation,
         }
     }
 
-    /// Ends the region: its record, or `None` when it was inactive.
+    /// Ends the region: its records, or `None` when it was inactive.
     #[inline]
-    fn finish(&mut self) -> Option<(&'r Shared, Record)> {
+    fn finish(&mut self) -> Option<(&'r Shared, [Record; 2], usize)> {
         let shared = self.shared.take()?;
         let end = shared.clock.raw();
-        Some((
-            shared,
-            Record {
-                a: self.start,
-                b: end,
-                site: self.site,
-                generation: self.generation,
-            },
-        ))
+        let (records, n) = Record::region(self.site, self.start, end);
+        Some((shared, records, n))
     }
 }
 
 impl Drop for Region<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some((shared, record)) = self.finish() {
+        let Some(shared) = self.shared else { return };
+        let end = shared.clock.raw();
+        let ticks = end.saturating_sub(self.start);
+        if ticks < Record::LONG as u64 {
+            // The one-slot record of nearly every region: a constant-length push.
+            let record = Record {
+                a: self.start,
+                b: ticks as u32,
+                site: self.site,
+            };
             push(shared, &[record]);
+        } else {
+            push_long(shared, self.site, self.start, end);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn push_long(shared: &Shared, site: u32, start: u64, end: u64) {
+    let (records, _) = Record::region(site, start, end);
+    push(shared, &records);
 }
 
 /// Times a phase of the code from its creation until it is dropped.
@@ -223,16 +232,16 @@ impl Drop for FunctionTimer<'_> {
         let Some((cpu0, rss0)) = self.resources else {
             return; // `region` pushes its own record when it drops.
         };
-        if let Some((shared, record)) = self.region.finish() {
+        if let Some((shared, [first, ext], n)) = self.region.finish() {
             let cpu = resources::thread_cpu_ns().saturating_sub(cpu0);
-            let rss = resources::rss_bytes() as i64 - rss0 as i64;
+            let rss_kib = (resources::rss_bytes() as i64 - rss0 as i64) / 1024;
             let extra = Record {
                 a: cpu,
-                b: rss as u64,
+                b: rss_kib.clamp(i32::MIN as i64, i32::MAX as i64) as i32 as u32,
                 site: Record::RESOURCES,
-                generation: record.generation,
             };
-            push(shared, &[record, extra]);
+            let (long, short) = ([first, ext, extra], [first, extra]);
+            push(shared, if n == 2 { &long } else { &short });
         }
     }
 }
@@ -247,11 +256,11 @@ impl std::fmt::Debug for FunctionTimer<'_> {
     }
 }
 
-/// Pushes one `counts` observation: a record per value, sharing one timestamp.
+/// Pushes one `counts` observation: two records per value (the name and the
+/// time, then the value), all sharing one timestamp.
 pub(crate) fn observe_counts(shared: Option<&Shared>, counts: &[(&str, i64)]) {
     let Some(shared) = shared else { return };
-    let generation = shared.generation();
-    if generation == 0 || counts.is_empty() {
+    if !shared.run_open() || counts.is_empty() {
         return;
     }
     let at = shared.clock.raw();
@@ -259,17 +268,20 @@ pub(crate) fn observe_counts(shared: Option<&Shared>, counts: &[(&str, i64)]) {
         a: 0,
         b: 0,
         site: 0,
-        generation: 0,
     }; 16];
-    for chunk in counts.chunks(batch.len()) {
-        for (out, (name, value)) in batch.iter_mut().zip(chunk) {
-            *out = Record {
+    for chunk in counts.chunks(batch.len() / 2) {
+        for (out, (name, value)) in batch.chunks_exact_mut(2).zip(chunk) {
+            out[0] = Record {
                 a: at,
-                b: *value as u64,
+                b: 0,
                 site: dynamic_id(Kind::Count, name, ""),
-                generation,
+            };
+            out[1] = Record {
+                a: *value as u64,
+                b: 0,
+                site: Record::EXTENSION,
             };
         }
-        push(shared, &batch[..chunk.len()]);
+        push(shared, &batch[..chunk.len() * 2]);
     }
 }

@@ -1,0 +1,75 @@
+//! Nothing stranded: end_run includes every region that finished before it
+//! was called, from parked, idle and exited threads alike.
+
+use std::sync::mpsc;
+
+use runmetrics::{Config, Recorder};
+use serde_json::Value;
+
+fn phase_count(file: &Value, phase: &str) -> u64 {
+    file["meta"]["phase_durations_seconds_total"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["phase"] == phase)
+        .map_or(0, |e| e["count"].as_u64().unwrap())
+}
+
+#[test]
+fn records_of_a_parked_thread_and_an_exited_thread_are_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long poll interval: the collector only sees the records because
+    // end_run takes them, not because it happened to poll.
+    let rec =
+        Recorder::new(Config::new().poll_interval(std::time::Duration::from_secs(3600))).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    let (recorded_tx, recorded_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let rec = &rec;
+        s.spawn(move || {
+            for _ in 0..7 {
+                let _t = rec.phase("parked", "stranded");
+            }
+            recorded_tx.send(()).unwrap();
+            // Parked, mid-batch, while main ends the run.
+            release_rx.recv().unwrap();
+        });
+        s.spawn(move || {
+            for _ in 0..5 {
+                let _t = rec.phase("exited", "stranded");
+            }
+        })
+        .join()
+        .unwrap();
+        recorded_rx.recv().unwrap();
+        let path = rec.end_run(Value::Null).unwrap();
+        release_tx.send(()).unwrap();
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(phase_count(&file, "parked"), 7);
+        assert_eq!(phase_count(&file, "exited"), 5);
+        assert_eq!(file["meta"]["records_dropped"], 0);
+        assert_eq!(file["meta"]["records_issued"], 12);
+    });
+}
+
+#[test]
+fn many_short_lived_threads_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(Config::new()).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    for _ in 0..50 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    let _t = rec.phase("short", "threads");
+                }
+            });
+        });
+    }
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.end_run(Value::Null).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(phase_count(&file, "short"), 5_000);
+    assert_eq!(file["meta"]["threads"].as_array().unwrap().len(), 50);
+}
