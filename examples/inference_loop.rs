@@ -3,6 +3,10 @@
 //! its accounting. Shows what the recorder costs when the regions are tiny.
 //!
 //! cargo run --release --example inference_loop [threads] [steps_per_thread]
+//!
+//! By default it runs one worker fewer than there are cores, leaving one for
+//! the collector: with every core busy recording, the collector falls behind
+//! and records are dropped (and counted), unless `Overflow::Block` is set.
 
 use std::time::Instant;
 
@@ -18,9 +22,17 @@ fn infer_step(state: u64) -> u64 {
     (0..8).fold(a, |acc, x| acc ^ (acc >> 3).wrapping_add(x))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let threads: usize = args.next().map_or(Ok(2), |a| a.parse())?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads: usize = args.next().map_or(Ok((cores - 1).max(1)), |a| a.parse())?;
     let steps: u64 = args.next().map_or(Ok(2_000_000), |a| a.parse())?;
 
     runmetrics::init_metrics(runmetrics::Config::new().job("inference_loop"))?;
@@ -42,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let wall = started.elapsed();
     let regions = threads as u64 * steps * 3;
-    let path = runmetrics::end_run(json!({"threads": threads, "steps_per_thread": steps}))?;
+    let path = runmetrics::end_run(json!({"worker_threads": threads, "steps_per_thread": steps}))?;
 
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let meta = &file["meta"];
@@ -83,6 +95,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         meta["events_written"],
         meta["events_omitted"],
     );
+    if meta["records_dropped"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "records were dropped: the collector could not keep up ({cores} cores, {threads} \
+             recording threads); leave it a core, or use Config::overflow(Overflow::Block)"
+        );
+    }
     println!("run file: {}", path.display());
     Ok(())
 }

@@ -20,7 +20,14 @@ fn do_grounding() {
     std::thread::sleep(Duration::from_millis(20));
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     runmetrics::init_metrics(
         runmetrics::Config::new()
             .job("al_inference")

@@ -56,7 +56,12 @@ impl Parse for Args {
             match key.to_string().as_str() {
                 "name" => set(&mut args.name, &key, input.parse()?)?,
                 "module" => set(&mut args.module, &key, input.parse()?)?,
-                "resources" => set(&mut args.resources, &key, input.parse()?)?,
+                "resources" => {
+                    let value = input.parse().map_err(|e| {
+                        Error::new(e.span(), "`resources` takes `true` or `false`")
+                    })?;
+                    set(&mut args.resources, &key, value)?
+                }
                 other => {
                     return Err(Error::new(
                         key.span(),
