@@ -415,3 +415,24 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
     }
 }
+
+#[test]
+fn timers_can_cross_threads_and_awaits() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<runmetrics::PhaseTimer<'static>>();
+    send_and_sync::<runmetrics::FunctionTimer<'static>>();
+    send_and_sync::<Recorder>();
+}
+
+#[test]
+fn dropping_a_recorder_with_a_run_open_writes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(Config::new()).unwrap();
+    let run_id = rec.start_run(dir.path()).unwrap();
+    {
+        let _t = rec.phase("kept", "drop");
+    }
+    drop(rec);
+    let file = read(&dir.path().join(format!("{run_id}.json")));
+    assert_eq!(file["meta"]["phase_durations_seconds_total"][0]["count"], 1);
+}
