@@ -1,8 +1,15 @@
 //! [`Config`]: the builder `init_metrics` and [`Recorder::new`](crate::Recorder::new) take.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::error::ConfigError;
+
+/// Default Prometheus histogram bucket upper bounds, in seconds: 1 µs to 60 s.
+pub(crate) const DEFAULT_BUCKETS: &[f64] = &[
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// What a recording thread does when its buffer is full because the collector
 /// is behind.
@@ -20,7 +27,7 @@ pub enum Overflow {
 /// Settings for the recorder: a builder, every method optional.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::net::{IpAddr, Ipv4Addr};
 /// let config = runmetrics::Config::new()
 ///     .job("al_inference")
 ///     .grouping("env", "dev")
@@ -39,6 +46,10 @@ pub struct Config {
     pub(crate) overflow: Overflow,
     pub(crate) buffer_records: usize,
     pub(crate) poll_interval: Duration,
+    pub(crate) bind: IpAddr,
+    pub(crate) namespace: String,
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) publish_interval: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +64,10 @@ impl Default for Config {
             overflow: Overflow::Drop,
             buffer_records: 65_536,
             poll_interval: Duration::from_millis(10),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            namespace: "runmetrics".to_owned(),
+            buckets: DEFAULT_BUCKETS.to_vec(),
+            publish_interval: Duration::from_secs(1),
         }
     }
 }
@@ -64,7 +79,9 @@ impl Config {
         Config::default()
     }
 
-    /// The port to serve Prometheus metrics on (stored; served from a later release).
+    /// Serve Prometheus metrics at `http://<bind>:<port>/metrics` (needs the
+    /// `prometheus` feature, on by default). Port 0 picks a free port: see
+    /// [`Recorder::metrics_addr`](crate::Recorder::metrics_addr).
     pub fn port(mut self, port: u16) -> Config {
         self.port = Some(port);
         self
@@ -126,6 +143,34 @@ impl Config {
         self
     }
 
+    /// The address the metrics server binds (default `127.0.0.1`, loopback
+    /// only; `0.0.0.0` or `::` for every interface; IPv6 works).
+    pub fn bind(mut self, addr: IpAddr) -> Config {
+        self.bind = addr;
+        self
+    }
+
+    /// The prefix of every Prometheus metric name (default `runmetrics`). It
+    /// is made a valid name by [`sanitize_metric_name`](crate::sanitize_metric_name).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Config {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Upper bounds, in seconds, of the Prometheus duration histogram buckets
+    /// (`+Inf` is implied). Default: 1 µs to 60 s in 1-2.5-5 steps.
+    pub fn buckets(mut self, upper_bounds_seconds: impl Into<Vec<f64>>) -> Config {
+        self.buckets = upper_bounds_seconds.into();
+        self
+    }
+
+    /// How often the collector refreshes what a scrape sees (default 1 s; also
+    /// at the start and end of every run).
+    pub fn publish_interval(mut self, interval: Duration) -> Config {
+        self.publish_interval = interval;
+        self
+    }
+
     /// The job name.
     pub fn get_job(&self) -> &str {
         &self.job
@@ -160,6 +205,19 @@ impl Config {
         if self.buffer_records < 64 || !self.buffer_records.is_power_of_two() {
             return Err(ConfigError::BufferRecords {
                 records: self.buffer_records,
+            });
+        }
+        if self.publish_interval.is_zero() {
+            return Err(ConfigError::ZeroInterval {
+                setting: "publish_interval",
+            });
+        }
+        if self.buckets.is_empty()
+            || self.buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            || self.buckets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(ConfigError::Buckets {
+                buckets: self.buckets.clone(),
             });
         }
         if self.job.is_empty() {

@@ -18,6 +18,12 @@ pub enum ConfigError {
         /// The size given.
         records: usize,
     },
+    /// Histogram bucket bounds that are not positive, finite and increasing.
+    #[error("buckets must be positive, finite and strictly increasing seconds, got {buckets:?}; e.g. [0.001, 0.01, 0.1, 1.0]")]
+    Buckets {
+        /// The bounds given.
+        buckets: Vec<f64>,
+    },
     /// An empty job name.
     #[error("job must not be empty; Prometheus needs a job label")]
     EmptyJob,
@@ -64,6 +70,17 @@ pub enum NewRecorderError {
     /// The collector thread could not be started.
     #[error("could not start the runmetrics-collector thread: {0}")]
     SpawnCollector(#[source] std::io::Error),
+    /// The metrics server could not listen on its address.
+    #[error("could not serve metrics on {addr}: {source}; choose another Config::port, or stop what is using it")]
+    Serve {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause (e.g. the address is in use).
+        source: std::io::Error,
+    },
+    /// A port was set but runmetrics was built without the `prometheus` feature.
+    #[error("Config::port is set but runmetrics was built without its `prometheus` feature; enable it in Cargo.toml")]
+    PrometheusDisabled,
 }
 
 /// Why [`start_run`](crate::start_run) failed.

@@ -70,6 +70,8 @@ mod error;
 mod local;
 #[allow(unsafe_code)]
 mod os;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod recorder;
 mod report;
 mod shared;
@@ -80,6 +82,8 @@ use std::path::{Path, PathBuf};
 pub use config::{Config, Overflow};
 pub use error::{ConfigError, EndRunError, InitMetricsError, NewRecorderError, StartRunError};
 pub use local::timer::{FunctionTimer, PhaseTimer};
+#[cfg(feature = "prometheus")]
+pub use prometheus::sanitize_metric_name;
 pub use recorder::Recorder;
 
 /// Times every call of the function it is put on, as a `func_timing` event and

@@ -39,6 +39,8 @@ pub struct Recorder {
     commands: Sender<Command>,
     collector: Option<std::thread::JoinHandle<()>>,
     config: Config,
+    #[cfg(feature = "prometheus")]
+    server: Option<crate::prometheus::server::MetricsServer>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -58,15 +60,42 @@ impl Recorder {
         let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
             .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
         let shared = Arc::new(shared);
+        let (server, publisher) = start_metrics_server(&config)?;
         let (commands, commands_rx) = bounded(64);
-        let collector = collector::spawn(shared.clone(), config.clone(), commands_rx, wake_rx)
-            .map_err(NewRecorderError::SpawnCollector)?;
+        let collector = collector::spawn(
+            shared.clone(),
+            config.clone(),
+            commands_rx,
+            wake_rx,
+            publisher,
+        )
+        .map_err(NewRecorderError::SpawnCollector)?;
+        #[cfg(not(feature = "prometheus"))]
+        let () = server;
         Ok(Recorder {
             shared,
             commands,
             collector: Some(collector),
             config,
+            #[cfg(feature = "prometheus")]
+            server,
         })
+    }
+
+    /// Where `/metrics` is served, when [`Config::port`] was set (with port 0,
+    /// this tells the port that was picked).
+    ///
+    /// ```
+    /// let rec = runmetrics::Recorder::new(runmetrics::Config::new().port(0))?;
+    /// let addr = rec.metrics_addr().expect("a port was set");
+    /// assert!(addr.ip().is_loopback());
+    /// # Ok::<(), runmetrics::NewRecorderError>(())
+    /// ```
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        #[cfg(feature = "prometheus")]
+        return self.server.as_ref().map(|s| s.local_addr());
+        #[cfg(not(feature = "prometheus"))]
+        None
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -173,6 +202,47 @@ impl Drop for Recorder {
         if let Some(collector) = self.collector.take() {
             let _ = collector.join();
         }
+    }
+}
+
+/// Binds the metrics server when a port is set, and makes the collector's
+/// publisher that feeds it.
+#[cfg(feature = "prometheus")]
+fn start_metrics_server(
+    config: &Config,
+) -> Result<
+    (
+        Option<crate::prometheus::server::MetricsServer>,
+        Option<collector::Publisher>,
+    ),
+    NewRecorderError,
+> {
+    use crate::prometheus::server::{MetricsServer, Published};
+    let Some(port) = config.port else {
+        return Ok((None, None));
+    };
+    let addr = std::net::SocketAddr::new(config.bind, port);
+    let published = Arc::new(Published::default());
+    let mut publisher = collector::Publisher::new(
+        published.clone(),
+        config.namespace.clone(),
+        config.buckets.clone(),
+        config.publish_interval,
+    );
+    // Something to scrape from the first moment on.
+    publisher.publish(None, &[]);
+    let server = MetricsServer::start(addr, published)
+        .map_err(|source| NewRecorderError::Serve { addr, source })?;
+    Ok((Some(server), Some(publisher)))
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn start_metrics_server(
+    config: &Config,
+) -> Result<((), Option<collector::Publisher>), NewRecorderError> {
+    match config.port {
+        Some(_) => Err(NewRecorderError::PrometheusDisabled),
+        None => Ok(((), None)),
     }
 }
 

@@ -64,6 +64,12 @@ impl Durations {
         }
     }
 
+    /// The histogram of every duration so far.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
     pub(crate) fn add_resources(&mut self, cpu_ns: u64, rss_delta_bytes: i64) {
         let r = self.resources.get_or_insert(ResourceTotals {
             rss_delta_bytes_max: i64::MIN,

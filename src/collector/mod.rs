@@ -3,6 +3,8 @@
 //! process samples, and hands finished runs to the report sink.
 
 pub(crate) mod aggregate;
+#[cfg(feature = "prometheus")]
+pub(crate) mod exposition;
 pub(crate) mod run;
 pub(crate) mod sampler;
 
@@ -42,14 +44,24 @@ pub(crate) fn spawn(
     config: Config,
     commands: Receiver<Command>,
     wake: Receiver<()>,
+    publisher: Option<Publisher>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("runmetrics-collector".to_owned())
         .spawn(move || {
             let _gone = Gone(shared.clone());
-            Collector::new(shared, config).run(&commands, &wake);
+            let mut collector = Collector::new(shared, config);
+            collector.publisher = publisher;
+            collector.run(&commands, &wake);
         })
 }
+
+/// The Prometheus side of the collector, when that feature is built.
+#[cfg(feature = "prometheus")]
+pub(crate) type Publisher = exposition::Exposition;
+/// The Prometheus side of the collector, when that feature is built.
+#[cfg(not(feature = "prometheus"))]
+pub(crate) type Publisher = std::convert::Infallible;
 
 /// Marks the collector gone however its thread ends (a panic included), so
 /// blocked producers stop waiting.
@@ -73,6 +85,7 @@ struct Collector {
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
+    publisher: Option<Publisher>,
 }
 
 impl Collector {
@@ -87,6 +100,7 @@ impl Collector {
             next_sample: Instant::now(),
             orphaned_seen: 0,
             outside_between_runs: 0,
+            publisher: None,
         }
     }
 
@@ -95,22 +109,27 @@ impl Collector {
             // Sleep between drains, even under load: a collector that looks at
             // the rings continuously keeps taking the producers' `head` lines
             // away from them, and each record then pays a cross-core transfer.
-            let command = if self.run.is_some() {
-                let now = Instant::now();
-                let timeout = self
-                    .config
-                    .poll_interval
-                    .min(self.next_sample.saturating_duration_since(now));
-                select! {
+            // Wake for the next poll and sample while a run is open, and for
+            // the next publish; with neither, sleep until told something.
+            let now = Instant::now();
+            let run_wake = self
+                .run
+                .as_ref()
+                .map(|_| self.next_sample.min(now + self.config.poll_interval));
+            let wake_at = match (run_wake, self.next_publish()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let command = match wake_at {
+                Some(at) => select! {
                     recv(commands) -> c => Some(c),
                     recv(wake) -> _ => None,
-                    default(timeout) => None,
-                }
-            } else {
-                select! {
+                    default(at.saturating_duration_since(now)) => None,
+                },
+                None => select! {
                     recv(commands) -> c => Some(c),
                     recv(wake) -> _ => None,
-                }
+                },
             };
             self.drain();
             match command {
@@ -130,6 +149,9 @@ impl Collector {
             }
             if self.run.is_some() && Instant::now() >= self.next_sample {
                 self.sample();
+            }
+            if self.next_publish().is_some_and(|at| Instant::now() >= at) {
+                self.publish();
             }
         }
         if self.run.is_some() {
@@ -199,6 +221,29 @@ impl Collector {
         total
     }
 
+    /// When the next Prometheus snapshot is due, if there is a publisher.
+    fn next_publish(&self) -> Option<Instant> {
+        #[cfg(feature = "prometheus")]
+        return self.publisher.as_ref().map(|p| p.next_publish);
+        #[cfg(not(feature = "prometheus"))]
+        None
+    }
+
+    /// Publishes what a scrape should see now (a no-op without a publisher).
+    fn publish(&mut self) {
+        #[cfg(feature = "prometheus")]
+        if let Some(p) = self.publisher.as_mut() {
+            p.publish(self.run.as_ref(), &self.sites);
+        }
+    }
+
+    fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
+        #[cfg(feature = "prometheus")]
+        if let Some(p) = self.publisher.as_mut() {
+            p.last_sample = (_cpu_percent, _rss_bytes);
+        }
+    }
+
     fn start_run(&mut self, run_id: String, path: PathBuf) -> Result<(), StartRunError> {
         if let Some(run) = &self.run {
             return Err(StartRunError::RunAlreadyOpen {
@@ -213,6 +258,8 @@ impl Collector {
         self.run = Some(run);
         self.next_sample = Instant::now() + self.config.sample_interval;
         self.shared.set_run_open(true);
+        self.note_sample(s.cpu_percent, s.rss_bytes);
+        self.publish();
         Ok(())
     }
 
@@ -250,7 +297,12 @@ impl Collector {
         match report::write_run_file(&snapshot, &run.path) {
             Ok(()) => {
                 let path = run.path.clone();
+                #[cfg(feature = "prometheus")]
+                if let Some(p) = self.publisher.as_mut() {
+                    p.end_run(run);
+                }
                 self.run = None;
+                self.publish();
                 Ok(path)
             }
             Err(source) => {

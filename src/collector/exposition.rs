@@ -1,0 +1,203 @@
+//! What the collector keeps for Prometheus: aggregates over the life of the
+//! process (runs do not reset them), and the publishing of a
+//! [`MetricsSnapshot`] for scrapes on an interval. Nothing here runs per
+//! record: a run's histograms are merged in when it ends, and the open run's
+//! are read at publish time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::aggregate::Durations;
+use super::run::RunState;
+use crate::prometheus::server::Published;
+use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
+use crate::site::{Kind, SiteInfo};
+
+struct Lifetime {
+    histogram: Histogram<u64>,
+    count: u64,
+    total_ns: u64,
+}
+
+pub(crate) struct Exposition {
+    published: Arc<Published>,
+    namespace: String,
+    bounds_seconds: Vec<f64>,
+    bounds_ns: Vec<u64>,
+    interval: Duration,
+    pub(crate) next_publish: Instant,
+    durations: Vec<Option<Lifetime>>,
+    counts: Vec<Option<i64>>,
+    runs_completed: u64,
+    aggregated: u64,
+    dropped: u64,
+    pub(crate) last_sample: (f64, u64),
+}
+
+impl Exposition {
+    pub(crate) fn new(
+        published: Arc<Published>,
+        namespace: String,
+        bounds_seconds: Vec<f64>,
+        interval: Duration,
+    ) -> Exposition {
+        let bounds_ns = bounds_seconds
+            .iter()
+            .map(|s| (s * 1e9).round() as u64)
+            .collect();
+        Exposition {
+            published,
+            namespace,
+            bounds_seconds,
+            bounds_ns,
+            interval,
+            next_publish: Instant::now(),
+            durations: Vec::new(),
+            counts: Vec::new(),
+            runs_completed: 0,
+            aggregated: 0,
+            dropped: 0,
+            last_sample: (0.0, 0),
+        }
+    }
+
+    /// Folds a finished run into the lifetime aggregates.
+    pub(crate) fn end_run(&mut self, run: &RunState) {
+        for (site, d) in run.durations.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let slot = slot(&mut self.durations, site).get_or_insert_with(|| Lifetime {
+                histogram: Durations::new().histogram().clone(),
+                count: 0,
+                total_ns: 0,
+            });
+            // Both auto-resize, so adding never runs out of range.
+            let _ = slot.histogram.add(d.histogram());
+            let s = d.stats();
+            slot.count += s.count;
+            slot.total_ns = slot.total_ns.saturating_add(s.total_ns);
+        }
+        for (site, c) in run.counts.iter().enumerate() {
+            if let Some(c) = c {
+                *slot(&mut self.counts, site) = Some(c.last);
+            }
+        }
+        self.runs_completed += 1;
+        self.aggregated += run.aggregated;
+        self.dropped += run.dropped;
+    }
+
+    /// Encodes and publishes what a scrape should see now.
+    pub(crate) fn publish(&mut self, run: Option<&RunState>, sites: &[SiteInfo]) {
+        let snapshot = self.snapshot(run, sites);
+        self.published.set(encode(&snapshot, &self.namespace));
+        self.next_publish = Instant::now() + self.interval;
+    }
+
+    fn snapshot(&self, run: Option<&RunState>, sites: &[SiteInfo]) -> MetricsSnapshot {
+        let len = self
+            .durations
+            .len()
+            .max(run.map_or(0, |r| r.durations.len()));
+        let mut durations = Vec::new();
+        for site in 1..len {
+            let life = self.durations.get(site).and_then(Option::as_ref);
+            let open = run
+                .and_then(|r| r.durations.get(site))
+                .and_then(Option::as_ref);
+            if life.is_none() && open.is_none() {
+                continue;
+            }
+            let Some(info) = sites.get(site - 1) else {
+                continue;
+            };
+            let mut buckets = vec![0u64; self.bounds_ns.len()];
+            let mut count = 0;
+            let mut total_ns = 0u64;
+            if let Some(l) = life {
+                add_buckets(&l.histogram, &self.bounds_ns, &mut buckets);
+                count += l.count;
+                total_ns = total_ns.saturating_add(l.total_ns);
+            }
+            if let Some(d) = open {
+                add_buckets(d.histogram(), &self.bounds_ns, &mut buckets);
+                let s = d.stats();
+                count += s.count;
+                total_ns = total_ns.saturating_add(s.total_ns);
+            }
+            durations.push(DurationSeries {
+                function: info.kind == Kind::Function,
+                module: info.module.to_string(),
+                name: info.name.to_string(),
+                buckets,
+                count,
+                sum_seconds: total_ns as f64 / 1e9,
+            });
+        }
+        let mut counts = Vec::new();
+        let clen = self.counts.len().max(run.map_or(0, |r| r.counts.len()));
+        for site in 1..clen {
+            let open = run
+                .and_then(|r| r.counts.get(site))
+                .and_then(|c| c.map(|c| c.last));
+            let last = open.or_else(|| self.counts.get(site).copied().flatten());
+            if let (Some(v), Some(info)) = (last, sites.get(site - 1)) {
+                counts.push((info.name.to_string(), v));
+            }
+        }
+        MetricsSnapshot {
+            bucket_bounds: self.bounds_seconds.clone(),
+            durations,
+            counts,
+            cpu_percent: self.last_sample.0,
+            rss_bytes: self.last_sample.1,
+            run_id: run.map(|r| r.run_id.clone()),
+            runs_completed: self.runs_completed,
+            records_aggregated: self.aggregated + run.map_or(0, |r| r.aggregated),
+            records_dropped: self.dropped + run.map_or(0, |r| r.dropped),
+        }
+    }
+}
+
+/// Adds `h`'s values to cumulative counts at each bound (values at a bound
+/// count as within it, to the histogram's precision of 3 digits).
+fn add_buckets(h: &Histogram<u64>, bounds_ns: &[u64], cumulative: &mut [u64]) {
+    let mut per_bucket = vec![0u64; bounds_ns.len()];
+    for v in h.iter_recorded() {
+        let lowest = h.lowest_equivalent(v.value_iterated_to());
+        let i = bounds_ns.partition_point(|&b| b < lowest);
+        if let Some(b) = per_bucket.get_mut(i) {
+            *b += v.count_at_value();
+        }
+    }
+    let mut running = 0;
+    for (c, add) in cumulative.iter_mut().zip(per_bucket) {
+        running += add;
+        *c += running;
+    }
+}
+
+fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
+    if v.len() <= index {
+        v.resize_with(index + 1, || None);
+    }
+    &mut v[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_bound_inclusive() {
+        let mut d = Durations::new();
+        for ns in [500, 1_000, 1_500, 2_000_000, 5_000_000_000] {
+            d.record(ns);
+        }
+        let bounds = [1_000, 1_000_000, 10_000_000];
+        let mut out = vec![0; 3];
+        add_buckets(d.histogram(), &bounds, &mut out);
+        assert_eq!(out, vec![2, 3, 4]);
+    }
+}

@@ -1,0 +1,255 @@
+//! The Prometheus sink: turns the collector's [`MetricsSnapshot`] into the
+//! text exposition format (0.0.4) with the `prometheus` crate's metric
+//! families and `TextEncoder`, and serves it (see `server`). Only this module
+//! knows the metric names and the text format.
+//!
+//! Names: every metric is `<namespace>_<name>`; the namespace comes from
+//! [`Config::namespace`](crate::Config::namespace) and is sanitised by
+//! [`sanitize_metric_name`]. Label values are ours or the user's phase, module,
+//! function and count names, escaped by the encoder (`\`, `"`, newline).
+
+pub(crate) mod server;
+
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, TextEncoder};
+
+/// The content type of what [`encode`] makes.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One phase's or function's durations over the life of the process.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DurationSeries {
+    pub(crate) function: bool,
+    pub(crate) module: String,
+    pub(crate) name: String,
+    /// Cumulative count at each configured bucket bound (same order).
+    pub(crate) buckets: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+}
+
+/// What a scrape shows: plain data the collector hands over.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct MetricsSnapshot {
+    pub(crate) bucket_bounds: Vec<f64>,
+    pub(crate) durations: Vec<DurationSeries>,
+    /// The last value observed for each count name.
+    pub(crate) counts: Vec<(String, i64)>,
+    pub(crate) cpu_percent: f64,
+    pub(crate) rss_bytes: u64,
+    /// The open run, if any.
+    pub(crate) run_id: Option<String>,
+    pub(crate) runs_completed: u64,
+    pub(crate) records_aggregated: u64,
+    pub(crate) records_dropped: u64,
+}
+
+/// Makes `name` a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+/// Every other character becomes `_`; a leading digit gets a `_` in front;
+/// an empty name becomes `_`.
+pub fn sanitize_metric_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_owned());
+    l.set_value(value.to_owned());
+    l
+}
+
+fn family(name: String, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name);
+    f.set_help(help.to_owned());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    f
+}
+
+fn gauge(labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(labels);
+    m
+}
+
+fn counter(value: f64) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(value);
+    let mut m = Metric::default();
+    m.set_counter(c);
+    m
+}
+
+/// Encodes `snapshot` in the text format, every name under `namespace`.
+pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
+    let ns = sanitize_metric_name(namespace);
+    let mut families = Vec::new();
+    for (function, base, label_name, help) in [
+        (
+            false,
+            "phase_duration_seconds",
+            "phase",
+            "Duration of timed phases (PhaseTimer, phase!), over the life of the process.",
+        ),
+        (
+            true,
+            "function_duration_seconds",
+            "function",
+            "Duration of measured function calls (#[measure], measure_fn), over the life of the process.",
+        ),
+    ] {
+        let metrics: Vec<Metric> = snapshot
+            .durations
+            .iter()
+            .filter(|d| d.function == function)
+            .map(|d| {
+                let mut h = Histogram::default();
+                h.set_sample_count(d.count);
+                h.set_sample_sum(d.sum_seconds);
+                h.set_bucket(
+                    snapshot
+                        .bucket_bounds
+                        .iter()
+                        .zip(&d.buckets)
+                        .map(|(&bound, &count)| {
+                            let mut b = Bucket::default();
+                            b.set_upper_bound(bound);
+                            b.set_cumulative_count(count);
+                            b
+                        })
+                        .collect(),
+                );
+                let mut m = Metric::from_label(vec![
+                    label("module", &d.module),
+                    label(label_name, &d.name),
+                ]);
+                m.set_histogram(h);
+                m
+            })
+            .collect();
+        if !metrics.is_empty() {
+            families.push(family(format!("{ns}_{base}"), help, MetricType::HISTOGRAM, metrics));
+        }
+    }
+    if !snapshot.counts.is_empty() {
+        families.push(family(
+            format!("{ns}_count_value"),
+            "Last value given to observe_counts, per name.",
+            MetricType::GAUGE,
+            snapshot
+                .counts
+                .iter()
+                .map(|(name, v)| gauge(vec![label("name", name)], *v as f64))
+                .collect(),
+        ));
+    }
+    families.push(family(
+        format!("{ns}_process_cpu_percent"),
+        "Process CPU use at the last sample, in percent of one core (200 = two busy cores).",
+        MetricType::GAUGE,
+        vec![gauge(vec![], snapshot.cpu_percent)],
+    ));
+    families.push(family(
+        format!("{ns}_process_resident_memory_bytes"),
+        "Process resident memory at the last sample.",
+        MetricType::GAUGE,
+        vec![gauge(vec![], snapshot.rss_bytes as f64)],
+    ));
+    families.push(family(
+        format!("{ns}_run_open"),
+        "1 while a run is open, with its id in the run_id label; 0 otherwise.",
+        MetricType::GAUGE,
+        vec![match &snapshot.run_id {
+            Some(id) => gauge(vec![label("run_id", id)], 1.0),
+            None => gauge(vec![label("run_id", "")], 0.0),
+        }],
+    ));
+    for (name, help, value) in [
+        (
+            "runs_completed_total",
+            "Runs ended with end_run.",
+            snapshot.runs_completed,
+        ),
+        (
+            "records_aggregated_total",
+            "Timed regions and count observations aggregated.",
+            snapshot.records_aggregated,
+        ),
+        (
+            "records_dropped_total",
+            "Records dropped because a thread's buffer was full (Overflow::Drop).",
+            snapshot.records_dropped,
+        ),
+    ] {
+        families.push(family(
+            format!("{ns}_{name}"),
+            help,
+            MetricType::COUNTER,
+            vec![counter(value as f64)],
+        ));
+    }
+    let mut out = Vec::with_capacity(4096);
+    // Encoding into a Vec only fails on a malformed family, which we never build.
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        out = format!("# runmetrics could not encode its metrics: {e}\n").into_bytes();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitised_by_the_documented_rule() {
+        assert_eq!(sanitize_metric_name("runmetrics"), "runmetrics");
+        assert_eq!(sanitize_metric_name("my-app.v2"), "my_app_v2");
+        assert_eq!(sanitize_metric_name("9lives"), "_9lives");
+        assert_eq!(sanitize_metric_name(""), "_");
+        assert_eq!(sanitize_metric_name("a:b_c"), "a:b_c");
+        assert_eq!(sanitize_metric_name("ünï"), "_n_");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let snapshot = MetricsSnapshot {
+            bucket_bounds: vec![0.001],
+            durations: vec![DurationSeries {
+                function: false,
+                module: "m\"x".into(),
+                name: "a\\b\nc".into(),
+                buckets: vec![1],
+                count: 2,
+                sum_seconds: 0.5,
+            }],
+            ..MetricsSnapshot::default()
+        };
+        let text = String::from_utf8(encode(&snapshot, "t")).unwrap();
+        assert!(
+            text.contains(
+                r#"t_phase_duration_seconds_bucket{module="m\"x",phase="a\\b\nc",le="0.001"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"le="+Inf"} 2"#), "{text}");
+        assert!(text.contains("t_run_open{run_id=\"\"} 0"), "{text}");
+    }
+}

@@ -1,0 +1,254 @@
+//! `/metrics`: the text format, the HTTP behaviour, promtool's verdict, and a
+//! real Prometheus scraping us.
+#![cfg(feature = "prometheus")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{binary, eventually, http, Child};
+use runmetrics::{Config, NewRecorderError, Recorder};
+use serde_json::Value;
+
+fn recorder() -> Recorder {
+    Recorder::new(
+        Config::new()
+            .port(0)
+            .job("al_inference")
+            .publish_interval(Duration::from_millis(50))
+            .sample_interval(Duration::from_millis(50)),
+    )
+    .unwrap()
+}
+
+/// Records a little of everything and waits until a scrape shows it.
+fn record_some(rec: &Recorder, dir: &std::path::Path) -> String {
+    rec.start_run(dir).unwrap();
+    for _ in 0..3 {
+        let _t = rec.phase("grounding", "pipeline");
+    }
+    rec.measure_fn("infer_step", "inference", || ());
+    rec.observe_counts(&[("facts_count", 200)]);
+    rec.sample_process_gauges();
+    let addr = rec.metrics_addr().unwrap();
+    eventually("the phase in /metrics", Duration::from_secs(10), || {
+        let (_, _, body) = http(addr, "GET", "/metrics");
+        body.contains("phase=\"grounding\"").then_some(body)
+    })
+}
+
+#[test]
+fn metrics_are_served_in_the_text_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let addr = rec.metrics_addr().unwrap();
+    assert!(addr.ip().is_loopback(), "binds loopback by default: {addr}");
+    let body = record_some(&rec, dir.path());
+    let (status, head, _) = http(addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    for needle in [
+        "# TYPE runmetrics_phase_duration_seconds histogram",
+        "runmetrics_phase_duration_seconds_bucket{module=\"pipeline\",phase=\"grounding\",le=\"+Inf\"} 3",
+        "runmetrics_phase_duration_seconds_count{module=\"pipeline\",phase=\"grounding\"} 3",
+        "runmetrics_function_duration_seconds_count{module=\"inference\",function=\"infer_step\"} 1",
+        "runmetrics_count_value{name=\"facts_count\"} 200",
+        "# TYPE runmetrics_process_cpu_percent gauge",
+        "# TYPE runmetrics_process_resident_memory_bytes gauge",
+        "# TYPE runmetrics_records_dropped_total counter",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+    let run_id = rec.end_run(Value::Null).unwrap();
+    let _ = run_id;
+    // After the run: histograms stay (cumulative), the run is closed.
+    let body = eventually(
+        "the closed run in /metrics",
+        Duration::from_secs(10),
+        || {
+            let (_, _, body) = http(addr, "GET", "/metrics");
+            body.contains("runmetrics_runs_completed_total 1")
+                .then_some(body)
+        },
+    );
+    assert!(
+        body.contains("runmetrics_run_open{run_id=\"\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("phase=\"grounding\",le=\"+Inf\"} 3"),
+        "{body}"
+    );
+}
+
+#[test]
+fn histograms_are_cumulative_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let addr = rec.metrics_addr().unwrap();
+    for _ in 0..2 {
+        record_some(&rec, dir.path());
+        rec.end_run(Value::Null).unwrap();
+    }
+    eventually("6 regions over two runs", Duration::from_secs(10), || {
+        let (_, _, body) = http(addr, "GET", "/metrics");
+        body.contains(
+            "runmetrics_phase_duration_seconds_count{module=\"pipeline\",phase=\"grounding\"} 6",
+        )
+        .then_some(())
+    });
+}
+
+#[test]
+fn other_paths_are_404_and_other_methods_405() {
+    let rec = recorder();
+    let addr = rec.metrics_addr().unwrap();
+    assert_eq!(http(addr, "GET", "/").0, 404);
+    assert_eq!(http(addr, "GET", "/metricsx").0, 404);
+    assert_eq!(http(addr, "POST", "/metrics").0, 405);
+    assert_eq!(http(addr, "DELETE", "/metrics").0, 405);
+    assert_eq!(http(addr, "GET", "/metrics?x=1").0, 200);
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    match Recorder::new(Config::new().port(port)) {
+        Err(e @ NewRecorderError::Serve { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&port.to_string()) && msg.contains("Config::port"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Serve error, got {other:?}"),
+    }
+}
+
+#[test]
+fn ipv6_and_other_addresses_can_be_bound() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("NOT RUN: this machine has no IPv6 loopback");
+        return;
+    };
+    drop(probe);
+    let rec = Recorder::new(Config::new().port(0).bind("::1".parse().unwrap())).unwrap();
+    let addr = rec.metrics_addr().unwrap();
+    assert!(addr.is_ipv6());
+    assert_eq!(http(addr, "GET", "/metrics").0, 200);
+}
+
+#[test]
+fn bad_buckets_and_namespace_rules() {
+    assert!(Recorder::new(Config::new().buckets(vec![0.1, 0.01])).is_err());
+    assert!(Recorder::new(Config::new().buckets(vec![f64::NAN])).is_err());
+    assert_eq!(runmetrics::sanitize_metric_name("my-app"), "my_app");
+    let rec = Recorder::new(Config::new().port(0).namespace("my-app")).unwrap();
+    let (_, _, body) = http(rec.metrics_addr().unwrap(), "GET", "/metrics");
+    assert!(body.contains("my_app_run_open"), "{body}");
+}
+
+#[test]
+fn promtool_finds_no_problem_in_our_exposition() {
+    let Some(promtool) = binary("promtool") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let body = record_some(&rec, dir.path());
+    assert!(body.contains("runmetrics_count_value"));
+    assert!(body.contains("runmetrics_function_duration_seconds"));
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool says:\n{report}\nfor:\n{body}"
+    );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_our_histograms_and_gauges() {
+    let Some(prometheus) = binary("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let target = rec.metrics_addr().unwrap();
+    record_some(&rec, dir.path());
+
+    let prom_port = common::free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: al_inference\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let _server = Child(
+        std::process::Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    eventually("prometheus ready", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(prom).ok()?;
+        (common::http(prom, "GET", "/-/ready").0 == 200).then_some(())
+    });
+    let query = |q: &str| -> Option<Vec<Value>> {
+        let (status, _, body) = http(prom, "GET", &format!("/api/v1/query?query={q}"));
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?.clone();
+        (status == 200 && !result.is_empty()).then_some(result)
+    };
+    let series = eventually(
+        "the phase histogram in Prometheus",
+        Duration::from_secs(30),
+        || query("runmetrics_phase_duration_seconds_count"),
+    );
+    let metric = &series[0]["metric"];
+    assert_eq!(metric["job"], "al_inference");
+    assert_eq!(metric["module"], "pipeline");
+    assert_eq!(metric["phase"], "grounding");
+    assert_eq!(series[0]["value"][1], "3");
+    let buckets = query("runmetrics_phase_duration_seconds_bucket").unwrap();
+    assert!(buckets.iter().any(|b| b["metric"]["le"] == "+Inf"));
+    let cpu = eventually(
+        "the CPU gauge in Prometheus",
+        Duration::from_secs(30),
+        || query("runmetrics_process_cpu_percent"),
+    );
+    assert_eq!(cpu[0]["metric"]["job"], "al_inference");
+    rec.end_run(Value::Null).unwrap();
+}
