@@ -27,13 +27,17 @@ pub enum Overflow {
 /// Settings for the recorder: a builder, every method optional.
 ///
 /// ```
-/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::time::Duration;
 /// let config = runmetrics::Config::new()
 ///     .job("al_inference")
 ///     .grouping("env", "dev")
+///     .port(14233)
+///     .pushgateway("http://127.0.0.1:9091")
 ///     .sample_interval(Duration::from_millis(500))
 ///     .event_cap(10_000);
 /// assert_eq!(config.get_job(), "al_inference");
+/// assert_eq!(config.get_port(), Some(14233));
+/// assert_eq!(config.get_pushgateway(), Some("http://127.0.0.1:9091"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -50,6 +54,35 @@ pub struct Config {
     pub(crate) namespace: String,
     pub(crate) buckets: Vec<f64>,
     pub(crate) publish_interval: Duration,
+    pub(crate) push_timeout: Duration,
+    pub(crate) push_auth: Option<PushAuth>,
+    pub(crate) push_interval: Option<Duration>,
+}
+
+/// A credential: shown as `***` by `Debug`, never written anywhere.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "push"), allow(dead_code))]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    #[cfg_attr(not(feature = "push"), allow(dead_code))]
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How pushes authenticate (kept, unused, when built without `push`).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "push"), allow(dead_code))]
+pub(crate) enum PushAuth {
+    Basic { user: String, password: Secret },
+    Bearer(Secret),
 }
 
 impl Default for Config {
@@ -68,6 +101,9 @@ impl Default for Config {
             namespace: "runmetrics".to_owned(),
             buckets: DEFAULT_BUCKETS.to_vec(),
             publish_interval: Duration::from_secs(1),
+            push_timeout: Duration::from_secs(10),
+            push_auth: None,
+            push_interval: None,
         }
     }
 }
@@ -101,9 +137,45 @@ impl Config {
         self
     }
 
-    /// The Pushgateway URL, e.g. `http://127.0.0.1:9091` (stored; pushed from a later release).
+    /// The Pushgateway URL, e.g. `http://127.0.0.1:9091` (needs the `push`
+    /// feature). `end_run` then pushes the metrics once, replacing the group
+    /// `job` + grouping (a PUT, like prometheus_client's `push_to_gateway`).
     pub fn pushgateway(mut self, url: impl Into<String>) -> Config {
         self.pushgateway = Some(url.into());
+        self
+    }
+
+    /// How long a push may take before it fails (default 10 s).
+    pub fn push_timeout(mut self, timeout: Duration) -> Config {
+        self.push_timeout = timeout;
+        self
+    }
+
+    /// Authenticates pushes with HTTP basic auth. The password is never
+    /// written to a file, an error message or `Debug` output.
+    pub fn push_basic_auth(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Config {
+        self.push_auth = Some(PushAuth::Basic {
+            user: user.into(),
+            password: Secret(password.into()),
+        });
+        self
+    }
+
+    /// Authenticates pushes with a bearer token (never written anywhere).
+    pub fn push_bearer_token(mut self, token: impl Into<String>) -> Config {
+        self.push_auth = Some(PushAuth::Bearer(Secret(token.into())));
+        self
+    }
+
+    /// Also pushes every `interval` (a PUT), for long-running processes.
+    /// The Pushgateway's own documentation says it suits batch jobs: a
+    /// service is better scraped (see [`Config::port`]).
+    pub fn push_interval(mut self, interval: Duration) -> Config {
+        self.push_interval = Some(interval);
         self
     }
 
@@ -205,6 +277,11 @@ impl Config {
         if self.buffer_records < 64 || !self.buffer_records.is_power_of_two() {
             return Err(ConfigError::BufferRecords {
                 records: self.buffer_records,
+            });
+        }
+        if self.push_timeout.is_zero() || self.push_interval.is_some_and(|i| i.is_zero()) {
+            return Err(ConfigError::ZeroInterval {
+                setting: "push_timeout/push_interval",
             });
         }
         if self.publish_interval.is_zero() {

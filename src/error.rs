@@ -78,6 +78,13 @@ pub enum NewRecorderError {
         /// The cause (e.g. the address is in use).
         source: std::io::Error,
     },
+    /// The Pushgateway cannot be used (a bad URL, or the client failed to start).
+    #[cfg(feature = "push")]
+    #[error("pushgateway: {0}")]
+    Push(#[from] PushError),
+    /// A Pushgateway was set but runmetrics was built without the `push` feature.
+    #[error("Config::pushgateway is set but runmetrics was built without its `push` feature; enable it in Cargo.toml")]
+    PushDisabled,
     /// A port was set but runmetrics was built without the `prometheus` feature.
     #[error("Config::port is set but runmetrics was built without its `prometheus` feature; enable it in Cargo.toml")]
     PrometheusDisabled,
@@ -152,4 +159,64 @@ pub enum EndRunError {
     /// The collector thread is gone (it panicked).
     #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
     CollectorGone,
+    /// The run file was written and the run is ended, but the push to the
+    /// Pushgateway failed; push again with [`Recorder::push`](crate::Recorder::push).
+    #[cfg(feature = "push")]
+    #[error("run file {path} is written, but the push failed: {source}")]
+    Push {
+        /// The run file, safely written.
+        path: PathBuf,
+        /// Why the push failed.
+        source: PushError,
+    },
+}
+
+/// Why a push to the Pushgateway failed. Never shows credentials.
+#[cfg(feature = "push")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The gateway URL cannot be used.
+    #[error("gateway URL {url} cannot be used: {reason}; give e.g. http://127.0.0.1:9091")]
+    InvalidUrl {
+        /// The URL, without credentials.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The gateway did not answer in time.
+    #[error("no answer from {url} within {timeout:?}; is the gateway up? (Config::push_timeout)")]
+    Timeout {
+        /// The group URL, without credentials.
+        url: String,
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
+    /// The request failed (connection refused, TLS, DNS ...).
+    #[error("could not reach {url}: {reason}; is the gateway running there?")]
+    Request {
+        /// The group URL, without credentials.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// The gateway answered with an error status.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// The group URL, without credentials.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the gateway's answer.
+        body: String,
+    },
+    /// The HTTP client could not be made.
+    #[error("could not start the push client: {0}")]
+    Client(String),
+    /// No Pushgateway is configured.
+    #[error("no Pushgateway is configured; set Config::pushgateway")]
+    NotConfigured,
+    /// The push thread is gone (it panicked).
+    #[error("the runmetrics-push thread has stopped; this is a bug, please report it")]
+    Gone,
 }

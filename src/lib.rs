@@ -80,8 +80,12 @@ mod site;
 use std::path::{Path, PathBuf};
 
 pub use config::{Config, Overflow};
+#[cfg(feature = "push")]
+pub use error::PushError;
 pub use error::{ConfigError, EndRunError, InitMetricsError, NewRecorderError, StartRunError};
 pub use local::timer::{FunctionTimer, PhaseTimer};
+#[cfg(feature = "push")]
+pub use prometheus::push::PushMethod;
 #[cfg(feature = "prometheus")]
 pub use prometheus::sanitize_metric_name;
 pub use recorder::Recorder;

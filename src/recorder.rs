@@ -60,16 +60,11 @@ impl Recorder {
         let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
             .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
         let shared = Arc::new(shared);
-        let (server, publisher) = start_metrics_server(&config)?;
+        let (server, sinks) = start_sinks(&config)?;
         let (commands, commands_rx) = bounded(64);
-        let collector = collector::spawn(
-            shared.clone(),
-            config.clone(),
-            commands_rx,
-            wake_rx,
-            publisher,
-        )
-        .map_err(NewRecorderError::SpawnCollector)?;
+        let collector =
+            collector::spawn(shared.clone(), config.clone(), commands_rx, wake_rx, sinks)
+                .map_err(NewRecorderError::SpawnCollector)?;
         #[cfg(not(feature = "prometheus"))]
         let () = server;
         Ok(Recorder {
@@ -190,6 +185,25 @@ impl Recorder {
         timer::observe_counts(Some(&self.shared), counts);
     }
 
+    /// Publishes the metrics now and pushes them to the configured
+    /// Pushgateway with `method` (PUT replaces the group, POST adds, DELETE
+    /// removes it); waits for the gateway's answer.
+    ///
+    /// ```no_run
+    /// use runmetrics::{Config, PushMethod, Recorder};
+    /// let rec = Recorder::new(Config::new().job("batch").pushgateway("http://127.0.0.1:9091"))?;
+    /// rec.push(PushMethod::Post)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "push")]
+    pub fn push(&self, method: crate::PushMethod) -> Result<(), crate::PushError> {
+        let (reply, answer) = bounded(1);
+        self.commands
+            .send(Command::Push { method, reply })
+            .map_err(|_| crate::PushError::Gone)?;
+        answer.recv().map_err(|_| crate::PushError::Gone)?
+    }
+
     /// Takes a process CPU/RSS sample now (during a run).
     pub fn sample_process_gauges(&self) {
         let _ = self.commands.send(Command::Sample);
@@ -205,23 +219,33 @@ impl Drop for Recorder {
     }
 }
 
-/// Binds the metrics server when a port is set, and makes the collector's
-/// publisher that feeds it.
+/// What `start_sinks` gives the recorder: the metrics server, if any.
 #[cfg(feature = "prometheus")]
-fn start_metrics_server(
-    config: &Config,
-) -> Result<
-    (
-        Option<crate::prometheus::server::MetricsServer>,
-        Option<collector::Publisher>,
-    ),
-    NewRecorderError,
-> {
+type Server = Option<crate::prometheus::server::MetricsServer>;
+#[cfg(not(feature = "prometheus"))]
+type Server = ();
+
+/// Binds the metrics server when a port is set, starts the push client when
+/// a gateway is set, and makes the collector's publisher that feeds both.
+#[cfg(feature = "prometheus")]
+fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
     use crate::prometheus::server::{MetricsServer, Published};
-    let Some(port) = config.port else {
-        return Ok((None, None));
+    #[cfg(feature = "push")]
+    let pusher = match &config.pushgateway {
+        Some(url) => {
+            let url = crate::prometheus::push::group_url(url, &config.job, &config.grouping)?;
+            Some(crate::prometheus::push::Pusher::start(
+                url,
+                config.push_timeout,
+                config.push_auth.clone(),
+            )?)
+        }
+        None => None,
     };
-    let addr = std::net::SocketAddr::new(config.bind, port);
+    #[cfg(not(feature = "push"))]
+    if config.pushgateway.is_some() {
+        return Err(NewRecorderError::PushDisabled);
+    }
     let published = Arc::new(Published::default());
     let mut publisher = collector::Publisher::new(
         published.clone(),
@@ -231,19 +255,36 @@ fn start_metrics_server(
     );
     // Something to scrape from the first moment on.
     publisher.publish(None, &[]);
-    let server = MetricsServer::start(addr, published)
-        .map_err(|source| NewRecorderError::Serve { addr, source })?;
-    Ok((Some(server), Some(publisher)))
+    let server = match config.port {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(config.bind, port);
+            let server = MetricsServer::start(addr, published)
+                .map_err(|source| NewRecorderError::Serve { addr, source })?;
+            Some(server)
+        }
+        None => None,
+    };
+    #[cfg(feature = "push")]
+    let wanted = server.is_some() || pusher.is_some();
+    #[cfg(not(feature = "push"))]
+    let wanted = server.is_some();
+    let sinks = collector::Sinks {
+        publisher: wanted.then_some(publisher),
+        #[cfg(feature = "push")]
+        pusher,
+    };
+    Ok((server, sinks))
 }
 
 #[cfg(not(feature = "prometheus"))]
-fn start_metrics_server(
-    config: &Config,
-) -> Result<((), Option<collector::Publisher>), NewRecorderError> {
-    match config.port {
-        Some(_) => Err(NewRecorderError::PrometheusDisabled),
-        None => Ok(((), None)),
+fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
+    if config.port.is_some() {
+        return Err(NewRecorderError::PrometheusDisabled);
     }
+    if config.pushgateway.is_some() {
+        return Err(NewRecorderError::PushDisabled);
+    }
+    Ok(((), collector::Sinks::default()))
 }
 
 fn check_writable(dir: &Path) -> Result<(), StartRunError> {

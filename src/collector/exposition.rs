@@ -34,6 +34,7 @@ pub(crate) struct Exposition {
     aggregated: u64,
     dropped: u64,
     pub(crate) last_sample: (f64, u64),
+    pub(crate) push_failures: u64,
 }
 
 impl Exposition {
@@ -60,6 +61,7 @@ impl Exposition {
             aggregated: 0,
             dropped: 0,
             last_sample: (0.0, 0),
+            push_failures: 0,
         }
     }
 
@@ -86,6 +88,12 @@ impl Exposition {
         self.runs_completed += 1;
         self.aggregated += run.aggregated;
         self.dropped += run.dropped;
+    }
+
+    /// What was last published.
+    #[cfg_attr(not(feature = "push"), allow(dead_code))]
+    pub(crate) fn current(&self) -> Arc<Vec<u8>> {
+        self.published.get()
     }
 
     /// Encodes and publishes what a scrape should see now.
@@ -156,6 +164,7 @@ impl Exposition {
             runs_completed: self.runs_completed,
             records_aggregated: self.aggregated + run.map_or(0, |r| r.aggregated),
             records_dropped: self.dropped + run.map_or(0, |r| r.dropped),
+            push_failures: self.push_failures,
         }
     }
 }

@@ -35,7 +35,21 @@ pub(crate) enum Command {
         reply: Sender<Result<PathBuf, EndRunError>>,
     },
     Sample,
+    /// Publish now and push with `method`.
+    #[cfg(feature = "push")]
+    Push {
+        method: crate::PushMethod,
+        reply: Sender<Result<(), crate::PushError>>,
+    },
     Shutdown,
+}
+
+/// The sinks the collector feeds besides the run file.
+#[derive(Default)]
+pub(crate) struct Sinks {
+    pub(crate) publisher: Option<Publisher>,
+    #[cfg(feature = "push")]
+    pub(crate) pusher: Option<crate::prometheus::push::Pusher>,
 }
 
 /// Starts the `runmetrics-collector` thread.
@@ -44,14 +58,23 @@ pub(crate) fn spawn(
     config: Config,
     commands: Receiver<Command>,
     wake: Receiver<()>,
-    publisher: Option<Publisher>,
+    sinks: Sinks,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("runmetrics-collector".to_owned())
         .spawn(move || {
             let _gone = Gone(shared.clone());
             let mut collector = Collector::new(shared, config);
-            collector.publisher = publisher;
+            collector.publisher = sinks.publisher;
+            #[cfg(feature = "push")]
+            {
+                collector.next_push = collector
+                    .config
+                    .push_interval
+                    .filter(|_| sinks.pusher.is_some())
+                    .map(|i| Instant::now() + i);
+                collector.pusher = sinks.pusher;
+            }
             collector.run(&commands, &wake);
         })
 }
@@ -86,6 +109,10 @@ struct Collector {
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
     publisher: Option<Publisher>,
+    #[cfg(feature = "push")]
+    pusher: Option<crate::prometheus::push::Pusher>,
+    #[cfg(feature = "push")]
+    next_push: Option<Instant>,
 }
 
 impl Collector {
@@ -101,6 +128,10 @@ impl Collector {
             orphaned_seen: 0,
             outside_between_runs: 0,
             publisher: None,
+            #[cfg(feature = "push")]
+            pusher: None,
+            #[cfg(feature = "push")]
+            next_push: None,
         }
     }
 
@@ -145,6 +176,10 @@ impl Collector {
                     let _ = reply.send(self.end_run(&extra_meta));
                 }
                 Some(Ok(Command::Sample)) => self.sample(),
+                #[cfg(feature = "push")]
+                Some(Ok(Command::Push { method, reply })) => {
+                    let _ = reply.send(self.push(method));
+                }
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
             if self.run.is_some() && Instant::now() >= self.next_sample {
@@ -152,6 +187,16 @@ impl Collector {
             }
             if self.next_publish().is_some_and(|at| Instant::now() >= at) {
                 self.publish();
+            }
+            #[cfg(feature = "push")]
+            if let Some(at) = self.next_push.filter(|at| Instant::now() >= *at) {
+                // Periodic pushes are best effort: a failure shows in
+                // runmetrics_push_failures_total and the next one retries.
+                let _ = self.push(crate::PushMethod::Put);
+                self.next_push = self
+                    .config
+                    .push_interval
+                    .map(|i| at.max(Instant::now()) + i);
             }
         }
         if self.run.is_some() {
@@ -221,8 +266,13 @@ impl Collector {
         total
     }
 
-    /// When the next Prometheus snapshot is due, if there is a publisher.
+    /// When the next Prometheus snapshot (or periodic push) is due.
     fn next_publish(&self) -> Option<Instant> {
+        #[cfg(feature = "push")]
+        if let Some(push) = self.next_push {
+            let publish = self.publisher.as_ref().map(|p| p.next_publish);
+            return Some(publish.map_or(push, |p| p.min(push)));
+        }
         #[cfg(feature = "prometheus")]
         return self.publisher.as_ref().map(|p| p.next_publish);
         #[cfg(not(feature = "prometheus"))]
@@ -235,6 +285,21 @@ impl Collector {
         if let Some(p) = self.publisher.as_mut() {
             p.publish(self.run.as_ref(), &self.sites);
         }
+    }
+
+    /// Publishes a fresh snapshot and pushes it; waits for the gateway.
+    #[cfg(feature = "push")]
+    fn push(&mut self, method: crate::PushMethod) -> Result<(), crate::PushError> {
+        self.publish();
+        let (Some(pusher), Some(publisher)) = (self.pusher.as_ref(), self.publisher.as_mut())
+        else {
+            return Err(crate::PushError::NotConfigured);
+        };
+        let result = pusher.push(method, publisher.current());
+        if result.is_err() {
+            publisher.push_failures += 1;
+        }
+        result
     }
 
     fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
@@ -303,6 +368,15 @@ impl Collector {
                 }
                 self.run = None;
                 self.publish();
+                #[cfg(feature = "push")]
+                if self.pusher.is_some() {
+                    // After the file is safely written: a failed push loses nothing.
+                    self.push(crate::PushMethod::Put)
+                        .map_err(|source| EndRunError::Push {
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
                 Ok(path)
             }
             Err(source) => {

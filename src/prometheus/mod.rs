@@ -8,6 +8,8 @@
 //! [`sanitize_metric_name`]. Label values are ours or the user's phase, module,
 //! function and count names, escaped by the encoder (`\`, `"`, newline).
 
+#[cfg(feature = "push")]
+pub(crate) mod push;
 pub(crate) mod server;
 
 use prometheus::proto::{
@@ -44,6 +46,7 @@ pub(crate) struct MetricsSnapshot {
     pub(crate) runs_completed: u64,
     pub(crate) records_aggregated: u64,
     pub(crate) records_dropped: u64,
+    pub(crate) push_failures: u64,
 }
 
 /// Makes `name` a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -197,6 +200,11 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
             "records_dropped_total",
             "Records dropped because a thread's buffer was full (Overflow::Drop).",
             snapshot.records_dropped,
+        ),
+        (
+            "push_failures_total",
+            "Pushes to the Pushgateway that failed.",
+            snapshot.push_failures,
         ),
     ] {
         families.push(family(

@@ -1,0 +1,263 @@
+//! Pushes to a Prometheus Pushgateway, like prometheus_client's
+//! `push_to_gateway` (PUT), `pushadd_to_gateway` (POST) and
+//! `delete_from_gateway` (DELETE). Requests run on the `runmetrics-push`
+//! thread with a blocking `reqwest` client, never on the caller's thread or
+//! async runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use crossbeam_channel::{bounded, Sender};
+use reqwest::Url;
+
+use super::CONTENT_TYPE;
+use crate::config::PushAuth;
+use crate::error::PushError;
+
+/// How a push treats the metrics already in the gateway's group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushMethod {
+    /// PUT: replace every metric of the group (`push_to_gateway`).
+    Put,
+    /// POST: replace only the metrics with the names pushed (`pushadd_to_gateway`).
+    Post,
+    /// DELETE: remove the whole group (`delete_from_gateway`).
+    Delete,
+}
+
+/// The group URL: `{gateway}/metrics/job/{job}/{k}/{v}...`, the grouping key
+/// sorted by key. A value that is empty or holds `/` or a space is sent as
+/// `{k}@base64/{urlsafe base64}` (empty: `=`); others are percent-encoded.
+pub(crate) fn group_url(
+    gateway: &str,
+    job: &str,
+    grouping: &[(String, String)],
+) -> Result<Url, PushError> {
+    let mut url = Url::parse(gateway).map_err(|e| PushError::InvalidUrl {
+        url: redact(gateway),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(PushError::InvalidUrl {
+            url: redact(gateway),
+            reason: "it must be an http:// or https:// URL".to_owned(),
+        });
+    }
+    let mut pairs: Vec<(&str, &str)> = grouping
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut segments: Vec<String> = vec!["metrics".to_owned()];
+    for (k, v) in std::iter::once(("job", job)).chain(pairs) {
+        if v.is_empty() || v.contains('/') || v.contains(' ') {
+            segments.push(format!("{k}@base64"));
+            segments.push(if v.is_empty() {
+                "=".to_owned()
+            } else {
+                base64::engine::general_purpose::URL_SAFE.encode(v)
+            });
+        } else {
+            segments.push(k.to_owned());
+            segments.push(v.to_owned());
+        }
+    }
+    url.path_segments_mut()
+        .map_err(|()| PushError::InvalidUrl {
+            url: redact(gateway),
+            reason: "it cannot take a path".to_owned(),
+        })?
+        .pop_if_empty()
+        .extend(&segments);
+    Ok(url)
+}
+
+/// `url` with any user name and password removed, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+struct Job {
+    method: PushMethod,
+    body: Arc<Vec<u8>>,
+    reply: Option<Sender<Result<(), PushError>>>,
+}
+
+/// The push thread and where to send its work.
+pub(crate) struct Pusher {
+    jobs: Option<Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pusher {
+    pub(crate) fn start(
+        url: Url,
+        timeout: Duration,
+        auth: Option<PushAuth>,
+    ) -> Result<Pusher, PushError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| PushError::Client(e.without_url().to_string()))?;
+        let (jobs, rx) = bounded::<Job>(16);
+        let thread = std::thread::Builder::new()
+            .name("runmetrics-push".to_owned())
+            .spawn(move || {
+                for job in rx {
+                    let result = send(&client, &url, timeout, auth.as_ref(), job.method, &job.body);
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(result);
+                    }
+                }
+            })
+            .map_err(|e| PushError::Client(e.to_string()))?;
+        Ok(Pusher {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Pushes `body` and waits for the gateway's answer.
+    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>) -> Result<(), PushError> {
+        let (reply, answer) = bounded(1);
+        self.jobs
+            .as_ref()
+            .and_then(|j| {
+                j.send(Job {
+                    method,
+                    body,
+                    reply: Some(reply),
+                })
+                .ok()
+            })
+            .ok_or(PushError::Gone)?;
+        answer.recv().map_err(|_| PushError::Gone)?
+    }
+}
+
+fn send(
+    client: &reqwest::blocking::Client,
+    url: &Url,
+    timeout: Duration,
+    auth: Option<&PushAuth>,
+    method: PushMethod,
+    body: &[u8],
+) -> Result<(), PushError> {
+    let mut request = match method {
+        PushMethod::Put => client.put(url.clone()),
+        PushMethod::Post => client.post(url.clone()),
+        PushMethod::Delete => client.delete(url.clone()),
+    };
+    if method != PushMethod::Delete {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body.to_vec());
+    }
+    request = match auth {
+        Some(PushAuth::Basic { user, password }) => {
+            request.basic_auth(user, Some(password.expose()))
+        }
+        Some(PushAuth::Bearer(token)) => request.bearer_auth(token.expose()),
+        None => request,
+    };
+    let shown = redact(url.as_str());
+    let response = request.send().map_err(|e| {
+        if e.is_timeout() {
+            PushError::Timeout {
+                url: shown.clone(),
+                timeout,
+            }
+        } else {
+            PushError::Request {
+                url: shown.clone(),
+                reason: error_chain(&e.without_url()),
+            }
+        }
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let mut body = response.text().unwrap_or_default();
+    body.truncate(512);
+    Err(PushError::Status {
+        url: shown,
+        status: status.as_u16(),
+        body: body.trim().to_owned(),
+    })
+}
+
+/// An error and its causes, as one line ("connection refused" is a cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn grouping_key_is_sorted_and_encoded_like_prometheus_client() {
+        let url = group_url(
+            "http://127.0.0.1:9091",
+            "al_inference",
+            &g(&[
+                ("env", "dev"),
+                ("path", "a/b"),
+                ("empty", ""),
+                ("space", "x y"),
+                ("pct", "50%"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9091/metrics/job/al_inference/empty@base64/=/env/dev/path@base64/YS9i/pct/50%25/space@base64/eCB5"
+        );
+        let url = group_url("https://gw.example/prefix/", "a/b", &[]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://gw.example/prefix/metrics/job@base64/YS9i"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_showing_credentials() {
+        let e = group_url("ftp://user:secret@host/", "j", &[]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("http://") && !msg.contains("secret"), "{msg}");
+        assert!(group_url("not a url", "j", &[]).is_err());
+        assert_eq!(redact("http://u:p@h:1/x"), "http://h:1/x");
+    }
+}

@@ -1,0 +1,197 @@
+//! Pushes against a real Prometheus Pushgateway, and against gateways that
+//! are down, slow or refuse.
+#![cfg(feature = "push")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{binary, eventually, http, Child};
+use runmetrics::{Config, EndRunError, PushError, PushMethod, Recorder};
+use serde_json::Value;
+
+struct Gateway {
+    addr: std::net::SocketAddr,
+    _child: Child,
+}
+
+fn gateway() -> Option<Gateway> {
+    let bin = binary("prometheus-pushgateway")?;
+    let port = common::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Child(
+        std::process::Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("pushgateway ready", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(addr).ok()?;
+        (http(addr, "GET", "/-/ready").0 == 200).then_some(())
+    });
+    Some(Gateway {
+        addr,
+        _child: child,
+    })
+}
+
+fn config(gw: &Gateway) -> Config {
+    Config::new()
+        .job("al_inference")
+        .grouping("env", "dev")
+        .grouping("path", "a/b")
+        .pushgateway(format!("http://{}", gw.addr))
+}
+
+/// The gateway's lines for our group that start with `metric`.
+fn lines(gw: &Gateway, metric: &str) -> Vec<String> {
+    let (_, _, body) = http(gw.addr, "GET", "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(metric) && l.contains("job=\"al_inference\""))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run_with_phase(
+    rec: &Recorder,
+    dir: &std::path::Path,
+    phase: &'static str,
+) -> Result<std::path::PathBuf, EndRunError> {
+    rec.start_run(dir).unwrap();
+    {
+        let _t = rec.phase(phase, "pipeline");
+    }
+    rec.end_run(Value::Null)
+}
+
+#[test]
+fn end_run_pushes_with_job_and_grouping_labels() {
+    let Some(gw) = gateway() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(config(&gw)).unwrap();
+    let path = run_with_phase(&rec, dir.path(), "grounding").unwrap();
+    assert!(path.exists());
+    let got = lines(&gw, "runmetrics_phase_duration_seconds_count");
+    assert_eq!(got.len(), 1, "{got:?}");
+    for label in [
+        "env=\"dev\"",
+        "path=\"a/b\"",
+        "phase=\"grounding\"",
+        "module=\"pipeline\"",
+    ] {
+        assert!(got[0].contains(label), "{label} missing in {got:?}");
+    }
+    assert!(got[0].ends_with(" 1"), "{got:?}");
+}
+
+#[test]
+fn put_replaces_the_group_post_adds_and_delete_removes() {
+    let Some(gw) = gateway() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = Recorder::new(config(&gw)).unwrap();
+    run_with_phase(&first, dir.path(), "a").unwrap();
+    drop(first);
+    let second = Recorder::new(config(&gw)).unwrap();
+    run_with_phase(&second, dir.path(), "b").unwrap(); // PUT
+    let phases = lines(&gw, "runmetrics_phase_duration_seconds_count");
+    assert_eq!(phases.len(), 1, "PUT replaced the group: {phases:?}");
+    assert!(phases[0].contains("phase=\"b\""));
+
+    // A recorder with counts but no phases POSTs during its run: the phase
+    // family pushed before stays, the count family is added.
+    let third = Recorder::new(config(&gw)).unwrap();
+    third.start_run(dir.path()).unwrap();
+    third.observe_counts(&[("facts", 7)]);
+    third.push(PushMethod::Post).unwrap();
+    assert_eq!(
+        lines(&gw, "runmetrics_phase_duration_seconds_count").len(),
+        1,
+        "POST kept"
+    );
+    assert_eq!(lines(&gw, "runmetrics_count_value").len(), 1, "POST added");
+    // end_run PUTs: the phase family is gone.
+    third.end_run(Value::Null).unwrap();
+    assert!(
+        lines(&gw, "runmetrics_phase_duration_seconds_count").is_empty(),
+        "PUT replaced all"
+    );
+    assert_eq!(lines(&gw, "runmetrics_count_value").len(), 1);
+    third.push(PushMethod::Delete).unwrap();
+    assert!(
+        lines(&gw, "runmetrics_").is_empty(),
+        "DELETE removed the group"
+    );
+}
+
+#[test]
+fn a_gateway_that_is_down_fails_end_run_after_the_file_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port(); // nothing listens there
+    let rec = Recorder::new(
+        Config::new()
+            .pushgateway(format!("http://127.0.0.1:{port}"))
+            .push_basic_auth("user", "s3cret-password"),
+    )
+    .unwrap();
+    match run_with_phase(&rec, dir.path(), "p") {
+        Err(e @ EndRunError::Push { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("could not reach") && msg.contains(&port.to_string()),
+                "{msg}"
+            );
+            assert!(!msg.contains("s3cret"), "credentials leaked: {msg}");
+            let EndRunError::Push { path, .. } = e else {
+                unreachable!()
+            };
+            let file = std::fs::read_to_string(&path).unwrap();
+            assert!(file.contains("\"phase\": \"p\"") && !file.contains("s3cret"));
+        }
+        other => panic!("expected a push error, got {other:?}"),
+    }
+    assert!(!rec.is_run_open(), "the run ended: its file is written");
+    assert!(
+        !format!("{:?}", rec.config()).contains("s3cret"),
+        "Debug shows credentials"
+    );
+}
+
+#[test]
+fn a_slow_gateway_times_out_and_a_refusing_one_reports_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rec = Recorder::new(
+        Config::new()
+            .pushgateway(format!("http://{}", silent.local_addr().unwrap()))
+            .push_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    match run_with_phase(&rec, dir.path(), "p") {
+        Err(EndRunError::Push {
+            source: PushError::Timeout { .. },
+            ..
+        }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // Our own metrics server refuses anything but GET /metrics: a 4xx.
+    let server = Recorder::new(Config::new().port(0)).unwrap();
+    let rec = Recorder::new(
+        Config::new().pushgateway(format!("http://{}", server.metrics_addr().unwrap())),
+    )
+    .unwrap();
+    match rec.push(PushMethod::Put) {
+        Err(e @ PushError::Status { status: 404, .. }) => {
+            assert!(e.to_string().contains("404"), "{e}")
+        }
+        other => panic!("expected a 404, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_gateway_url_is_refused_when_the_recorder_is_made() {
+    let e = Recorder::new(Config::new().pushgateway("localhost:9091")).unwrap_err();
+    assert!(e.to_string().contains("http://"), "{e}");
+}
