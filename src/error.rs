@@ -126,8 +126,9 @@ pub enum StartRunError {
     CollectorGone,
 }
 
-/// Why [`end_run`](crate::end_run) failed. The run stays open: fix the cause
-/// and call `end_run` again; nothing recorded is lost.
+/// Why [`end_run`](crate::end_run) failed. The run stays open (fix the cause
+/// and call `end_run` again; nothing recorded is lost), except after
+/// `Push`, which comes once the run file is written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndRunError {

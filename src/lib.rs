@@ -167,8 +167,9 @@ pub fn start_run(log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
 /// returns its path. `extra_meta` (a JSON object, or null) is added to `meta`.
 ///
 /// Every region that finished before this call, on any thread (parked and
-/// exited ones included), is in the file. If the call fails the run stays
-/// open, so it can be retried without losing anything.
+/// exited ones included), is in the file. If writing the file fails the run
+/// stays open, so it can be retried without losing anything. (A failed push
+/// to a Pushgateway comes after the file is written: that run is ended.)
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("rm-doc-end-{}", std::process::id()));

@@ -133,7 +133,12 @@ thread_local! {
         [const { Cell::new(Entry { name: (0, 0), module: (0, 0), kind: Kind::Phase, id: 0 }) }; CACHE_SIZE]
     };
     static DYNAMIC_NAMES: RefCell<DynamicNames> = RefCell::new(HashMap::new());
+    /// Behind the direct-mapped cache: every `'static` name this thread has
+    /// used, so two names sharing a cache slot never take the registry lock.
+    static STATIC_OVERFLOW: RefCell<HashMap<StaticKey, u32>> = RefCell::new(HashMap::new());
 }
+
+type StaticKey = ((usize, usize), (usize, usize), Kind);
 
 fn raw(s: &'static str) -> (usize, usize) {
     (s.as_ptr() as usize, s.len())
@@ -152,7 +157,7 @@ pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) ->
             if e.name == n && e.module == m && e.kind == kind && e.id != 0 {
                 return e.id;
             }
-            let id = intern(kind, module, name);
+            let id = static_miss((n, m, kind), || intern(kind, module, name));
             cache[slot].set(Entry {
                 name: n,
                 module: m,
@@ -162,6 +167,16 @@ pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) ->
             id
         })
         .unwrap_or_else(|_| intern(kind, module, name))
+}
+
+/// A miss in the direct-mapped cache: a hash lookup on this thread's map
+/// (no lock, no allocation once the name is known), the registry only the
+/// first time.
+#[cold]
+fn static_miss(key: StaticKey, intern: impl Fn() -> u32) -> u32 {
+    STATIC_OVERFLOW
+        .try_with(|map| *map.borrow_mut().entry(key).or_insert_with(&intern))
+        .unwrap_or_else(|_| intern())
 }
 
 /// The id of a name known only at run time: hashed per call, on a per-thread

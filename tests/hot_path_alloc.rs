@@ -69,6 +69,23 @@ fn recording_allocates_nothing_after_the_first_record() {
         }
     });
     assert_eq!(n, 0, "the recording path allocated {n} times");
+    // More 'static names than the per-thread cache has slots: misses must
+    // not allocate (or lock) once every name is known.
+    let names: Vec<&'static str> = (0..200)
+        .map(|i| &*Box::leak(format!("name_{i}").into_boxed_str()))
+        .collect();
+    let cycle = |rec: &Recorder| {
+        for name in &names {
+            let _t = rec.phase(name, "many");
+        }
+    };
+    cycle(&rec);
+    let n = allocations_during(|| {
+        for _ in 0..100 {
+            cycle(&rec);
+        }
+    });
+    assert_eq!(n, 0, "many names: the recording path allocated {n} times");
     rec.end_run(serde_json::Value::Null).unwrap();
     let path = runmetrics::end_run(serde_json::Value::Null).unwrap();
     let file: serde_json::Value =

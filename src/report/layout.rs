@@ -1,5 +1,5 @@
 //! The run-file layout. The seed module fixed the keys of `meta` and of the
-//! four event kinds; everything else here is added after them, never renamed.
+//! three event kinds (we add `counts`); everything else here is added after them, never renamed.
 
 use chrono::{DateTime, Local, SecondsFormat, TimeDelta};
 use serde::ser::{SerializeMap, SerializeSeq};
