@@ -195,3 +195,34 @@ fn a_bad_gateway_url_is_refused_when_the_recorder_is_made() {
     let e = Recorder::new(Config::new().pushgateway("localhost:9091")).unwrap_err();
     assert!(e.to_string().contains("http://"), "{e}");
 }
+
+#[test]
+fn periodic_pushes_to_a_hung_gateway_never_stall_the_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rec = Recorder::new(
+        Config::new()
+            .pushgateway(format!("http://{}", silent.local_addr().unwrap()))
+            .push_timeout(Duration::from_secs(2))
+            .push_interval(Duration::from_millis(50))
+            .sample_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
+    rec.start_run(dir.path()).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let path = match rec.end_run(Value::Null) {
+        Err(EndRunError::Push {
+            path,
+            source: PushError::Timeout { .. },
+        }) => path,
+        other => panic!("expected the final push to time out, got {other:?}"),
+    };
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Every push hangs for 2 s; a collector that waited for them would have
+    // taken one or two samples in 700 ms instead of ~14.
+    let samples = file["meta"]["process_samples"].as_u64().unwrap();
+    assert!(
+        samples >= 8,
+        "the collector stalled: {samples} samples in 700 ms"
+    );
+}

@@ -190,9 +190,15 @@ impl Collector {
             }
             #[cfg(feature = "push")]
             if let Some(at) = self.next_push.filter(|at| Instant::now() >= *at) {
-                // Periodic pushes are best effort: a failure shows in
-                // runmetrics_push_failures_total and the next one retries.
-                let _ = self.push(crate::PushMethod::Put);
+                // Periodic pushes are best effort and never wait for the
+                // gateway: a failure shows in runmetrics_push_failures_total
+                // and the next one retries.
+                self.publish();
+                if let (Some(pusher), Some(publisher)) =
+                    (self.pusher.as_ref(), self.publisher.as_ref())
+                {
+                    pusher.push_in_background(crate::PushMethod::Put, publisher.current());
+                }
                 self.next_push = self
                     .config
                     .push_interval
@@ -281,6 +287,10 @@ impl Collector {
 
     /// Publishes what a scrape should see now (a no-op without a publisher).
     fn publish(&mut self) {
+        #[cfg(feature = "push")]
+        if let (Some(pusher), Some(p)) = (self.pusher.as_ref(), self.publisher.as_mut()) {
+            p.push_failures = pusher.failures();
+        }
         #[cfg(feature = "prometheus")]
         if let Some(p) = self.publisher.as_mut() {
             p.publish(self.run.as_ref(), &self.sites);
@@ -295,11 +305,7 @@ impl Collector {
         else {
             return Err(crate::PushError::NotConfigured);
         };
-        let result = pusher.push(method, publisher.current());
-        if result.is_err() {
-            publisher.push_failures += 1;
-        }
-        result
+        pusher.push(method, publisher.current())
     }
 
     fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {

@@ -4,6 +4,7 @@
 //! thread with a blocking `reqwest` client, never on the caller's thread or
 //! async runtime.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,10 @@ struct Job {
 pub(crate) struct Pusher {
     jobs: Option<Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    failures: Arc<AtomicU64>,
+    /// A background push is queued or under way: the next one is skipped,
+    /// so pushes to a hung gateway never pile up.
+    busy: Arc<AtomicBool>,
 }
 
 impl Pusher {
@@ -108,13 +113,23 @@ impl Pusher {
             .build()
             .map_err(|e| PushError::Client(e.without_url().to_string()))?;
         let (jobs, rx) = bounded::<Job>(16);
+        let failures = Arc::new(AtomicU64::new(0));
+        let failed = failures.clone();
+        let busy = Arc::new(AtomicBool::new(false));
+        let done = busy.clone();
         let thread = std::thread::Builder::new()
             .name("runmetrics-push".to_owned())
             .spawn(move || {
                 for job in rx {
                     let result = send(&client, &url, timeout, auth.as_ref(), job.method, &job.body);
-                    if let Some(reply) = job.reply {
-                        let _ = reply.send(result);
+                    if result.is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match job.reply {
+                        Some(reply) => {
+                            let _ = reply.send(result);
+                        }
+                        None => done.store(false, Ordering::Release),
                     }
                 }
             })
@@ -122,7 +137,36 @@ impl Pusher {
         Ok(Pusher {
             jobs: Some(jobs),
             thread: Some(thread),
+            failures,
+            busy,
         })
+    }
+
+    /// Pushes `body` without waiting: for periodic pushes, which must never
+    /// hold up the collector. A failure (or a full queue) is only counted.
+    pub(crate) fn push_in_background(&self, method: PushMethod, body: Arc<Vec<u8>>) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            // The previous one has not finished: skip this one.
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let queued = self.jobs.as_ref().is_some_and(|j| {
+            j.try_send(Job {
+                method,
+                body,
+                reply: None,
+            })
+            .is_ok()
+        });
+        if !queued {
+            self.busy.store(false, Ordering::Release);
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Pushes that failed so far.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Pushes `body` and waits for the gateway's answer.
