@@ -1,6 +1,9 @@
 //! `#[measure]` in every form it accepts: bare, named, with a module, with
 //! resources, on methods, generics, async fns, and early returns.
 
+mod common;
+
+use common::block_on;
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
 
@@ -45,16 +48,6 @@ impl Engine {
 #[runmetrics::measure]
 async fn awaited(n: u32) -> u32 {
     std::future::ready(n).await + 1
-}
-
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
 }
 
 #[test]

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::block_on;
 use runmetrics::{Config, Recorder};
 use serde_json::{json, Value};
 
@@ -403,17 +406,6 @@ fn timers_outside_a_run_record_nothing_and_late_ones_are_reported() {
     assert_eq!(first["meta"]["phase_durations_seconds_total"], json!([]));
     assert_eq!(second["meta"]["phase_durations_seconds_total"], json!([]));
     assert_eq!(second["meta"]["records_outside_run"], 1);
-}
-
-/// A minimal executor: polls a future to completion on this thread.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::aggregate::Durations;
-use super::run::RunState;
+use super::run::{slot, RunState};
 use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
 use crate::site::{Kind, SiteInfo};
@@ -185,13 +185,6 @@ fn add_buckets(h: &Histogram<u64>, bounds_ns: &[u64], cumulative: &mut [u64]) {
         running += add;
         *c += running;
     }
-}
-
-fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
-    if v.len() <= index {
-        v.resize_with(index + 1, || None);
-    }
-    &mut v[index]
 }
 
 #[cfg(test)]

@@ -305,7 +305,8 @@ fn kind_of(sites: &[SiteInfo], site: u32) -> Kind {
         .map_or(Kind::Phase, |s| s.kind)
 }
 
-fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
+/// The entry at `index`, growing `v` with `None`s as needed.
+pub(crate) fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
     if v.len() <= index {
         v.resize_with(index + 1, || None);
     }

@@ -76,3 +76,14 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+
+/// A minimal executor: polls a future to completion on this thread.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
