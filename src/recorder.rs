@@ -182,7 +182,7 @@ impl Recorder {
 
     /// Records count values; see [`observe_counts`](crate::observe_counts).
     pub fn observe_counts(&self, counts: &[(&str, i64)]) {
-        timer::observe_counts(Some(&self.shared), counts);
+        timer::observe_counts(|| Some(&self.shared), counts);
     }
 
     /// Publishes the metrics now and pushes them to the configured
@@ -204,8 +204,12 @@ impl Recorder {
         answer.recv().map_err(|_| crate::PushError::Gone)?
     }
 
-    /// Takes a process CPU/RSS sample now (during a run).
+    /// Takes a process CPU/RSS sample now (during a run). A no-op without
+    /// the `enabled` feature, like every recording call.
     pub fn sample_process_gauges(&self) {
+        if !timer::ENABLED {
+            return;
+        }
         let _ = self.commands.send(Command::Sample);
     }
 }

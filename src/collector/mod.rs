@@ -10,7 +10,7 @@ pub(crate) mod sampler;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
@@ -96,6 +96,11 @@ impl Drop for Gone {
     }
 }
 
+/// A drain of at least this many records means some thread is recording
+/// fast: the next look comes after [`BUSY_POLL`] instead of `poll_interval`.
+const BUSY_DRAIN: u64 = 4_096;
+const BUSY_POLL: Duration = Duration::from_micros(200);
+
 struct Collector {
     shared: Arc<Shared>,
     config: Config,
@@ -136,6 +141,7 @@ impl Collector {
     }
 
     fn run(mut self, commands: &Receiver<Command>, wake: &Receiver<()>) {
+        let mut busy = false;
         loop {
             // Sleep between drains, even under load: a collector that looks at
             // the rings continuously keeps taking the producers' `head` lines
@@ -143,10 +149,16 @@ impl Collector {
             // Wake for the next poll and sample while a run is open, and for
             // the next publish; with neither, sleep until told something.
             let now = Instant::now();
-            let run_wake = self
-                .run
-                .as_ref()
-                .map(|_| self.next_sample.min(now + self.config.poll_interval));
+            // A thread recording flat out fills half a ring in well under a
+            // millisecond: after a large drain, look again soon rather than
+            // wait for its wake-up, which a busy machine can delay past the
+            // other half.
+            let poll = if busy {
+                BUSY_POLL
+            } else {
+                self.config.poll_interval
+            };
+            let run_wake = self.run.as_ref().map(|_| self.next_sample.min(now + poll));
             let wake_at = match (run_wake, self.next_publish()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -162,7 +174,7 @@ impl Collector {
                     recv(wake) -> _ => None,
                 },
             };
-            self.drain();
+            busy = self.drain() >= BUSY_DRAIN;
             match command {
                 None => {}
                 Some(Ok(Command::StartRun {

@@ -8,6 +8,11 @@ use crate::recorder::{global_shared, Recorder};
 use crate::shared::Shared;
 use crate::site::{dynamic_id, static_id, Kind, Site};
 
+/// Whether recording is compiled in: the `enabled` feature (on by default).
+/// Off, every timer is inactive from its creation and the optimizer removes
+/// it whole: the off switch for builds that must pay nothing.
+pub(crate) const ENABLED: bool = cfg!(feature = "enabled");
+
 /// A timed region: inactive (and free) when no run was open at its start.
 /// It belongs to the run open at its start: the collector keeps a record
 /// whose start is not before the open run's start.
@@ -24,9 +29,17 @@ impl<'r> Region<'r> {
         site: 0,
     };
 
+    /// Starts a region; `shared` and `site` are only called when recording is
+    /// compiled in (feature `enabled`), so a disabled build keeps nothing of it.
     #[inline]
-    fn begin(shared: Option<&'r Shared>, site: impl FnOnce() -> u32) -> Region<'r> {
-        let Some(shared) = shared else {
+    fn begin(
+        shared: impl FnOnce() -> Option<&'r Shared>,
+        site: impl FnOnce() -> u32,
+    ) -> Region<'r> {
+        if !ENABLED {
+            return Region::OFF;
+        }
+        let Some(shared) = shared() else {
             return Region::OFF;
         };
         if !shared.run_open() {
@@ -103,7 +116,7 @@ impl PhaseTimer<'static> {
     #[inline]
     pub fn new(phase: &'static str, module: &'static str) -> PhaseTimer<'static> {
         PhaseTimer {
-            region: Region::begin(global_shared(), || static_id(Kind::Phase, phase, module)),
+            region: Region::begin(global_shared, || static_id(Kind::Phase, phase, module)),
         }
     }
 
@@ -111,7 +124,7 @@ impl PhaseTimer<'static> {
     /// on every call (tens of nanoseconds), so prefer `'static` names in loops.
     pub fn dynamic(phase: &str, module: &str) -> PhaseTimer<'static> {
         PhaseTimer {
-            region: Region::begin(global_shared(), || dynamic_id(Kind::Phase, phase, module)),
+            region: Region::begin(global_shared, || dynamic_id(Kind::Phase, phase, module)),
         }
     }
 
@@ -120,7 +133,7 @@ impl PhaseTimer<'static> {
     #[inline]
     pub fn at(site: &'static Site) -> PhaseTimer<'static> {
         PhaseTimer {
-            region: Region::begin(global_shared(), || site.id()),
+            region: Region::begin(global_shared, || site.id()),
         }
     }
 }
@@ -128,7 +141,7 @@ impl PhaseTimer<'static> {
 impl<'r> PhaseTimer<'r> {
     pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> PhaseTimer<'r> {
         PhaseTimer {
-            region: Region::begin(Some(recorder.shared()), id),
+            region: Region::begin(|| Some(recorder.shared()), id),
         }
     }
 
@@ -165,7 +178,7 @@ impl FunctionTimer<'static> {
     #[inline]
     pub fn new(name: &'static str, module: &'static str) -> FunctionTimer<'static> {
         FunctionTimer {
-            region: Region::begin(global_shared(), || static_id(Kind::Function, name, module)),
+            region: Region::begin(global_shared, || static_id(Kind::Function, name, module)),
             resources: None,
         }
     }
@@ -173,7 +186,7 @@ impl FunctionTimer<'static> {
     /// Like [`FunctionTimer::new`] for names made at run time (hashed per call).
     pub fn dynamic(name: &str, module: &str) -> FunctionTimer<'static> {
         FunctionTimer {
-            region: Region::begin(global_shared(), || dynamic_id(Kind::Function, name, module)),
+            region: Region::begin(global_shared, || dynamic_id(Kind::Function, name, module)),
             resources: None,
         }
     }
@@ -183,7 +196,7 @@ impl FunctionTimer<'static> {
     #[inline]
     pub fn at(site: &'static Site) -> FunctionTimer<'static> {
         FunctionTimer {
-            region: Region::begin(global_shared(), || site.id()),
+            region: Region::begin(global_shared, || site.id()),
             resources: None,
         }
     }
@@ -198,7 +211,7 @@ impl FunctionTimer<'static> {
 impl<'r> FunctionTimer<'r> {
     pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> FunctionTimer<'r> {
         FunctionTimer {
-            region: Region::begin(Some(recorder.shared()), id),
+            region: Region::begin(|| Some(recorder.shared()), id),
             resources: None,
         }
     }
@@ -258,8 +271,14 @@ impl std::fmt::Debug for FunctionTimer<'_> {
 
 /// Pushes one `counts` observation: two records per value (the name and the
 /// time, then the value), all sharing one timestamp.
-pub(crate) fn observe_counts(shared: Option<&Shared>, counts: &[(&str, i64)]) {
-    let Some(shared) = shared else { return };
+pub(crate) fn observe_counts<'r>(
+    shared: impl FnOnce() -> Option<&'r Shared>,
+    counts: &[(&str, i64)],
+) {
+    if !ENABLED {
+        return;
+    }
+    let Some(shared) = shared() else { return };
     if !shared.run_open() || counts.is_empty() {
         return;
     }

@@ -41,6 +41,7 @@ pub(crate) const RESERVED_META_KEYS: &[&str] = &[
     "pid",
     "layout_version",
     "runmetrics_version",
+    "recording_enabled",
     // Written by periodic flushes and rotation.
     "in_progress",
     "flushed_at",
@@ -141,6 +142,7 @@ impl<'a> RunFile<'a> {
                 pid: std::process::id(),
                 layout_version: LAYOUT_VERSION,
                 runmetrics_version: env!("CARGO_PKG_VERSION"),
+                recording_enabled: crate::local::timer::ENABLED,
                 extra: s.extra_meta,
             },
             events: Events {
@@ -179,6 +181,9 @@ struct Meta<'a> {
     pid: u32,
     layout_version: u32,
     runmetrics_version: &'static str,
+    /// False in a build without the `enabled` feature: no region, count or
+    /// manual sample was recorded, whatever the code called.
+    recording_enabled: bool,
     #[serde(flatten)]
     extra: &'a serde_json::Map<String, serde_json::Value>,
 }
