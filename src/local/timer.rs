@@ -66,6 +66,9 @@ impl<'r> Region<'r> {
 impl Drop for Region<'_> {
     #[inline]
     fn drop(&mut self) {
+        if !ENABLED {
+            return;
+        }
         let Some(shared) = self.shared else { return };
         let end = shared.clock.raw();
         let ticks = end.saturating_sub(self.start);
@@ -242,6 +245,9 @@ impl<'r> FunctionTimer<'r> {
 impl Drop for FunctionTimer<'_> {
     #[inline]
     fn drop(&mut self) {
+        if !ENABLED {
+            return;
+        }
         let Some((cpu0, rss0)) = self.resources else {
             return; // `region` pushes its own record when it drops.
         };
