@@ -13,13 +13,14 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use runmetrics::{Config, Recorder};
 
-fn get_metrics(addr: SocketAddr) -> usize {
+/// One whole `GET /metrics` response, head included.
+fn get_metrics(addr: SocketAddr) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
         .expect("write");
     let mut body = Vec::with_capacity(1 << 20);
     s.read_to_end(&mut body).expect("read");
-    body.len()
+    body
 }
 
 fn scrape(c: &mut Criterion) {
@@ -39,11 +40,7 @@ fn scrape(c: &mut Criterion) {
     }
     let size = loop {
         std::thread::sleep(Duration::from_millis(50));
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-            .expect("write");
-        let mut body = String::new();
-        s.read_to_string(&mut body).expect("read");
+        let body = String::from_utf8(get_metrics(addr)).expect("text");
         if body.contains("phase_0999") {
             break body.len();
         }
@@ -52,7 +49,7 @@ fn scrape(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("prometheus");
     g.bench_function("scrape 1000 series (GET /metrics over loopback)", |b| {
-        b.iter(|| black_box(get_metrics(addr)))
+        b.iter(|| black_box(get_metrics(addr).len()))
     });
     g.bench_function("region, nobody scraping", |b| {
         b.iter(|| drop(black_box(rec.phase("p", "bench"))))
@@ -71,7 +68,7 @@ fn scrape(c: &mut Criterion) {
         std::thread::scope(|s| {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    black_box(get_metrics(addr));
+                    black_box(get_metrics(addr).len());
                     if let Some(p) = pause {
                         std::thread::sleep(p);
                     }

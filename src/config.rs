@@ -264,29 +264,22 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.sample_interval.is_zero() {
-            return Err(ConfigError::ZeroInterval {
-                setting: "sample_interval",
-            });
-        }
-        if self.poll_interval.is_zero() {
-            return Err(ConfigError::ZeroInterval {
-                setting: "poll_interval",
-            });
+        let durations = [
+            ("sample_interval", Some(self.sample_interval)),
+            ("poll_interval", Some(self.poll_interval)),
+            ("publish_interval", Some(self.publish_interval)),
+            ("push_timeout", Some(self.push_timeout)),
+            ("push_interval", self.push_interval),
+        ];
+        if let Some(&(setting, _)) = durations
+            .iter()
+            .find(|(_, d)| d.is_some_and(|d| d.is_zero()))
+        {
+            return Err(ConfigError::ZeroInterval { setting });
         }
         if self.buffer_records < 64 || !self.buffer_records.is_power_of_two() {
             return Err(ConfigError::BufferRecords {
                 records: self.buffer_records,
-            });
-        }
-        if self.push_timeout.is_zero() || self.push_interval.is_some_and(|i| i.is_zero()) {
-            return Err(ConfigError::ZeroInterval {
-                setting: "push_timeout/push_interval",
-            });
-        }
-        if self.publish_interval.is_zero() {
-            return Err(ConfigError::ZeroInterval {
-                setting: "publish_interval",
             });
         }
         if self.buckets.is_empty()
@@ -320,6 +313,11 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("sample_interval"), "{e}");
+        let e = Config::new()
+            .push_interval(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("push_interval"), "{e}");
         assert!(Config::new().job("").validate().is_err());
         assert!(Config::new().grouping("", "x").validate().is_err());
         assert!(Config::new().validate().is_ok());

@@ -1,6 +1,8 @@
 //! Every error case of the handle API: each is a typed error that names the
 //! cause and the fix, and none loses recorded data.
 
+mod common;
+use common::{entry_names, read_run_file};
 use runmetrics::{Config, EndRunError, NewRecorderError, Recorder, StartRunError};
 use serde_json::{json, Value};
 
@@ -53,8 +55,7 @@ fn extra_meta_must_be_an_object_without_reserved_keys_and_the_run_stays_open() {
         if key == "events" {
             // `events` is a top-level key of the file, not of meta: allowed.
             let path = r.unwrap();
-            let file: Value =
-                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let file = read_run_file(path);
             assert_eq!(file["meta"]["events"], 1);
             assert_eq!(
                 file["meta"]["phase_durations_seconds_total"][0]["count"], 1,
@@ -89,13 +90,8 @@ fn a_failed_write_leaves_the_run_open_and_a_retry_keeps_everything() {
     }
     std::fs::create_dir_all(&dir).unwrap();
     let path = rec.end_run(Value::Null).unwrap();
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let phases: Vec<&str> = file["meta"]["phase_durations_seconds_total"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
+    let file = read_run_file(path);
+    let phases = entry_names(&file, "phase_durations_seconds_total", "phase");
     assert_eq!(phases, ["before_failure", "after_failure"]);
 }
 

@@ -1,6 +1,8 @@
 //! The free functions, as users of the Python module call them. One test:
 //! the global recorder is process-wide state.
 
+mod common;
+use common::{entry_names, read_run_file};
 use runmetrics::{Config, EndRunError, InitMetricsError};
 use serde_json::{json, Value};
 
@@ -54,25 +56,15 @@ fn the_seed_flow_on_the_global_recorder() {
     let path = runmetrics::end_run(json!({"facts_final": 100, "rules_total": 50})).unwrap();
 
     assert_eq!(path, log_dir.join(format!("{run_id}.json")));
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let file = read_run_file(&path);
     let meta = &file["meta"];
     assert_eq!(meta["run_id"], run_id.as_str());
     assert_eq!(meta["job"], "al_inference");
     assert_eq!(meta["grouping"], json!({"env": "dev"}));
     assert_eq!(meta["facts_final"], 100);
-    let phases: Vec<&str> = meta["phase_durations_seconds_total"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["phase"].as_str().unwrap())
-        .collect();
+    let phases = entry_names(&file, "phase_durations_seconds_total", "phase");
     assert_eq!(phases, ["grounding", "execute1", "inner"]);
-    let functions: Vec<&str> = meta["function_durations_seconds_total"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let functions = entry_names(&file, "function_durations_seconds_total", "name");
     assert_eq!(functions, ["main_infer", "closure", "dyn_fn"]);
     assert_eq!(meta["counts"].as_array().unwrap().len(), 2);
     assert!(meta["process_samples"].as_u64().unwrap() >= 3);

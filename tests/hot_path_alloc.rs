@@ -4,6 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+mod common;
 use runmetrics::{Config, Recorder};
 
 struct Counting;
@@ -88,8 +89,7 @@ fn recording_allocates_nothing_after_the_first_record() {
     assert_eq!(n, 0, "many names: the recording path allocated {n} times");
     rec.end_run(serde_json::Value::Null).unwrap();
     let path = runmetrics::end_run(serde_json::Value::Null).unwrap();
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file = common::read_run_file(path);
     assert_eq!(
         file["meta"]["records_issued"],
         3 * 100_001,

@@ -78,7 +78,7 @@ fn garbage_load_and_idle_clients_do_not_stop_serving_or_recording() {
         stop.store(true, Ordering::Relaxed);
     });
     let path = rec.end_run(Value::Null).unwrap();
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file = common::read_run_file(path);
     let meta = &file["meta"];
     let made = recorded.load(Ordering::Relaxed);
     assert!(made > 1_000, "recording kept going: {made}");

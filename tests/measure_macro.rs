@@ -67,7 +67,7 @@ fn every_form_records_under_the_right_name_and_module() {
     assert_eq!(Engine.step(2), 4);
     assert_eq!(block_on(awaited(1)), 2);
     let path = runmetrics::end_run(Value::Null).unwrap();
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file = common::read_run_file(path);
     let got: Vec<(String, String, u64)> = file["meta"]["function_durations_seconds_total"]
         .as_array()
         .unwrap()

@@ -1,6 +1,7 @@
 //! A full buffer: by default the record is dropped and counted; with
 //! Overflow::Block nothing is lost. Either way issued = aggregated + dropped.
 
+mod common;
 use runmetrics::{Config, Overflow, Recorder};
 use serde_json::Value;
 
@@ -18,8 +19,7 @@ fn flood(rec: &Recorder, threads: u64) -> Value {
             });
         }
     });
-    let path = rec.end_run(Value::Null).unwrap();
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    common::read_run_file(rec.end_run(Value::Null).unwrap())
 }
 
 fn accounting(file: &Value) -> (u64, u64, u64) {

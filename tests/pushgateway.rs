@@ -217,7 +217,7 @@ fn periodic_pushes_to_a_hung_gateway_never_stall_the_collector() {
         }) => path,
         other => panic!("expected the final push to time out, got {other:?}"),
     };
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file = common::read_run_file(path);
     // Every push hangs for 2 s; a collector that waited for them would have
     // taken one or two samples in 700 ms instead of ~14.
     let samples = file["meta"]["process_samples"].as_u64().unwrap();

@@ -6,13 +6,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::block_on;
+use common::{block_on, read_run_file};
 use runmetrics::{Config, Recorder};
 use serde_json::{json, Value};
-
-fn read(path: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// The shape of a JSON value: objects keep their keys in order, arrays show
 /// the distinct shapes of their elements, leaves show their type.
@@ -57,7 +53,7 @@ fn full_run(rec: &Recorder, dir: &std::path::Path) -> Value {
     let path = rec
         .end_run(json!({"facts_final": 150, "rules_total": 200}))
         .unwrap();
-    read(&path)
+    read_run_file(&path)
 }
 
 #[test]
@@ -138,7 +134,7 @@ fn totals_equal_the_sum_of_events_and_events_are_in_time_order() {
             });
         }
     });
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let meta = &file["meta"];
     assert_eq!(meta["events_omitted"], 0);
     let mut sums: BTreeMap<(String, String), (f64, u64)> = BTreeMap::new();
@@ -213,7 +209,7 @@ fn a_10ms_sleep_is_recorded_within_1_percent_of_instant() {
         drop(t);
         measured.push(elapsed.as_secs_f64());
     }
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let got: Vec<f64> = file["events"]
         .as_array()
         .unwrap()
@@ -259,7 +255,7 @@ fn nested_overlapping_recursive_and_awaited_regions_all_count() {
         std::future::ready(()).await;
     };
     block_on(fut);
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let count = |phase: &str| {
         file["meta"]["phase_durations_seconds_total"]
             .as_array()
@@ -298,7 +294,7 @@ fn counts_and_resources_are_summarised() {
         }
         std::mem::forget(v); // keep the pages resident until the end
     }
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let counts = file["meta"]["counts"].as_array().unwrap();
     assert_eq!(
         counts[0],
@@ -343,7 +339,7 @@ fn event_cap_keeps_aggregates_exact_and_counts_the_omitted() {
     for _ in 0..1_000 {
         let _t = rec.phase("p", "cap");
     }
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let meta = &file["meta"];
     assert_eq!(file["events"].as_array().unwrap().len(), 100);
     assert_eq!(meta["events_written"], 100);
@@ -369,7 +365,7 @@ fn process_samples_report_cpu_per_core_and_rss() {
             });
         }
     });
-    let file = read(&rec.end_run(Value::Null).unwrap());
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let meta = &file["meta"];
     let samples = file["events"]
         .as_array()
@@ -398,10 +394,10 @@ fn timers_outside_a_run_record_nothing_and_late_ones_are_reported() {
     rec.start_run(dir.path()).unwrap();
     let late = rec.phase("late", "o");
     assert!(late.is_recording());
-    let first = read(&rec.end_run(Value::Null).unwrap());
+    let first = read_run_file(rec.end_run(Value::Null).unwrap());
     drop(late); // ends after its run was ended
     rec.start_run(dir.path()).unwrap();
-    let second = read(&rec.end_run(Value::Null).unwrap());
+    let second = read_run_file(rec.end_run(Value::Null).unwrap());
     assert_eq!(first["meta"]["records_issued"], 0);
     assert_eq!(first["meta"]["phase_durations_seconds_total"], json!([]));
     assert_eq!(second["meta"]["phase_durations_seconds_total"], json!([]));
@@ -425,6 +421,6 @@ fn dropping_a_recorder_with_a_run_open_writes_the_run() {
         let _t = rec.phase("kept", "drop");
     }
     drop(rec);
-    let file = read(&dir.path().join(format!("{run_id}.json")));
+    let file = read_run_file(dir.path().join(format!("{run_id}.json")));
     assert_eq!(file["meta"]["phase_durations_seconds_total"][0]["count"], 1);
 }

@@ -3,6 +3,7 @@
 
 use std::sync::mpsc;
 
+mod common;
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
 
@@ -45,7 +46,7 @@ fn records_of_a_parked_thread_and_an_exited_thread_are_in_the_file() {
         recorded_rx.recv().unwrap();
         let path = rec.end_run(Value::Null).unwrap();
         release_tx.send(()).unwrap();
-        let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let file = common::read_run_file(path);
         assert_eq!(phase_count(&file, "parked"), 7);
         assert_eq!(phase_count(&file, "exited"), 5);
         assert_eq!(file["meta"]["records_dropped"], 0);
@@ -67,9 +68,7 @@ fn many_short_lived_threads_lose_nothing() {
             });
         });
     }
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(rec.end_run(Value::Null).unwrap()).unwrap())
-            .unwrap();
+    let file = common::read_run_file(rec.end_run(Value::Null).unwrap());
     assert_eq!(phase_count(&file, "short"), 5_000);
     assert_eq!(file["meta"]["threads"].as_array().unwrap().len(), 50);
 }

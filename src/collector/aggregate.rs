@@ -64,6 +64,24 @@ impl Durations {
         }
     }
 
+    /// Adds `other`'s durations (count, total, min, max and histogram; not
+    /// its resources) to these.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn add_durations(&mut self, other: &Durations) {
+        self.count += other.count;
+        self.total_ns = self.total_ns.saturating_add(other.total_ns);
+        self.min_ns = self.min_ns.min(other.min_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+        // Both auto-resize, so adding never runs out of range.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    /// How many durations, and their exact sum in nanoseconds.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn count_and_total_ns(&self) -> (u64, u64) {
+        (self.count, self.total_ns)
+    }
+
     /// The histogram of every duration so far.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn histogram(&self) -> &Histogram<u64> {
@@ -184,6 +202,22 @@ mod tests {
         assert_eq!(s.max_ns, *values.last().unwrap());
         assert_eq!(s.total_ns, values.iter().sum::<u64>());
         assert_eq!(s.count, values.len() as u64);
+    }
+
+    #[test]
+    fn added_durations_are_the_durations_of_both() {
+        let (mut a, mut b, mut both) = (Durations::new(), Durations::new(), Durations::new());
+        for ns in [5, 1_000, 70_000] {
+            a.record(ns);
+            both.record(ns);
+        }
+        for ns in [3, 9_000_000_000] {
+            b.record(ns);
+            both.record(ns);
+        }
+        a.add_durations(&b);
+        assert_eq!(a.stats(), both.stats());
+        assert_eq!(a.count_and_total_ns(), (5, 9_000_071_008));
     }
 
     #[test]

@@ -15,12 +15,6 @@ use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
 use crate::site::{Kind, SiteInfo};
 
-struct Lifetime {
-    histogram: Histogram<u64>,
-    count: u64,
-    total_ns: u64,
-}
-
 pub(crate) struct Exposition {
     published: Arc<Published>,
     namespace: String,
@@ -28,7 +22,8 @@ pub(crate) struct Exposition {
     bounds_ns: Vec<u64>,
     interval: Duration,
     pub(crate) next_publish: Instant,
-    durations: Vec<Option<Lifetime>>,
+    /// Every ended run's durations per site, added up.
+    durations: Vec<Option<Durations>>,
     counts: Vec<Option<i64>>,
     runs_completed: u64,
     aggregated: u64,
@@ -68,17 +63,11 @@ impl Exposition {
     /// Folds a finished run into the lifetime aggregates.
     pub(crate) fn end_run(&mut self, run: &RunState) {
         for (site, d) in run.durations.iter().enumerate() {
-            let Some(d) = d else { continue };
-            let slot = slot(&mut self.durations, site).get_or_insert_with(|| Lifetime {
-                histogram: Durations::new().histogram().clone(),
-                count: 0,
-                total_ns: 0,
-            });
-            // Both auto-resize, so adding never runs out of range.
-            let _ = slot.histogram.add(d.histogram());
-            let s = d.stats();
-            slot.count += s.count;
-            slot.total_ns = slot.total_ns.saturating_add(s.total_ns);
+            if let Some(d) = d {
+                slot(&mut self.durations, site)
+                    .get_or_insert_with(Durations::new)
+                    .add_durations(d);
+            }
         }
         for (site, c) in run.counts.iter().enumerate() {
             if let Some(c) = c {
@@ -123,16 +112,11 @@ impl Exposition {
             let mut buckets = vec![0u64; self.bounds_ns.len()];
             let mut count = 0;
             let mut total_ns = 0u64;
-            if let Some(l) = life {
-                add_buckets(&l.histogram, &self.bounds_ns, &mut buckets);
-                count += l.count;
-                total_ns = total_ns.saturating_add(l.total_ns);
-            }
-            if let Some(d) = open {
+            for d in [life, open].into_iter().flatten() {
                 add_buckets(d.histogram(), &self.bounds_ns, &mut buckets);
-                let s = d.stats();
-                count += s.count;
-                total_ns = total_ns.saturating_add(s.total_ns);
+                let (n, ns) = d.count_and_total_ns();
+                count += n;
+                total_ns = total_ns.saturating_add(ns);
             }
             durations.push(DurationSeries {
                 function: info.kind == Kind::Function,

@@ -64,18 +64,7 @@ pub(crate) fn spawn(
         .name("runmetrics-collector".to_owned())
         .spawn(move || {
             let _gone = Gone(shared.clone());
-            let mut collector = Collector::new(shared, config);
-            collector.publisher = sinks.publisher;
-            #[cfg(feature = "push")]
-            {
-                collector.next_push = collector
-                    .config
-                    .push_interval
-                    .filter(|_| sinks.pusher.is_some())
-                    .map(|i| Instant::now() + i);
-                collector.pusher = sinks.pusher;
-            }
-            collector.run(&commands, &wake);
+            Collector::new(shared, config, sinks).run(&commands, &wake);
         })
 }
 
@@ -113,6 +102,8 @@ struct Collector {
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
+    /// Always `None` without the `prometheus` feature.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     publisher: Option<Publisher>,
     #[cfg(feature = "push")]
     pusher: Option<crate::prometheus::push::Pusher>,
@@ -121,7 +112,12 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(shared: Arc<Shared>, config: Config) -> Collector {
+    fn new(shared: Arc<Shared>, config: Config, sinks: Sinks) -> Collector {
+        #[cfg(feature = "push")]
+        let next_push = config
+            .push_interval
+            .filter(|_| sinks.pusher.is_some())
+            .map(|i| Instant::now() + i);
         Collector {
             shared,
             config,
@@ -132,11 +128,11 @@ impl Collector {
             next_sample: Instant::now(),
             orphaned_seen: 0,
             outside_between_runs: 0,
-            publisher: None,
+            publisher: sinks.publisher,
             #[cfg(feature = "push")]
-            pusher: None,
+            pusher: sinks.pusher,
             #[cfg(feature = "push")]
-            next_push: None,
+            next_push,
         }
     }
 
@@ -243,20 +239,18 @@ impl Collector {
             let run = &mut self.run;
             let outside = &mut self.outside_between_runs;
             let drained = ring.drain(|records| {
-                if records.iter().any(|r| {
-                    r.site != crate::local::ring::Record::RESOURCES && r.site as usize > sites.len()
-                }) {
+                // Only a name this collector has not seen yet takes the
+                // registry lock (extensions and resources records name none).
+                if records
+                    .iter()
+                    .any(|r| r.has_site() && r.site as usize > sites.len())
+                {
                     copy_new_sites(sites);
                 }
                 match run.as_mut() {
                     Some(run) => run.ingest(ring.thread, records, clock, sites),
                     // Regions that outlived their run: reported by the next one.
-                    None => {
-                        *outside += records
-                            .iter()
-                            .filter(|r| r.site < Record::EXTENSION)
-                            .count() as u64
-                    }
+                    None => *outside += Record::logical(records),
                 }
             });
             total += drained;

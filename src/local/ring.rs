@@ -40,6 +40,19 @@ impl Record {
     /// `b` of a region too long for 32 bits of ticks.
     pub(crate) const LONG: u32 = u32::MAX;
 
+    /// Whether this record stands for a region or a count value of its own
+    /// (the first slot of one), rather than riding along with the record
+    /// before it (an extension or a resources record).
+    #[inline]
+    pub(crate) fn has_site(&self) -> bool {
+        self.site <= Record::MAX_SITE
+    }
+
+    /// How many regions or count values `records` hold.
+    pub(crate) fn logical(records: &[Record]) -> u64 {
+        records.iter().filter(|r| r.has_site()).count() as u64
+    }
+
     /// The record (and extension) of a region from `start` to `end`.
     #[inline]
     pub(crate) fn region(site: u32, start: u64, end: u64) -> ([Record; 2], usize) {

@@ -151,16 +151,7 @@ fn full(shared: &Shared, p: &Producer, ring: &Ring, records: &[Record]) {
             }
         }
     }
-    ring.count_dropped(logical(records));
-}
-
-/// How many regions or count values `records` hold (extensions and
-/// resources records ride along with the record before them).
-fn logical(records: &[Record]) -> u64 {
-    records
-        .iter()
-        .filter(|r| r.site <= Record::MAX_SITE)
-        .count() as u64
+    ring.count_dropped(Record::logical(records));
 }
 
 /// First record of this thread for this recorder (or the thread is exiting).
@@ -171,7 +162,7 @@ fn push_cold(shared: &Shared, records: &[Record]) {
         push(shared, records);
     } else {
         // The thread is being torn down: there is no ring to write to.
-        shared.count_orphaned(logical(records));
+        shared.count_orphaned(Record::logical(records));
     }
 }
 

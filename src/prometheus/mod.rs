@@ -20,6 +20,16 @@ use prometheus::{Encoder, TextEncoder};
 /// The content type of what [`encode`] makes.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Published text as an HTTP body (a scrape's response, a push's request),
+/// read straight from the shared buffer: sending it copies nothing.
+pub(crate) struct Body(pub(crate) std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// One phase's or function's durations over the life of the process.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DurationSeries {

@@ -12,7 +12,7 @@ use base64::Engine;
 use crossbeam_channel::{bounded, Sender};
 use reqwest::Url;
 
-use super::CONTENT_TYPE;
+use super::{Body, CONTENT_TYPE};
 use crate::config::PushAuth;
 use crate::error::PushError;
 
@@ -121,7 +121,7 @@ impl Pusher {
             .name("runmetrics-push".to_owned())
             .spawn(move || {
                 for job in rx {
-                    let result = send(&client, &url, timeout, auth.as_ref(), job.method, &job.body);
+                    let result = send(&client, &url, timeout, auth.as_ref(), job.method, job.body);
                     if result.is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -193,7 +193,7 @@ fn send(
     timeout: Duration,
     auth: Option<&PushAuth>,
     method: PushMethod,
-    body: &[u8],
+    body: Arc<Vec<u8>>,
 ) -> Result<(), PushError> {
     let mut request = match method {
         PushMethod::Put => client.put(url.clone()),
@@ -201,9 +201,11 @@ fn send(
         PushMethod::Delete => client.delete(url.clone()),
     };
     if method != PushMethod::Delete {
+        let len = body.len() as u64;
+        let body = reqwest::blocking::Body::sized(std::io::Cursor::new(Body(body)), len);
         request = request
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body.to_vec());
+            .body(body);
     }
     request = match auth {
         Some(PushAuth::Basic { user, password }) => {

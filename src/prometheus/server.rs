@@ -2,12 +2,13 @@
 //! out the last published exposition. A scrape never touches the collector or
 //! the recording threads: it clones an `Arc` under a lock held for nanoseconds.
 
+use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tiny_http::{Header, Method, Response, Server};
+use tiny_http::{Header, Method, Response, Server, StatusCode};
 
-use super::CONTENT_TYPE;
+use super::{Body, CONTENT_TYPE};
 
 /// The last encoded exposition, written by the collector, read by scrapes.
 #[derive(Debug, Default)]
@@ -62,25 +63,36 @@ impl MetricsServer {
 }
 
 fn serve(server: &Server, published: &Published) {
-    let content_type =
-        Header::from_bytes("Content-Type", CONTENT_TYPE).expect("static header is valid");
+    let header =
+        |name: &str, value: &str| Header::from_bytes(name, value).expect("static header is valid");
+    let metrics = header("Content-Type", CONTENT_TYPE);
+    let plain = header("Content-Type", "text/plain; charset=utf-8");
+    let allow = header("Allow", "GET, HEAD");
+    let text = |s: &str| Arc::new(s.as_bytes().to_vec());
     for request in server.incoming_requests() {
-        let response = match (request.method(), request.url().split('?').next()) {
+        let (status, headers, body) = match (request.method(), request.url().split('?').next()) {
             (Method::Get | Method::Head, Some("/metrics")) => {
-                let body = published.get();
-                Response::from_data(body.as_slice()).with_header(content_type.clone())
+                (200, vec![metrics.clone()], published.get())
             }
-            (_, Some("/metrics")) => {
-                Response::from_string("only GET and HEAD are allowed on /metrics\n")
-                    .with_status_code(405)
-                    .with_header(
-                        Header::from_bytes("Allow", "GET, HEAD").expect("static header is valid"),
-                    )
-            }
-            _ => {
-                Response::from_string("not found; metrics are at /metrics\n").with_status_code(404)
-            }
+            (_, Some("/metrics")) => (
+                405,
+                vec![plain.clone(), allow.clone()],
+                text("only GET and HEAD are allowed on /metrics\n"),
+            ),
+            _ => (
+                404,
+                vec![plain.clone()],
+                text("not found; metrics are at /metrics\n"),
+            ),
         };
+        let len = body.len();
+        let response = Response::new(
+            StatusCode(status),
+            headers,
+            Cursor::new(Body(body)),
+            Some(len),
+            None,
+        );
         // A client that went away is not our problem.
         let _ = request.respond(response);
     }

@@ -1,10 +1,30 @@
-//! Helpers shared by the tests that talk HTTP or start real servers.
+//! Helpers shared by the integration tests (and `tests/disabled`): run files,
+//! HTTP, real servers, a minimal executor.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The run file at `path`, parsed.
+pub fn read_run_file(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// The `key` of every entry of `meta[list]`, in file order: e.g. the phase
+/// names of `phase_durations_seconds_total`.
+pub fn entry_names(file: &serde_json::Value, list: &str, key: &str) -> Vec<String> {
+    file["meta"][list]
+        .as_array()
+        .unwrap_or_else(|| panic!("meta.{list} is not a list"))
+        .iter()
+        .map(|e| e[key].as_str().expect("a name").to_owned())
+        .collect()
+}
 
 /// A minimal HTTP/1.0 exchange for tests: (status, head, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {

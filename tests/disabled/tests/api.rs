@@ -2,10 +2,10 @@
 //! (no `enabled`): it all builds, runs, returns what the user's code returns,
 //! and records nothing; the run file says so.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+#[path = "../../common/mod.rs"]
+mod common;
 
+use common::{block_on, read_run_file};
 use runmetrics::{Config, FunctionTimer, PhaseTimer, Recorder};
 
 #[runmetrics::measure]
@@ -30,20 +30,6 @@ impl Model {
     fn infer(&self, x: u32) -> u32 {
         x + 2
     }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-fn read(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("run file")).expect("json")
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
@@ -75,7 +61,7 @@ fn the_global_api_builds_runs_and_records_nothing() {
     let path = runmetrics::end_run(serde_json::json!({"facts": 1})).expect("end_run");
     assert!(path.ends_with(format!("{run_id}.json")));
 
-    let meta = &read(&path)["meta"];
+    let meta = &read_run_file(&path)["meta"];
     assert_eq!(meta["recording_enabled"], false);
     assert_eq!(meta["records_issued"], 0);
     assert_eq!(meta["phase_durations_seconds_total"], serde_json::json!([]));
@@ -103,7 +89,7 @@ fn the_recorder_handle_builds_runs_and_records_nothing() {
     rec.observe_counts(&[("n", 1)]);
     rec.sample_process_gauges();
     let path = rec.end_run(serde_json::Value::Null).expect("end_run");
-    let file = read(&path);
+    let file = read_run_file(&path);
     assert_eq!(file["meta"]["recording_enabled"], false);
     assert_eq!(file["meta"]["records_issued"], 0);
     let events = file["events"].as_array().expect("events");
