@@ -22,6 +22,11 @@ pub(crate) struct Shared {
     pub(crate) slot: usize,
     /// Whether a run is open (timers check it at their start).
     run_open: AtomicBool,
+    /// Whether the open run still takes events: regions then send theirs.
+    events_open: AtomicBool,
+    /// The raw clock at the open run's start: a region that started earlier
+    /// is not counted in the tally (it belongs to an earlier run).
+    run_start: AtomicU64,
     pub(crate) clock: quanta::Clock,
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
@@ -59,6 +64,8 @@ impl Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             slot,
             run_open: AtomicBool::new(false),
+            events_open: AtomicBool::new(false),
+            run_start: AtomicU64::new(0),
             clock: quanta::Clock::new(),
             overflow,
             ring_capacity,
@@ -77,6 +84,27 @@ impl Shared {
 
     pub(crate) fn set_run_open(&self, open: bool) {
         self.run_open.store(open, Ordering::Release);
+    }
+
+    /// Whether a region ending now should send its event.
+    #[inline]
+    pub(crate) fn events_open(&self) -> bool {
+        self.events_open.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_events_open(&self, open: bool) {
+        self.events_open.store(open, Ordering::Relaxed);
+    }
+
+    /// The raw clock at the open run's start.
+    #[inline]
+    pub(crate) fn run_start(&self) -> u64 {
+        self.run_start.load(Ordering::Relaxed)
+    }
+
+    /// Sets the run's start; before the run is marked open.
+    pub(crate) fn set_run_start(&self, t0: u64) {
+        self.run_start.store(t0, Ordering::Release);
     }
 
     /// Nudges the collector; never blocks (a pending wake-up is enough).

@@ -46,7 +46,7 @@ pub(crate) fn intern(kind: Kind, module: &str, name: &str) -> u32 {
     let id = u32::try_from(registry.sites.len() + 1)
         .ok()
         .filter(|&id| id <= crate::local::ring::Record::MAX_SITE)
-        .expect("runmetrics: more than 4 billion distinct names");
+        .expect("runmetrics: more than 2 billion distinct names");
     registry.sites.push(SiteInfo {
         kind,
         module: key.1.clone(),

@@ -1,11 +1,17 @@
-//! The recording path allocates nothing once a thread has its buffer:
-//! checked with a counting global allocator on the recording thread.
+//! The recording path allocates nothing once a thread has its buffer and
+//! has seen its names, except a 1 KiB row of its tally the first time a
+//! region of a site lasts a power of two of ticks it never lasted before
+//! (at most 42 per site and thread; a preempted region can do it): checked
+//! with a counting global allocator on the recording thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 mod common;
 use runmetrics::{Config, Recorder};
+
+/// The most rows a site's tally can gain on one thread.
+const ROWS_PER_SITE: u64 = 42;
 
 struct Counting;
 
@@ -69,7 +75,10 @@ fn recording_allocates_nothing_after_the_first_record() {
             every_recording_call(&rec);
         }
     });
-    assert_eq!(n, 0, "the recording path allocated {n} times");
+    assert!(
+        n <= ROWS_PER_SITE * 6,
+        "the recording path allocated {n} times in 700 000 regions and 100 000 counts"
+    );
     // More 'static names than the per-thread cache has slots: misses must
     // not allocate (or lock) once every name is known.
     let names: Vec<&'static str> = (0..200)
@@ -86,7 +95,10 @@ fn recording_allocates_nothing_after_the_first_record() {
             cycle(&rec);
         }
     });
-    assert_eq!(n, 0, "many names: the recording path allocated {n} times");
+    assert!(
+        n <= ROWS_PER_SITE * 200,
+        "many names: the recording path allocated {n} times in 20 000 regions"
+    );
     rec.end_run(serde_json::Value::Null).unwrap();
     let path = runmetrics::end_run(serde_json::Value::Null).unwrap();
     let file = common::read_run_file(path);

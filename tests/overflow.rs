@@ -1,5 +1,7 @@
-//! A full buffer: by default the record is dropped and counted; with
-//! Overflow::Block nothing is lost. Either way issued = aggregated + dropped.
+//! A full buffer: by default a record that must go through the ring (a count
+//! value, an event) is dropped and counted; with Overflow::Block nothing is
+//! lost. Regions are counted on their own thread and do not need the ring.
+//! Either way issued = aggregated + dropped.
 
 mod common;
 use runmetrics::{Config, Overflow, Recorder};
@@ -7,14 +9,16 @@ use serde_json::Value;
 
 const PER_THREAD: u64 = 400_000;
 
+/// Two threads flood the recorder with count values, each also ending a region.
 fn flood(rec: &Recorder, threads: u64) -> Value {
     let dir = tempfile::tempdir().unwrap();
     rec.start_run(dir.path()).unwrap();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                for _ in 0..PER_THREAD {
+                for i in 0..PER_THREAD as i64 {
                     let _t = rec.phase("flood", "overflow");
+                    rec.observe_counts(&[("flood_count", i)]);
                 }
             });
         }
@@ -31,21 +35,35 @@ fn accounting(file: &Value) -> (u64, u64, u64) {
     )
 }
 
+fn regions(file: &Value) -> u64 {
+    file["meta"]["phase_durations_seconds_total"][0]["count"]
+        .as_u64()
+        .unwrap()
+}
+
+fn observations(file: &Value) -> u64 {
+    file["meta"]["counts"][0]["observations"].as_u64().unwrap()
+}
+
 #[test]
 fn drop_policy_counts_every_dropped_record() {
-    // The smallest buffer, and events on (a slower collector): drops are all
-    // but certain; try a few times so the test always exercises them.
+    // The smallest buffer: drops of count values are all but certain; try a
+    // few times so the test always exercises them.
     let rec = Recorder::new(Config::new().buffer_records(64)).unwrap();
     for attempt in 0..5 {
         let file = flood(&rec, 2);
         let (issued, aggregated, dropped) = accounting(&file);
-        assert_eq!(issued, 2 * PER_THREAD, "every region made is accounted for");
-        assert_eq!(issued, aggregated + dropped);
         assert_eq!(
-            file["meta"]["phase_durations_seconds_total"][0]["count"]
-                .as_u64()
-                .unwrap(),
-            aggregated
+            issued,
+            2 * 2 * PER_THREAD,
+            "every region and count value made is accounted for"
+        );
+        assert_eq!(issued, aggregated + dropped);
+        assert_eq!(regions(&file) + observations(&file), aggregated);
+        assert_eq!(
+            regions(&file),
+            2 * PER_THREAD,
+            "regions are counted on their own thread: a full ring drops none"
         );
         if dropped > 0 {
             return;
@@ -61,6 +79,31 @@ fn block_policy_loses_nothing() {
     let file = flood(&rec, 2);
     let (issued, aggregated, dropped) = accounting(&file);
     assert_eq!(dropped, 0);
+    assert_eq!(issued, 2 * 2 * PER_THREAD);
+    assert_eq!(aggregated, 2 * 2 * PER_THREAD);
+    assert_eq!(regions(&file), 2 * PER_THREAD);
+    assert_eq!(observations(&file), 2 * PER_THREAD);
+}
+
+#[test]
+fn regions_with_events_off_never_need_the_ring() {
+    // Events off and the smallest buffer: regions are counted on their own
+    // thread and never wait for the collector, so a flood loses nothing.
+    let rec = Recorder::new(Config::new().buffer_records(64).event_cap(0)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rec.start_run(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..PER_THREAD {
+                    let _t = rec.phase("flood", "overflow");
+                }
+            });
+        }
+    });
+    let file = common::read_run_file(rec.end_run(Value::Null).unwrap());
+    let (issued, aggregated, dropped) = accounting(&file);
     assert_eq!(issued, 2 * PER_THREAD);
-    assert_eq!(aggregated, 2 * PER_THREAD);
+    assert_eq!(issued, aggregated + dropped);
+    assert_eq!(dropped, 0, "{dropped} of {issued} regions dropped");
 }

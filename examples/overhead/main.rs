@@ -2,7 +2,9 @@
 //! thread count, as ns/region and as a ratio to two raw TSC reads measured in
 //! the same run — in under a minute, so you can check your own machine.
 //!
-//! cargo run --release --example overhead [-- --svg docs/overhead.svg]
+//! cargo run --release --example overhead [-- --svg docs/overhead.svg] [--only TEXT]
+//!
+//! `--only TEXT` measures the floors and the contenders whose name holds TEXT.
 //!
 //! The criterion bench (`cargo bench --bench overhead`) measures the same
 //! contenders with confidence intervals; BENCHMARKS.md records its figures.
@@ -49,14 +51,24 @@ fn measure(pool: &Pool, contender: &Contender) -> f64 {
 }
 
 fn main() {
-    let svg_path = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => None,
-        [flag, path] if flag == "--svg" => Some(path.clone()),
-        _ => {
-            eprintln!("usage: cargo run --release --example overhead [-- --svg PATH]");
-            std::process::exit(2);
+    let (mut svg_path, mut only) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--svg", Some(path)) => svg_path = Some(path),
+            ("--only", Some(text)) => only = Some(text),
+            _ => {
+                eprintln!(
+                    "usage: cargo run --release --example overhead [-- --svg PATH] [--only TEXT]"
+                );
+                std::process::exit(2);
+            }
         }
-    };
+    }
+    let contenders: Vec<Contender> = all()
+        .into_iter()
+        .filter(|c| c.kind == Kind::Floor || only.as_ref().is_none_or(|t| c.name.contains(t)))
+        .collect();
     if cfg!(debug_assertions) {
         eprintln!("note: a debug build; run with --release for meaningful figures");
     }
@@ -66,7 +78,7 @@ fn main() {
     let mut cells = Vec::new();
     for &threads in &counts {
         let pool = Pool::new(threads);
-        for contender in all() {
+        for &contender in &contenders {
             settle();
             let ns = measure(&pool, &contender);
             cells.push(Cell {
@@ -78,7 +90,7 @@ fn main() {
     }
     let (issued, aggregated, dropped) = setup.finish();
 
-    print_table(&cells, &counts);
+    print_table(&contenders, &cells, &counts);
     println!();
     print_targets(&cells, &counts);
     println!(
@@ -105,13 +117,13 @@ fn ns_of(cells: &[Cell], name: &str, threads: usize) -> f64 {
         .map_or(f64::NAN, |c| c.ns)
 }
 
-fn print_table(cells: &[Cell], counts: &[usize]) {
+fn print_table(contenders: &[Contender], cells: &[Cell], counts: &[usize]) {
     print!("{:<28}", "ns/region (× TSC pair)");
     for t in counts {
         print!(" {:>20}", format!("{t} thread(s)"));
     }
     println!();
-    for contender in all() {
+    for contender in contenders {
         print!("{:<28}", contender.name);
         for &t in counts {
             let ns = ns_of(cells, contender.name, t);

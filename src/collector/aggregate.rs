@@ -2,6 +2,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::local::tally::Delta;
+
 /// Every duration of one phase or function in a run.
 pub(crate) struct Durations {
     count: u64,
@@ -61,6 +63,24 @@ impl Durations {
         // clamp to its current top instead. It only fails past u64 ranges.
         if self.histogram.record(ns).is_err() {
             self.histogram.saturating_record(ns);
+        }
+    }
+
+    /// Adds what a thread's tally counted: each bucket's regions at the
+    /// bucket's middle, and the exact count, total, min and max.
+    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &quanta::Clock) {
+        let ns = |ticks: u64| clock.delta_as_nanos(0, ticks);
+        self.count += delta.count();
+        self.total_ns = self.total_ns.saturating_add(ns(delta.ticks));
+        if let Some((min, max)) = delta.min_max() {
+            self.min_ns = self.min_ns.min(ns(min));
+            self.max_ns = self.max_ns.max(ns(max));
+        }
+        for &((low, width), n) in &delta.buckets {
+            let middle = ns(low + width / 2);
+            if self.histogram.record_n(middle, n).is_err() {
+                self.histogram.saturating_record_n(middle, n);
+            }
         }
     }
 

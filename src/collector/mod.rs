@@ -20,7 +20,7 @@ use crate::local::ring::{Record, Ring};
 use crate::report;
 use crate::shared::Shared;
 use crate::site::{copy_new_sites, SiteInfo};
-use run::RunState;
+use run::{RunState, Source};
 use sampler::Sampler;
 
 /// What the API sends the collector. Replies come back on the enclosed channel.
@@ -219,7 +219,8 @@ impl Collector {
         }
     }
 
-    /// Takes every published record of every thread; returns how many.
+    /// Takes every published record and every tally's news from every
+    /// thread; returns how many records the rings held.
     fn drain(&mut self) -> u64 {
         {
             let registered = self.shared.lock_rings();
@@ -243,21 +244,39 @@ impl Collector {
                 // registry lock (extensions and resources records name none).
                 if records
                     .iter()
-                    .any(|r| r.has_site() && r.site as usize > sites.len())
+                    .filter_map(Record::site_id)
+                    .any(|site| site as usize > sites.len())
                 {
                     copy_new_sites(sites);
                 }
                 match run.as_mut() {
-                    Some(run) => run.ingest(ring.thread, records, clock, sites),
+                    Some(run) => run.ingest(
+                        records,
+                        Source {
+                            thread: ring.thread,
+                            clock,
+                            sites,
+                        },
+                    ),
                     // Regions that outlived their run: reported by the next one.
                     None => *outside += Record::logical(records),
                 }
             });
             total += drained;
+            // After the ring: a tallied region's event record was published
+            // after its count, so the count is seen no later than the event.
+            let mut tallied = 0;
+            ring.tally.collect(|delta| match run.as_mut() {
+                Some(run) => {
+                    tallied += 1;
+                    run.add_delta(delta, clock);
+                }
+                None => *outside += delta.count(),
+            });
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
                 run.dropped += dropped;
-                if drained > 0 {
+                if drained + tallied > 0 {
                     run.threads
                         .entry(ring.thread)
                         .or_insert_with(|| ring.thread_name.clone());
@@ -268,6 +287,9 @@ impl Collector {
         let orphaned = self.shared.orphaned();
         if let Some(run) = self.run.as_mut() {
             run.dropped += orphaned - self.orphaned_seen;
+            if run.events_full() {
+                self.shared.set_events_open(false);
+            }
         }
         self.orphaned_seen = orphaned;
         if finished {
@@ -334,6 +356,8 @@ impl Collector {
         run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
         self.run = Some(run);
         self.next_sample = Instant::now() + self.config.sample_interval;
+        self.shared.set_run_start(t0);
+        self.shared.set_events_open(self.config.event_cap > 0);
         self.shared.set_run_open(true);
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
@@ -360,6 +384,7 @@ impl Collector {
         }
         // No new region joins this run from here; then take what was published.
         self.shared.set_run_open(false);
+        self.shared.set_events_open(false);
         self.drain();
         self.sample();
         let run = self.run.as_ref().expect("run checked above");
@@ -392,6 +417,7 @@ impl Collector {
                 Ok(path)
             }
             Err(source) => {
+                self.shared.set_events_open(!run.events_full());
                 self.shared.set_run_open(true);
                 self.next_sample = Instant::now() + self.config.sample_interval;
                 Err(EndRunError::WriteRunFile {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Local};
 
 use super::aggregate::{CountStats, Durations};
 use crate::local::ring::Record;
+use crate::local::tally::Delta;
 use crate::site::{Kind, SiteInfo};
 
 /// One entry of the event log. Times are nanoseconds since the run's start.
@@ -88,7 +89,12 @@ pub(crate) struct RunState {
     pub(crate) counts: Vec<Option<CountStats>>,
     pub(crate) events: Vec<Event>,
     pub(crate) event_cap: usize,
-    pub(crate) events_omitted: u64,
+    /// Events refused for want of room (see [`RunState::events_omitted`]).
+    refused: u64,
+    /// Regions counted by the threads' tallies, and how many of their events
+    /// reached the collector (kept or refused).
+    tallied: u64,
+    tallied_events: u64,
     pub(crate) aggregated: u64,
     pub(crate) dropped: u64,
     pub(crate) outside_run: u64,
@@ -110,7 +116,9 @@ impl RunState {
             counts: Vec::new(),
             events: Vec::new(),
             event_cap,
-            events_omitted: 0,
+            refused: 0,
+            tallied: 0,
+            tallied_events: 0,
             aggregated: 0,
             dropped: 0,
             outside_run: 0,
@@ -125,9 +133,31 @@ impl RunState {
         if self.events.len() < self.event_cap {
             true
         } else {
-            self.events_omitted += 1;
+            self.refused += 1;
             false
         }
+    }
+
+    /// Whether the event log is full: regions need not send events any more.
+    pub(crate) fn events_full(&self) -> bool {
+        self.events.len() >= self.event_cap
+    }
+
+    /// Events the log does not hold: those refused for want of room, and the
+    /// events of tallied regions that never reached the collector (sent
+    /// after the log filled up, or lost to a full ring).
+    pub(crate) fn events_omitted(&self) -> u64 {
+        self.refused + self.tallied.saturating_sub(self.tallied_events)
+    }
+
+    /// Adds what one thread's tally counted since the collector last looked.
+    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &quanta::Clock) {
+        let n = delta.count();
+        slot(&mut self.durations, delta.site as usize)
+            .get_or_insert_with(Durations::new)
+            .add_delta(delta, clock);
+        self.aggregated += n;
+        self.tallied += n;
     }
 
     fn push_event(&mut self, event: Event) -> Option<usize> {
@@ -143,69 +173,59 @@ impl RunState {
         self.pending = None;
     }
 
-    /// Takes records of one ring, in order. `clock` converts raw values;
-    /// `sites` knows every id's kind.
-    pub(crate) fn ingest(
-        &mut self,
-        thread: u32,
-        records: &[Record],
-        clock: &quanta::Clock,
-        sites: &[SiteInfo],
-    ) {
+    /// Takes records of one ring, in order.
+    pub(crate) fn ingest(&mut self, records: &[Record], from: Source<'_>) {
         for r in records {
             if let Some(first) = self.pending.take() {
                 if r.site == Record::EXTENSION {
-                    self.complete(thread, first, r.a, clock, sites);
+                    self.complete(first, r.a, from);
                     continue;
                 }
             }
-            match r.site {
-                Record::RESOURCES => {
+            match r.site_id() {
+                None if r.site == Record::RESOURCES => {
                     self.attach_resources(r.a, r.b as i32 as i64 * 1024);
                 }
-                Record::EXTENSION => {}
-                site => match kind_of(sites, site) {
+                None => {}
+                Some(site) => match kind_of(from.sites, site) {
                     Kind::Count => self.pending = Some(*r),
                     _ if r.b == Record::LONG => self.pending = Some(*r),
-                    kind => self.timing(thread, site, kind, r.a, r.a + r.b as u64, clock),
+                    kind => self.timing(r.site, kind, r.a, r.a + r.b as u64, from),
                 },
             }
         }
     }
 
-    fn complete(
-        &mut self,
-        thread: u32,
-        first: Record,
-        ext: u64,
-        clock: &quanta::Clock,
-        sites: &[SiteInfo],
-    ) {
-        match kind_of(sites, first.site) {
-            Kind::Count => self.count(thread, first.site, first.a, ext as i64, clock),
-            kind => self.timing(thread, first.site, kind, first.a, ext, clock),
+    fn complete(&mut self, first: Record, ext: u64, from: Source<'_>) {
+        let site = first.site_id().unwrap_or(first.site);
+        match kind_of(from.sites, site) {
+            Kind::Count => self.count(from.thread, first.site, first.a, ext as i64, from.clock),
+            kind => self.timing(first.site, kind, first.a, ext, from),
         }
     }
 
-    fn timing(
-        &mut self,
-        thread: u32,
-        site: u32,
-        kind: Kind,
-        start: u64,
-        end: u64,
-        clock: &quanta::Clock,
-    ) {
+    /// A region's record: its event, and its duration unless its thread's
+    /// tally already counted it (`site` has [`Record::TALLIED`]).
+    fn timing(&mut self, site: u32, kind: Kind, start: u64, end: u64, from: Source<'_>) {
+        let tallied = site & Record::TALLIED != 0;
+        let site = site & !Record::TALLIED;
         if start < self.t0 {
-            self.outside_run += 1;
+            if !tallied {
+                self.outside_run += 1;
+            }
             self.previous = Previous::None;
             return;
         }
-        self.aggregated += 1;
+        let clock = from.clock;
+        let thread = from.thread;
         let duration = clock.delta_as_nanos(start, end);
-        slot(&mut self.durations, site as usize)
-            .get_or_insert_with(Durations::new)
-            .record(duration);
+        let durations = slot(&mut self.durations, site as usize).get_or_insert_with(Durations::new);
+        if tallied {
+            self.tallied_events += 1;
+        } else {
+            durations.record(duration);
+            self.aggregated += 1;
+        }
         let event = if self.has_room() {
             let start_ns = clock.delta_as_nanos(self.t0, start);
             self.events.push(Event::Timing {
@@ -256,9 +276,9 @@ impl RunState {
 
     fn attach_resources(&mut self, cpu_ns: u64, rss_delta: i64) {
         if let Previous::Function { site, event } = self.previous {
-            if let Some(Some(d)) = self.durations.get_mut(site as usize) {
-                d.add_resources(cpu_ns, rss_delta);
-            }
+            slot(&mut self.durations, site as usize)
+                .get_or_insert_with(Durations::new)
+                .add_resources(cpu_ns, rss_delta);
             if let Some(Event::Timing { resources, .. }) =
                 event.and_then(|i| self.events.get_mut(i))
             {
@@ -298,6 +318,16 @@ impl RunState {
     }
 }
 
+/// Where a ring's records come from, and what reading them needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub(crate) thread: u32,
+    /// Converts raw values.
+    pub(crate) clock: &'a quanta::Clock,
+    /// Knows every id's kind.
+    pub(crate) sites: &'a [SiteInfo],
+}
+
 fn kind_of(sites: &[SiteInfo], site: u32) -> Kind {
     (site as usize)
         .checked_sub(1)
@@ -331,13 +361,18 @@ mod tests {
         let sites = sites();
         let clock = quanta::Clock::new();
         let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        let from = Source {
+            thread: 0,
+            clock: &clock,
+            sites: &sites,
+        };
         let long = 1u64 << 40;
         let (records, n) = Record::region(phase, 2_000, 2_000 + long);
         assert_eq!(n, 2);
         run.begin_ring();
         // The pair arrives in two chunks, as a drain may hand it over.
-        run.ingest(0, &records[..1], &clock, &sites);
-        run.ingest(0, &records[1..], &clock, &sites);
+        run.ingest(&records[..1], from);
+        run.ingest(&records[1..], from);
         let value = Record {
             a: (-7i64) as u64,
             b: 0,
@@ -348,8 +383,8 @@ mod tests {
             b: 0,
             site: count,
         };
-        run.ingest(0, &[at], &clock, &sites);
-        run.ingest(0, &[value], &clock, &sites);
+        run.ingest(&[at], from);
+        run.ingest(&[value], from);
         let d = run.durations[phase as usize].as_ref().unwrap().stats();
         assert_eq!(d.count, 1);
         assert_eq!(d.total_ns, clock.delta_as_nanos(2_000, 2_000 + long));
@@ -363,13 +398,18 @@ mod tests {
         let sites = sites();
         let clock = quanta::Clock::new();
         let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        let from = Source {
+            thread: 0,
+            clock: &clock,
+            sites: &sites,
+        };
         run.begin_ring();
         let early = Record {
             a: 999,
             b: 5,
             site: phase,
         };
-        run.ingest(0, &[early], &clock, &sites);
+        run.ingest(&[early], from);
         assert_eq!((run.aggregated, run.outside_run), (0, 1));
         assert!(run.events.is_empty());
     }

@@ -1,7 +1,9 @@
 //! The hot side: what runs on the user's threads. Timers take raw clock values
-//! and hand fixed-size records to the thread's ring; nothing here allocates,
-//! locks, hashes or does I/O once a thread has its ring.
+//! and count each region in the thread's tally, handing a fixed-size record to
+//! the thread's ring only for events, counts and resources; nothing here
+//! allocates, locks, hashes or does I/O once a thread has its ring.
 
 pub(crate) mod ring;
+pub(crate) mod tally;
 pub(crate) mod thread;
 pub(crate) mod timer;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use super::tally::Tally;
+
 /// One fixed-size record of 16 bytes (four to a cache line: the lines are
 /// what moves between the recording core and the collector's).
 ///
@@ -36,16 +38,26 @@ impl Record {
     /// The `site` of the second half of a two-slot record.
     pub(crate) const EXTENSION: u32 = u32::MAX - 1;
     /// The highest site id a name can have.
-    pub(crate) const MAX_SITE: u32 = u32::MAX - 2;
+    pub(crate) const MAX_SITE: u32 = (1 << 31) - 3;
+    /// Set in `site` when the thread's tally already counted the region: the
+    /// record only carries its event (and resources).
+    pub(crate) const TALLIED: u32 = 1 << 31;
     /// `b` of a region too long for 32 bits of ticks.
     pub(crate) const LONG: u32 = u32::MAX;
 
     /// Whether this record stands for a region or a count value of its own
     /// (the first slot of one), rather than riding along with the record
-    /// before it (an extension or a resources record).
+    /// before it (an extension or a resources record) or carrying the event
+    /// of a region its thread's tally counted.
     #[inline]
     pub(crate) fn has_site(&self) -> bool {
         self.site <= Record::MAX_SITE
+    }
+
+    /// The site a region or count record names, with or without [`Record::TALLIED`].
+    #[inline]
+    pub(crate) fn site_id(&self) -> Option<u32> {
+        (self.site < Record::EXTENSION).then_some(self.site & !Record::TALLIED)
     }
 
     /// How many regions or count values `records` hold.
@@ -99,6 +111,9 @@ pub(crate) struct Ring {
     pub(crate) thread: u32,
     /// The producing thread's name, if it had one.
     pub(crate) thread_name: Option<String>,
+    /// The producing thread's own aggregates, which most regions go to
+    /// instead of a slot.
+    pub(crate) tally: Tally,
 }
 
 // SAFETY: the slots are only touched under the single-producer/single-consumer
@@ -127,6 +142,7 @@ impl Ring {
             slots,
             thread,
             thread_name,
+            tally: Tally::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The recording thread's side: its thread-local ring handles, registration of
-//! a new ring with a recorder, and the push that every timer ends in.
+//! a new ring with a recorder, and `region` and `push`, which every timer and
+//! count ends in.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,35 +69,101 @@ pub(crate) fn thread_id() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Hands `records` (one region, or a region and its resources record, or a
-/// batch of counts) to the calling thread's ring for `shared`.
+/// Counts a region from `start` to `end` of `site` in the calling thread's
+/// tally for `shared`, and hands the ring only what must go through it: the
+/// region's event while the run still takes events, and its `resources`
+/// record. When the tally has no place for the region yet, or the region
+/// started before the open run, the whole region goes through the ring.
+///
+/// Never allocates or locks once the thread has its ring; never panics.
+#[inline]
+pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
+    let done = with_ring(shared, |p, ring| {
+        let ticks = end.saturating_sub(start);
+        let tallied = start >= shared.run_start()
+            && (ring.tally.add(site, ticks) || ring.tally.add_slow(site, ticks));
+        if tallied && resources.is_none() && !shared.events_open() {
+            return;
+        }
+        let flag = if tallied { Record::TALLIED } else { 0 };
+        let (records, n) = region_records(site | flag, start, end, resources);
+        publish(shared, p, ring, &records[..n]);
+    });
+    if done.is_none() {
+        region_cold(shared, site, start, end, resources);
+    }
+}
+
+/// The thread's first region for this recorder (or the thread is exiting).
+#[cold]
+#[inline(never)]
+fn region_cold(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
+    if register(shared) {
+        region(shared, site, start, end, resources);
+    } else {
+        // The thread is being torn down: there is no ring or tally to count in.
+        shared.count_orphaned(1);
+    }
+}
+
+/// A region's record (with its extension when long), then `resources`.
+#[inline]
+fn region_records(
+    site: u32,
+    start: u64,
+    end: u64,
+    resources: Option<Record>,
+) -> ([Record; 3], usize) {
+    let ([first, ext], n) = Record::region(site, start, end);
+    match resources {
+        None => ([first, ext, ext], n),
+        Some(r) if n == 1 => ([first, r, r], 2),
+        Some(r) => ([first, ext, r], 3),
+    }
+}
+
+/// Hands `records` (a batch of counts) to the calling thread's ring for `shared`.
 ///
 /// Never allocates or locks once the thread has its ring; never panics.
 #[inline]
 pub(crate) fn push(shared: &Shared, records: &[Record]) {
-    let done = PRODUCERS.try_with(|producers| {
-        let p = &producers[shared.slot];
-        let ring = p.ring.get();
-        if ring.is_null() || p.owner.get() != shared.id {
-            return false;
-        }
-        // SAFETY: a non-null `ring` owned by this recorder is kept alive by
-        // `RINGS` of this very thread, which nulls it before dropping the Arc.
-        let ring = unsafe { &*ring };
-        let head = p.head.get();
-        let next = head + records.len() as u64;
-        if next <= p.limit.get() {
-            // SAFETY: this thread is the ring's only producer, `head` is its
-            // count, and `limit` never exceeds the room seen at the last look.
-            unsafe { ring.write(head, records) };
-            p.head.set(next);
-        } else {
-            push_slow(shared, p, ring, records);
-        }
-        true
-    });
-    if done != Ok(true) {
+    if with_ring(shared, |p, ring| publish(shared, p, ring, records)).is_none() {
         push_cold(shared, records);
+    }
+}
+
+/// Runs `f` on this thread's producer state and ring for `shared`; `None`
+/// when the thread has no ring for it yet (or is exiting).
+#[inline]
+fn with_ring(shared: &Shared, f: impl FnOnce(&Producer, &Ring)) -> Option<()> {
+    PRODUCERS
+        .try_with(|producers| {
+            let p = &producers[shared.slot];
+            let ring = p.ring.get();
+            if ring.is_null() || p.owner.get() != shared.id {
+                return None;
+            }
+            // SAFETY: a non-null `ring` owned by this recorder is kept alive by
+            // `RINGS` of this very thread, which nulls it before dropping the Arc.
+            f(p, unsafe { &*ring });
+            Some(())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Writes `records` to this thread's `ring`: the fast path while under the limit.
+#[inline]
+fn publish(shared: &Shared, p: &Producer, ring: &Ring, records: &[Record]) {
+    let head = p.head.get();
+    let next = head + records.len() as u64;
+    if next <= p.limit.get() {
+        // SAFETY: this thread is the ring's only producer, `head` is its
+        // count, and `limit` never exceeds the room seen at the last look.
+        unsafe { ring.write(head, records) };
+        p.head.set(next);
+    } else {
+        push_slow(shared, p, ring, records);
     }
 }
 

@@ -2,7 +2,7 @@
 //! start value taken on creation and a record pushed on drop.
 
 use super::ring::Record;
-use super::thread::push;
+use super::thread::{push, region};
 use crate::os as resources;
 use crate::recorder::{global_shared, Recorder};
 use crate::shared::Shared;
@@ -14,8 +14,8 @@ use crate::site::{dynamic_id, static_id, Kind, Site};
 pub(crate) const ENABLED: bool = cfg!(feature = "enabled");
 
 /// A timed region: inactive (and free) when no run was open at its start.
-/// It belongs to the run open at its start: the collector keeps a record
-/// whose start is not before the open run's start.
+/// It belongs to the run open at its start: one that started before the open
+/// run's start goes through the ring, and the collector counts it outside.
 struct Region<'r> {
     shared: Option<&'r Shared>,
     start: u64,
@@ -53,13 +53,12 @@ impl<'r> Region<'r> {
         }
     }
 
-    /// Ends the region: its records, or `None` when it was inactive.
-    #[inline]
-    fn finish(&mut self) -> Option<(&'r Shared, [Record; 2], usize)> {
-        let shared = self.shared.take()?;
-        let end = shared.clock.raw();
-        let (records, n) = Record::region(self.site, self.start, end);
-        Some((shared, records, n))
+    /// Ends the region with `resources`; it records nothing more when dropped.
+    fn finish(&mut self, resources: impl FnOnce() -> Record) {
+        if let Some(shared) = self.shared.take() {
+            let end = shared.clock.raw();
+            region(shared, self.site, self.start, end, Some(resources()));
+        }
     }
 }
 
@@ -70,27 +69,8 @@ impl Drop for Region<'_> {
             return;
         }
         let Some(shared) = self.shared else { return };
-        let end = shared.clock.raw();
-        let ticks = end.saturating_sub(self.start);
-        if ticks < Record::LONG as u64 {
-            // The one-slot record of nearly every region: a constant-length push.
-            let record = Record {
-                a: self.start,
-                b: ticks as u32,
-                site: self.site,
-            };
-            push(shared, &[record]);
-        } else {
-            push_long(shared, self.site, self.start, end);
-        }
+        region(shared, self.site, self.start, shared.clock.raw(), None);
     }
-}
-
-#[cold]
-#[inline(never)]
-fn push_long(shared: &Shared, site: u32, start: u64, end: u64) {
-    let (records, _) = Record::region(site, start, end);
-    push(shared, &records);
 }
 
 /// Times a phase of the code from its creation until it is dropped.
@@ -251,17 +231,15 @@ impl Drop for FunctionTimer<'_> {
         let Some((cpu0, rss0)) = self.resources else {
             return; // `region` pushes its own record when it drops.
         };
-        if let Some((shared, [first, ext], n)) = self.region.finish() {
+        self.region.finish(|| {
             let cpu = resources::thread_cpu_ns().saturating_sub(cpu0);
             let rss_kib = (resources::rss_bytes() as i64 - rss0 as i64) / 1024;
-            let extra = Record {
+            Record {
                 a: cpu,
                 b: rss_kib.clamp(i32::MIN as i64, i32::MAX as i64) as i32 as u32,
                 site: Record::RESOURCES,
-            };
-            let (long, short) = ([first, ext, extra], [first, extra]);
-            push(shared, if n == 2 { &long } else { &short });
-        }
+            }
+        });
     }
 }
 

@@ -126,7 +126,7 @@ impl<'a> RunFile<'a> {
                 records_dropped: run.dropped,
                 records_outside_run: run.outside_run,
                 events_written: run.events.len() as u64,
-                events_omitted: run.events_omitted,
+                events_omitted: run.events_omitted(),
                 event_cap: run.event_cap as u64,
                 process_samples: run.process.samples,
                 threads: run
