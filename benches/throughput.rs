@@ -103,6 +103,10 @@ fn flat_out(b: &Bench, buffer: usize) {
     let (issued, aggregated, dropped) = counts(&b.meta(&path));
     assert_eq!(issued, regions);
     assert_eq!(issued, aggregated + dropped);
+    assert_eq!(
+        dropped, 0,
+        "regions are counted on their own thread: none may drop"
+    );
     println!(
         "flat out for {run_for:.0?}, events off, {buffer}-record buffer: {regions} regions ({:.1} M/s), aggregated \
          {aggregated}, dropped {dropped} ({:.4} %)",
@@ -129,6 +133,10 @@ fn two_producers(b: &Bench) {
     let (issued, aggregated, dropped) = counts(&b.meta(&path));
     assert_eq!(issued, 2 * per_thread);
     assert_eq!(issued, aggregated + dropped);
+    assert_eq!(
+        dropped, 0,
+        "regions are counted on their own thread: none may drop"
+    );
     println!(
         "2 producers flat out, events off: issued {issued} = aggregated {aggregated} + dropped \
          {dropped} ({:.2} %)",

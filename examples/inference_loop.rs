@@ -5,8 +5,10 @@
 //! cargo run --release --example inference_loop [threads] [steps_per_thread]
 //!
 //! By default it runs one worker fewer than there are cores, leaving one for
-//! the collector: with every core busy recording, the collector falls behind
-//! and records are dropped (and counted), unless `Overflow::Block` is set.
+//! the collector. Regions are counted on their own thread and never dropped;
+//! with every core busy recording, the collector can fall behind on events
+//! and count values, which are then dropped (and counted) unless
+//! `Overflow::Block` is set.
 
 use std::time::Instant;
 
@@ -97,8 +99,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     if meta["records_dropped"].as_u64().unwrap_or(0) > 0 {
         println!(
-            "records were dropped: the collector could not keep up ({cores} cores, {threads} \
-             recording threads); leave it a core, or use Config::overflow(Overflow::Block)"
+            "count values were dropped: the collector could not keep up ({cores} cores, \
+             {threads} recording threads); leave it a core, or use \
+             Config::overflow(Overflow::Block)"
         );
     }
     println!("run file: {}", path.display());
