@@ -76,6 +76,7 @@ mod recorder;
 mod report;
 mod shared;
 mod site;
+mod slot;
 
 use std::path::{Path, PathBuf};
 

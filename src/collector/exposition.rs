@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::aggregate::Durations;
-use super::run::{slot, RunState};
+use super::run::RunState;
 use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
 use crate::site::{Kind, SiteInfo};
+use crate::slot::slot;
 
 pub(crate) struct Exposition {
     published: Arc<Published>,

@@ -265,10 +265,10 @@ impl Collector {
             total += drained;
             // After the ring: a tallied region's event record was published
             // after its count, so the count is seen no later than the event.
-            let mut tallied = 0;
+            let mut collected = 0;
             ring.tally.collect(|delta| match run.as_mut() {
                 Some(run) => {
-                    tallied += 1;
+                    collected += 1;
                     run.add_delta(delta, clock);
                 }
                 None => *outside += delta.count(),
@@ -276,7 +276,7 @@ impl Collector {
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
                 run.dropped += dropped;
-                if drained + tallied > 0 {
+                if drained + collected > 0 {
                     run.threads
                         .entry(ring.thread)
                         .or_insert_with(|| ring.thread_name.clone());

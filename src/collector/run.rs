@@ -10,6 +10,7 @@ use super::aggregate::{CountStats, Durations};
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
 use crate::site::{Kind, SiteInfo};
+use crate::slot::slot;
 
 /// One entry of the event log. Times are nanoseconds since the run's start.
 #[derive(Debug)]
@@ -333,14 +334,6 @@ fn kind_of(sites: &[SiteInfo], site: u32) -> Kind {
         .checked_sub(1)
         .and_then(|i| sites.get(i))
         .map_or(Kind::Phase, |s| s.kind)
-}
-
-/// The entry at `index`, growing `v` with `None`s as needed.
-pub(crate) fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
-    if v.len() <= index {
-        v.resize_with(index + 1, || None);
-    }
-    &mut v[index]
 }
 
 #[cfg(test)]

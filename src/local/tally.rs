@@ -22,6 +22,8 @@
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::slot::slot;
+
 const SUB_BITS: u32 = 7;
 /// Buckets per row.
 const SUB: usize = 1 << SUB_BITS;
@@ -121,24 +123,11 @@ pub(crate) fn bucket_bounds(row: usize, column: usize) -> (u64, u64) {
     }
 }
 
-/// Stores a new box in `slot` unless it holds one: the owning thread and
-/// the collector may both try, and the loser frees its box.
-fn publish_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
-    if !slot.load(Ordering::Acquire).is_null() {
-        return;
-    }
-    let new = Box::into_raw(new());
-    if slot
-        .compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_err()
-    {
-        // SAFETY: `new` came from `Box::into_raw` just above and was not published.
-        drop(unsafe { Box::from_raw(new) });
+/// Stores a new box in `slot` unless it holds one. Only the owning thread
+/// makes chunks and rows, so a plain check and a release store suffice.
+fn make_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
+    if slot.load(Ordering::Relaxed).is_null() {
+        slot.store(Box::into_raw(new()), Ordering::Release);
     }
 }
 
@@ -173,8 +162,8 @@ impl Tally {
     }
 
     /// Counts one region of `ticks` for `site`; `false` when the tally has no
-    /// place for it yet (the record must then go through the ring, and the
-    /// collector makes the place). Only the owning thread may call this.
+    /// place for it yet ([`Tally::add_slow`] makes it). Only the owning
+    /// thread may call this.
     /// A region of 0 ticks (a clock that went backwards) counts as 1.
     #[inline]
     pub(crate) fn add(&self, site: u32, ticks: u64) -> bool {
@@ -224,17 +213,18 @@ impl Tally {
         self.add(site, ticks)
     }
 
+    /// Only the owning thread may call this.
     fn make_row(&self, site: u32, row: usize) {
         let Some(chunk) = self.chunks.get(site as usize / CHUNK) else {
             return; // beyond the tally: that site always goes through the ring
         };
-        publish_once(chunk, || {
+        make_once(chunk, || {
             Box::new(std::array::from_fn(|_| SiteTally::new()))
         });
         let s = self
             .site(site)
             .expect("runmetrics: the chunk was made just above");
-        publish_once(&s.rows[row], || {
+        make_once(&s.rows[row], || {
             Box::new(std::array::from_fn(|_| AtomicU64::new(0)))
         });
     }
@@ -328,17 +318,10 @@ struct Seen {
     sites: Vec<SeenSite>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct SeenSite {
     sum: u64,
     rows: Vec<Vec<u64>>,
-}
-
-fn slot<T: Default + Clone>(v: &mut Vec<T>, index: usize) -> &mut T {
-    if v.len() <= index {
-        v.resize(index + 1, T::default());
-    }
-    &mut v[index]
 }
 
 #[cfg(test)]

@@ -72,10 +72,11 @@ pub(crate) fn thread_id() -> u32 {
 /// Counts a region from `start` to `end` of `site` in the calling thread's
 /// tally for `shared`, and hands the ring only what must go through it: the
 /// region's event while the run still takes events, and its `resources`
-/// record. When the tally has no place for the region yet, or the region
-/// started before the open run, the whole region goes through the ring.
+/// record. A region that started before the open run, or whose site is
+/// beyond the tally, goes whole through the ring.
 ///
-/// Never allocates or locks once the thread has its ring; never panics.
+/// Never locks once the thread has its ring, and allocates only a tally row
+/// for a duration of a power of two the site never had; never panics.
 #[inline]
 pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
     let done = with_ring(shared, |p, ring| {
