@@ -57,6 +57,7 @@ pub struct Config {
     pub(crate) push_timeout: Duration,
     pub(crate) push_auth: Option<PushAuth>,
     pub(crate) push_interval: Option<Duration>,
+    pub(crate) flush_interval: Option<Duration>,
 }
 
 /// A credential: shown as `***` by `Debug`, never written anywhere.
@@ -104,6 +105,7 @@ impl Default for Config {
             push_timeout: Duration::from_secs(10),
             push_auth: None,
             push_interval: None,
+            flush_interval: None,
         }
     }
 }
@@ -243,6 +245,22 @@ impl Config {
         self
     }
 
+    /// Also writes the open run's file every `interval`, for services and
+    /// long jobs: a snapshot in the same layout with `meta.in_progress` true,
+    /// `meta.ended_at` null and `meta.window` the stats of the last interval.
+    /// Each write replaces the file atomically, so a reader (or whatever
+    /// survives a crash) always finds a complete file. Off by default (the
+    /// file is written at `end_run` only); see also [`flush`](crate::flush).
+    pub fn flush_interval(mut self, interval: Duration) -> Config {
+        self.flush_interval = Some(interval);
+        self
+    }
+
+    /// The flush interval, if set.
+    pub fn get_flush_interval(&self) -> Option<Duration> {
+        self.flush_interval
+    }
+
     /// The job name.
     pub fn get_job(&self) -> &str {
         &self.job
@@ -270,6 +288,7 @@ impl Config {
             ("publish_interval", Some(self.publish_interval)),
             ("push_timeout", Some(self.push_timeout)),
             ("push_interval", self.push_interval),
+            ("flush_interval", self.flush_interval),
         ];
         if let Some(&(setting, _)) = durations
             .iter()

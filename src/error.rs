@@ -172,6 +172,28 @@ pub enum EndRunError {
     },
 }
 
+/// Why [`flush`](crate::flush) failed. The run stays open and keeps
+/// recording; the failure is counted in `meta.write_failures` of the next
+/// file that is written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// No run is open.
+    #[error("no run is open; call start_run first")]
+    NoOpenRun,
+    /// The snapshot could not be written.
+    #[error("could not write run file {path}: {source}; recording goes on and the next flush tries again (free space, or restore log_dir)")]
+    WriteRunFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The collector thread is gone (it panicked).
+    #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
+    CollectorGone,
+}
+
 /// Why a push to the Pushgateway failed. Never shows credentials.
 #[cfg(feature = "push")]
 #[derive(Debug, thiserror::Error)]

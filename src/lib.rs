@@ -83,7 +83,9 @@ use std::path::{Path, PathBuf};
 pub use config::{Config, Overflow};
 #[cfg(feature = "push")]
 pub use error::PushError;
-pub use error::{ConfigError, EndRunError, InitMetricsError, NewRecorderError, StartRunError};
+pub use error::{
+    ConfigError, EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError,
+};
 pub use local::timer::{FunctionTimer, PhaseTimer};
 #[cfg(feature = "push")]
 pub use prometheus::push::PushMethod;
@@ -184,6 +186,29 @@ pub fn end_run(extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
     match recorder::global() {
         Some(r) => r.end_run(extra_meta),
         None => Err(EndRunError::NoOpenRun),
+    }
+}
+
+/// Writes a snapshot of the open run to its file now, and returns the path
+/// once the file is on disk: everything recorded before this call, on every
+/// thread, with `meta.in_progress` true and `meta.ended_at` null. The run
+/// stays open. [`Config::flush_interval`] does the same periodically.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("rm-doc-flush-{}", std::process::id()));
+/// runmetrics::start_run(&dir)?;
+/// drop(runmetrics::phase!("load"));
+/// let path = runmetrics::flush()?;
+/// let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+/// assert_eq!(file["meta"]["in_progress"], true);
+/// assert_eq!(file["meta"]["phase_durations_seconds_total"][0]["count"], 1);
+/// # runmetrics::end_run(serde_json::Value::Null)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn flush() -> Result<PathBuf, FlushError> {
+    match recorder::global() {
+        Some(r) => r.flush(),
+        None => Err(FlushError::NoOpenRun),
     }
 }
 

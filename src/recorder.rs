@@ -8,7 +8,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use crate::collector::{self, Command};
 use crate::config::Config;
-use crate::error::{EndRunError, InitMetricsError, NewRecorderError, StartRunError};
+use crate::error::{EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError};
 use crate::local::timer::{self, FunctionTimer, PhaseTimer};
 use crate::report::{run_id::new_run_id, RESERVED_META_KEYS};
 use crate::shared::{Shared, MAX_RECORDERS};
@@ -144,6 +144,16 @@ impl Recorder {
             .send(Command::EndRun { extra_meta, reply })
             .map_err(|_| EndRunError::CollectorGone)?;
         answer.recv().map_err(|_| EndRunError::CollectorGone)?
+    }
+
+    /// Writes a snapshot of the open run now and returns its path once it is
+    /// on disk; see [`flush`](crate::flush).
+    pub fn flush(&self) -> Result<PathBuf, FlushError> {
+        let (reply, answer) = bounded(1);
+        self.commands
+            .send(Command::Flush { reply })
+            .map_err(|_| FlushError::CollectorGone)?;
+        answer.recv().map_err(|_| FlushError::CollectorGone)?
     }
 
     /// Times a phase on this recorder; see [`PhaseTimer`].

@@ -87,18 +87,7 @@ fn seed_keys_come_first_in_the_seed_order_and_extra_meta_last() {
         .keys()
         .map(String::as_str)
         .collect();
-    let seed = [
-        "run_id",
-        "started_at",
-        "ended_at",
-        "cpu_percent_max",
-        "cpu_percent_mean",
-        "rss_max_mib",
-        "phase_durations_seconds_total",
-        "all_phases_duration_seconds_total",
-        "function_durations_seconds_total",
-        "all_functions_duration_seconds_total",
-    ];
+    let seed = common::SEED_META_KEYS;
     assert_eq!(&keys[..seed.len()], &seed);
     assert_eq!(&keys[keys.len() - 2..], &["facts_final", "rules_total"]);
     let run_id = file["meta"]["run_id"].as_str().unwrap();

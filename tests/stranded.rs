@@ -4,17 +4,9 @@
 use std::sync::mpsc;
 
 mod common;
+use common::phase_count;
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
-
-fn phase_count(file: &Value, phase: &str) -> u64 {
-    file["meta"]["phase_durations_seconds_total"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["phase"] == phase)
-        .map_or(0, |e| e["count"].as_u64().unwrap())
-}
 
 #[test]
 fn records_of_a_parked_thread_and_an_exited_thread_are_in_the_file() {

@@ -5,6 +5,7 @@ use hdrhistogram::Histogram;
 use crate::local::tally::Delta;
 
 /// Every duration of one phase or function in a run.
+#[derive(Clone)]
 pub(crate) struct Durations {
     count: u64,
     total_ns: u64,
@@ -119,6 +120,45 @@ impl Durations {
         r.rss_delta_bytes_max = r.rss_delta_bytes_max.max(rss_delta_bytes);
     }
 
+    /// The durations added since `base`, an earlier copy of these (`None`:
+    /// since the start): exact count and total, and quantiles from the
+    /// difference of the histograms, kept within the exact min and max.
+    pub(crate) fn since(&self, base: Option<&Durations>) -> WindowStats {
+        let Some(base) = base else {
+            let s = self.stats();
+            return WindowStats {
+                count: s.count,
+                total_ns: s.total_ns,
+                mean_ns: s.mean_ns,
+                p50_ns: s.p50_ns,
+                p90_ns: s.p90_ns,
+                p99_ns: s.p99_ns,
+            };
+        };
+        let count = self.count - base.count;
+        let total_ns = self.total_ns.saturating_sub(base.total_ns);
+        if count == 0 {
+            return WindowStats::default();
+        }
+        let mut histogram = self.histogram.clone();
+        // `base` is an earlier state of this histogram, so every one of its
+        // values is here too and the subtraction cannot fail.
+        let _ = histogram.subtract(&base.histogram);
+        let q = |q: f64| {
+            histogram
+                .value_at_quantile(q)
+                .clamp(self.min_ns, self.max_ns)
+        };
+        WindowStats {
+            count,
+            total_ns,
+            mean_ns: total_ns as f64 / count as f64,
+            p50_ns: q(0.5),
+            p90_ns: q(0.9),
+            p99_ns: q(0.99),
+        }
+    }
+
     pub(crate) fn stats(&self) -> DurationStats {
         if self.count == 0 {
             return DurationStats {
@@ -152,6 +192,18 @@ impl Durations {
             max_ns: self.max_ns,
         }
     }
+}
+
+/// The durations of one site within a window of a run (between two writes
+/// of its file): no min or max, which the histograms cannot give exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct WindowStats {
+    pub(crate) count: u64,
+    pub(crate) total_ns: u64,
+    pub(crate) mean_ns: f64,
+    pub(crate) p50_ns: u64,
+    pub(crate) p90_ns: u64,
+    pub(crate) p99_ns: u64,
 }
 
 /// `observe_counts` values of one name over a run.
@@ -238,6 +290,24 @@ mod tests {
         a.add_durations(&b);
         assert_eq!(a.stats(), both.stats());
         assert_eq!(a.count_and_total_ns(), (5, 9_000_071_008));
+    }
+
+    #[test]
+    fn a_window_holds_only_what_came_after_its_base() {
+        let mut d = Durations::new();
+        for _ in 0..1_000 {
+            d.record(10_000_000); // 10 ms, before the window
+        }
+        let base = d.clone();
+        for ns in 1..=100 {
+            d.record(ns * 1_000); // 1..100 µs, in the window
+        }
+        let w = d.since(Some(&base));
+        assert_eq!((w.count, w.total_ns), (100, 5_050_000));
+        assert!((49_900..=50_100).contains(&w.p50_ns), "{w:?}");
+        assert!((98_900..=99_100).contains(&w.p99_ns), "{w:?}");
+        assert_eq!(d.since(Some(&d.clone())), WindowStats::default());
+        assert_eq!(d.since(None).count, 1_100);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::Config;
-use crate::error::{EndRunError, StartRunError};
+use crate::error::{EndRunError, FlushError, StartRunError};
 use crate::local::ring::{Record, Ring};
 use crate::report;
 use crate::shared::Shared;
@@ -33,6 +33,10 @@ pub(crate) enum Command {
     EndRun {
         extra_meta: serde_json::Map<String, serde_json::Value>,
         reply: Sender<Result<PathBuf, EndRunError>>,
+    },
+    /// Write a snapshot of the open run now.
+    Flush {
+        reply: Sender<Result<PathBuf, FlushError>>,
     },
     Sample,
     /// Publish now and push with `method`.
@@ -98,6 +102,8 @@ struct Collector {
     run: Option<RunState>,
     sampler: Sampler,
     next_sample: Instant,
+    /// The next periodic snapshot of the open run (with `flush_interval`).
+    next_flush: Option<Instant>,
     /// Orphaned records already accounted for.
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
@@ -126,6 +132,7 @@ impl Collector {
             run: None,
             sampler: Sampler::new(),
             next_sample: Instant::now(),
+            next_flush: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
             publisher: sinks.publisher,
@@ -154,7 +161,10 @@ impl Collector {
             } else {
                 self.config.poll_interval
             };
-            let run_wake = self.run.as_ref().map(|_| self.next_sample.min(now + poll));
+            let run_wake = self.run.as_ref().map(|_| {
+                let at = self.next_sample.min(now + poll);
+                self.next_flush.map_or(at, |f| at.min(f))
+            });
             let wake_at = match (run_wake, self.next_publish()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -183,6 +193,9 @@ impl Collector {
                 Some(Ok(Command::EndRun { extra_meta, reply })) => {
                     let _ = reply.send(self.end_run(&extra_meta));
                 }
+                Some(Ok(Command::Flush { reply })) => {
+                    let _ = reply.send(self.flush());
+                }
                 Some(Ok(Command::Sample)) => self.sample(),
                 #[cfg(feature = "push")]
                 Some(Ok(Command::Push { method, reply })) => {
@@ -192,6 +205,11 @@ impl Collector {
             }
             if self.run.is_some() && Instant::now() >= self.next_sample {
                 self.sample();
+            }
+            if self.next_flush.is_some_and(|at| Instant::now() >= at) {
+                // Periodic snapshots are best effort: a failure is counted in
+                // the next file that is written, and the next one retries.
+                let _ = self.flush();
             }
             if self.next_publish().is_some_and(|at| Instant::now() >= at) {
                 self.publish();
@@ -361,7 +379,56 @@ impl Collector {
         self.shared.set_run_open(true);
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
+        if self.config.flush_interval.is_some() {
+            // The run's file exists from its start; a failure is counted.
+            let _ = self.flush();
+        }
         Ok(())
+    }
+
+    /// Writes a snapshot of the open run (`in_progress`) with everything
+    /// recorded so far; the next periodic one comes an interval later.
+    fn flush(&mut self) -> Result<PathBuf, FlushError> {
+        if self.run.is_none() {
+            return Err(FlushError::NoOpenRun);
+        }
+        self.drain();
+        self.next_flush = self.config.flush_interval.map(|i| Instant::now() + i);
+        self.write_run_file(false, &serde_json::Map::new())
+            .map_err(|(path, source)| FlushError::WriteRunFile { path, source })
+    }
+
+    /// Writes the open run's file: the final file when `ended`, else a snapshot. A failure is counted in the run, for the next
+    /// file that is written to report.
+    fn write_run_file(
+        &mut self,
+        ended: bool,
+        extra_meta: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+        let run = self
+            .run
+            .as_mut()
+            .expect("runmetrics: called with a run open");
+        let clock = &self.shared.clock;
+        let written_ns = clock.delta_as_nanos(run.t0, clock.raw());
+        let snapshot = report::RunSnapshot {
+            run,
+            sites: &self.sites,
+            ended,
+            written_ns,
+            config: &self.config,
+            extra_meta,
+        };
+        match report::write_run_file(&snapshot, &run.path) {
+            Ok(()) => {
+                run.written(written_ns);
+                Ok(run.path.clone())
+            }
+            Err(e) => {
+                run.write_failed(&e);
+                Err((run.path.clone(), e))
+            }
+        }
     }
 
     fn sample(&mut self) {
@@ -387,23 +454,15 @@ impl Collector {
         self.shared.set_events_open(false);
         self.drain();
         self.sample();
-        let run = self.run.as_ref().expect("run checked above");
-        let ended_at = chrono::Local::now();
-        let snapshot = report::RunSnapshot {
-            run,
-            sites: &self.sites,
-            ended_at,
-            config: &self.config,
-            extra_meta,
-        };
-        match report::write_run_file(&snapshot, &run.path) {
-            Ok(()) => {
-                let path = run.path.clone();
+        match self.write_run_file(true, extra_meta) {
+            Ok(path) => {
+                let run = self.run.take().expect("runmetrics: run checked above");
+                self.next_flush = None;
                 #[cfg(feature = "prometheus")]
                 if let Some(p) = self.publisher.as_mut() {
-                    p.end_run(run);
+                    p.end_run(&run);
                 }
-                self.run = None;
+                drop(run);
                 self.publish();
                 #[cfg(feature = "push")]
                 if self.pusher.is_some() {
@@ -416,14 +475,12 @@ impl Collector {
                 }
                 Ok(path)
             }
-            Err(source) => {
-                self.shared.set_events_open(!run.events_full());
+            Err((path, source)) => {
+                let full = self.run.as_ref().is_some_and(RunState::events_full);
+                self.shared.set_events_open(!full);
                 self.shared.set_run_open(true);
                 self.next_sample = Instant::now() + self.config.sample_interval;
-                Err(EndRunError::WriteRunFile {
-                    path: run.path.clone(),
-                    source,
-                })
+                Err(EndRunError::WriteRunFile { path, source })
             }
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Local};
 
-use super::aggregate::{CountStats, Durations};
+use super::aggregate::{CountStats, Durations, WindowStats};
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
 use crate::site::{Kind, SiteInfo};
@@ -101,6 +101,13 @@ pub(crate) struct RunState {
     pub(crate) outside_run: u64,
     pub(crate) process: ProcessStats,
     pub(crate) threads: BTreeMap<u32, Option<String>>,
+    /// The durations as the run file last written had them, and when (ns
+    /// since the start): the base of the window the next file reports.
+    window_base: Vec<Option<Durations>>,
+    pub(crate) window_start_ns: u64,
+    /// Writes of the run file that failed (snapshots or `end_run`), and the last cause.
+    pub(crate) write_failures: u64,
+    pub(crate) last_write_error: Option<String>,
     previous: Previous,
     /// The first half of a two-slot record whose extension is next.
     pending: Option<Record>,
@@ -125,6 +132,10 @@ impl RunState {
             outside_run: 0,
             process: ProcessStats::default(),
             threads: BTreeMap::new(),
+            window_base: Vec::new(),
+            window_start_ns: 0,
+            write_failures: 0,
+            last_write_error: None,
             previous: Previous::None,
             pending: None,
         }
@@ -149,6 +160,28 @@ impl RunState {
     /// after the log filled up, or lost to a full ring).
     pub(crate) fn events_omitted(&self) -> u64 {
         self.refused + self.tallied.saturating_sub(self.tallied_events)
+    }
+
+    /// What `site` recorded since the run file was last written.
+    pub(crate) fn window(&self, site: usize) -> WindowStats {
+        match self.durations.get(site) {
+            Some(Some(d)) => d.since(self.window_base.get(site).and_then(Option::as_ref)),
+            _ => WindowStats::default(),
+        }
+    }
+
+    /// The run file was written with what the run holds at `at_ns`: the
+    /// next window starts here.
+    pub(crate) fn written(&mut self, at_ns: u64) {
+        self.window_base.clone_from(&self.durations);
+        self.window_start_ns = at_ns;
+    }
+
+    /// Writing the run file failed: counted, and the cause kept for the next
+    /// file that is written.
+    pub(crate) fn write_failed(&mut self, error: &std::io::Error) {
+        self.write_failures += 1;
+        self.last_write_error = Some(error.to_string());
     }
 
     /// Adds what one thread's tally counted since the collector last looked.

@@ -6,7 +6,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use super::RunSnapshot;
-use crate::collector::aggregate::{DurationStats, ResourceTotals};
+use crate::collector::aggregate::{DurationStats, ResourceTotals, WindowStats};
 use crate::collector::run::Event;
 use crate::site::{Kind, SiteInfo};
 
@@ -45,6 +45,9 @@ pub(crate) const RESERVED_META_KEYS: &[&str] = &[
     // Written by periodic flushes and rotation.
     "in_progress",
     "flushed_at",
+    "write_failures",
+    "last_write_error",
+    "window",
     "previous_run_id",
 ];
 
@@ -52,6 +55,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// The time `ns` after `start`.
+fn at(start: DateTime<Local>, ns: u64) -> DateTime<Local> {
+    start + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64)
 }
 
 fn timestamp(at: DateTime<Local>) -> String {
@@ -67,25 +75,47 @@ pub(crate) struct RunFile<'a> {
 impl<'a> RunFile<'a> {
     pub(crate) fn new(s: &'a RunSnapshot<'a>) -> RunFile<'a> {
         let run = s.run;
+        let written_at = at(run.started_at, s.written_ns);
         let mut phases = Vec::new();
         let mut functions = Vec::new();
+        let mut window = WindowOut {
+            started_at: timestamp(at(run.started_at, run.window_start_ns)),
+            seconds: secs(s.written_ns.saturating_sub(run.window_start_ns)),
+            phases: Vec::new(),
+            functions: Vec::new(),
+        };
         for (id, d) in run.durations.iter().enumerate() {
             let (Some(d), Some(site)) = (d, id.checked_sub(1).and_then(|i| s.sites.get(i))) else {
                 continue;
             };
             let stats = d.stats();
+            let recent = WindowEntry::from(run.window(id));
             match site.kind {
-                Kind::Phase => phases.push(PhaseEntry {
-                    module: &site.module,
-                    phase: &site.name,
-                    stats: Stats::from(stats),
-                }),
-                Kind::Function => functions.push(FunctionEntry {
-                    module: &site.module,
-                    name: &site.name,
-                    stats: Stats::from(stats),
-                    resources: d.resources.map(Resources::from),
-                }),
+                Kind::Phase => {
+                    phases.push(PhaseEntry {
+                        module: &site.module,
+                        phase: &site.name,
+                        stats: Stats::from(stats),
+                    });
+                    window.phases.push(WindowPhase {
+                        module: &site.module,
+                        phase: &site.name,
+                        stats: recent,
+                    });
+                }
+                Kind::Function => {
+                    functions.push(FunctionEntry {
+                        module: &site.module,
+                        name: &site.name,
+                        stats: Stats::from(stats),
+                        resources: d.resources.map(Resources::from),
+                    });
+                    window.functions.push(WindowFunction {
+                        module: &site.module,
+                        name: &site.name,
+                        stats: recent,
+                    });
+                }
                 Kind::Count => {}
             }
         }
@@ -112,7 +142,7 @@ impl<'a> RunFile<'a> {
             meta: Meta {
                 run_id: &run.run_id,
                 started_at: timestamp(run.started_at),
-                ended_at: timestamp(s.ended_at),
+                ended_at: s.ended.then(|| timestamp(written_at)),
                 cpu_percent_max: run.process.cpu_percent_max,
                 cpu_percent_mean: run.process.cpu_percent_mean(),
                 rss_max_mib: run.process.rss_max_bytes as f64 / MIB,
@@ -143,6 +173,11 @@ impl<'a> RunFile<'a> {
                 layout_version: LAYOUT_VERSION,
                 runmetrics_version: env!("CARGO_PKG_VERSION"),
                 recording_enabled: crate::local::timer::ENABLED,
+                in_progress: !s.ended,
+                flushed_at: timestamp(written_at),
+                write_failures: run.write_failures,
+                last_write_error: run.last_write_error.as_deref(),
+                window,
                 extra: s.extra_meta,
             },
             events: Events {
@@ -158,7 +193,8 @@ impl<'a> RunFile<'a> {
 struct Meta<'a> {
     run_id: &'a str,
     started_at: String,
-    ended_at: String,
+    /// Null in a snapshot of a run still open.
+    ended_at: Option<String>,
     cpu_percent_max: f64,
     cpu_percent_mean: f64,
     rss_max_mib: f64,
@@ -184,6 +220,15 @@ struct Meta<'a> {
     /// False in a build without the `enabled` feature: no region, count or
     /// manual sample was recorded, whatever the code called.
     recording_enabled: bool,
+    /// True in a snapshot written while the run is open (`ended_at` null).
+    in_progress: bool,
+    /// When this file was written.
+    flushed_at: String,
+    /// Writes of this run's file that failed before this one, and the last cause.
+    write_failures: u64,
+    last_write_error: Option<&'a str>,
+    /// What each phase and function did since the previous write of this file.
+    window: WindowOut<'a>,
     #[serde(flatten)]
     extra: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -238,6 +283,55 @@ struct FunctionEntry<'a> {
     stats: Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<Resources>,
+}
+
+/// The last window: from the previous write of the run file (or the start)
+/// to this one.
+#[derive(Serialize)]
+struct WindowOut<'a> {
+    started_at: String,
+    seconds: f64,
+    phases: Vec<WindowPhase<'a>>,
+    functions: Vec<WindowFunction<'a>>,
+}
+
+#[derive(Serialize)]
+struct WindowPhase<'a> {
+    module: &'a str,
+    phase: &'a str,
+    #[serde(flatten)]
+    stats: WindowEntry,
+}
+
+#[derive(Serialize)]
+struct WindowFunction<'a> {
+    module: &'a str,
+    name: &'a str,
+    #[serde(flatten)]
+    stats: WindowEntry,
+}
+
+#[derive(Serialize)]
+struct WindowEntry {
+    count: u64,
+    duration_seconds_total: f64,
+    mean_seconds: f64,
+    p50_seconds: f64,
+    p90_seconds: f64,
+    p99_seconds: f64,
+}
+
+impl From<WindowStats> for WindowEntry {
+    fn from(w: WindowStats) -> WindowEntry {
+        WindowEntry {
+            count: w.count,
+            duration_seconds_total: secs(w.total_ns),
+            mean_seconds: w.mean_ns / 1e9,
+            p50_seconds: secs(w.p50_ns),
+            p90_seconds: secs(w.p90_ns),
+            p99_seconds: secs(w.p99_ns),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -307,7 +401,7 @@ impl Serialize for Events<'_> {
 
 impl<'a> Events<'a> {
     fn at(&self, ns: u64) -> String {
-        timestamp(self.started_at + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64))
+        timestamp(at(self.started_at, ns))
     }
 
     fn site(&self, id: u32) -> Option<&'a SiteInfo> {

@@ -1,4 +1,4 @@
-//! The run-file sink: turns a finished run's snapshot into
+//! The run-file sink: turns a snapshot of a run (open or ended) into
 //! `<log_dir>/<run_id>.json` and writes it atomically. Only this module knows
 //! the JSON layout.
 
@@ -7,8 +7,6 @@ pub(crate) mod run_id;
 
 use std::io::Write;
 use std::path::Path;
-
-use chrono::{DateTime, Local};
 
 pub(crate) use layout::RESERVED_META_KEYS;
 
@@ -20,7 +18,11 @@ use crate::site::SiteInfo;
 pub(crate) struct RunSnapshot<'a> {
     pub(crate) run: &'a RunState,
     pub(crate) sites: &'a [SiteInfo],
-    pub(crate) ended_at: DateTime<Local>,
+    /// Whether the run has ended; a snapshot of an open run otherwise.
+    pub(crate) ended: bool,
+    /// When this file is written, in ns since the run's start by the TSC
+    /// (so a wall-clock jump cannot move it before the start).
+    pub(crate) written_ns: u64,
     pub(crate) config: &'a Config,
     pub(crate) extra_meta: &'a serde_json::Map<String, serde_json::Value>,
 }

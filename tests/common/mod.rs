@@ -7,6 +7,20 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The seed module's `meta` keys, in its order: every run file starts with them.
+pub const SEED_META_KEYS: [&str; 10] = [
+    "run_id",
+    "started_at",
+    "ended_at",
+    "cpu_percent_max",
+    "cpu_percent_mean",
+    "rss_max_mib",
+    "phase_durations_seconds_total",
+    "all_phases_duration_seconds_total",
+    "function_durations_seconds_total",
+    "all_functions_duration_seconds_total",
+];
+
 /// The run file at `path`, parsed.
 pub fn read_run_file(path: impl AsRef<Path>) -> serde_json::Value {
     let path = path.as_ref();
@@ -24,6 +38,16 @@ pub fn entry_names(file: &serde_json::Value, list: &str, key: &str) -> Vec<Strin
         .iter()
         .map(|e| e[key].as_str().expect("a name").to_owned())
         .collect()
+}
+
+/// The count of phase `phase` in a run file (0 when it has none).
+pub fn phase_count(file: &serde_json::Value, phase: &str) -> u64 {
+    file["meta"]["phase_durations_seconds_total"]
+        .as_array()
+        .expect("meta.phase_durations_seconds_total is a list")
+        .iter()
+        .find(|e| e["phase"] == phase)
+        .map_or(0, |e| e["count"].as_u64().expect("a count"))
 }
 
 /// A minimal HTTP/1.0 exchange for tests: (status, head, body).
