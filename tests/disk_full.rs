@@ -1,0 +1,118 @@
+//! A full disk mid-run: recording goes on, the failed write is returned and
+//! counted, and once there is room again the next snapshot succeeds.
+//! The disk is a real 512 KiB tmpfs the test mounts, so it needs root.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::{phase_count, read_run_file};
+use runmetrics::{Config, FlushError, Recorder};
+use serde_json::Value;
+
+/// A small tmpfs mounted on a temporary directory; unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (and says why) when this process cannot mount; fails instead
+    /// under `scripts/test` (RUNMETRICS_REQUIRE_SERVERS=1).
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk { dir }),
+            other => {
+                let msg = format!(
+                    "cannot mount a small tmpfs ({other:?}): this test needs root \
+                     (scripts/test runs as root in CI)"
+                );
+                if std::env::var_os("RUNMETRICS_REQUIRE_SERVERS").is_some() {
+                    panic!("{msg}");
+                }
+                eprintln!("NOT RUN: {msg}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the disk to the last byte; returns the filler's path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    loop {
+        match f.write(&block) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let logs = disk.path().join("logs");
+    let rec = Recorder::new(Config::new().event_cap(100)).unwrap();
+    rec.start_run(&logs).unwrap();
+    for _ in 0..10 {
+        let _t = rec.phase("before", "disk");
+    }
+    rec.flush().unwrap();
+
+    let filler = fill(disk.path());
+    for _ in 0..20 {
+        let _t = rec.phase("while_full", "disk");
+    }
+    let e = rec.flush().unwrap_err();
+    let FlushError::WriteRunFile { source, .. } = &e else {
+        panic!("expected WriteRunFile, got {e:?}");
+    };
+    assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {source}");
+    let e = rec.end_run(Value::Null).unwrap_err();
+    assert!(e.to_string().contains("still open"), "{e}");
+    let leftovers: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    std::fs::remove_file(filler).unwrap();
+    for _ in 0..5 {
+        let _t = rec.phase("after", "disk");
+    }
+    let snapshot = read_run_file(rec.flush().unwrap());
+    assert_eq!(snapshot["meta"]["write_failures"], 2);
+    let cause = snapshot["meta"]["last_write_error"].as_str().unwrap();
+    assert!(cause.contains("No space left"), "{cause}");
+    let end = read_run_file(rec.end_run(Value::Null).unwrap());
+    let counts: Vec<u64> = ["before", "while_full", "after"]
+        .iter()
+        .map(|p| phase_count(&end, p))
+        .collect();
+    assert_eq!(counts, [10, 20, 5], "nothing recorded was lost");
+}
