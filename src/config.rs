@@ -58,6 +58,9 @@ pub struct Config {
     pub(crate) push_auth: Option<PushAuth>,
     pub(crate) push_interval: Option<Duration>,
     pub(crate) flush_interval: Option<Duration>,
+    pub(crate) keep_runs: Option<usize>,
+    pub(crate) max_log_bytes: Option<u64>,
+    pub(crate) rotate_every: Option<Duration>,
 }
 
 /// A credential: shown as `***` by `Debug`, never written anywhere.
@@ -106,6 +109,9 @@ impl Default for Config {
             push_auth: None,
             push_interval: None,
             flush_interval: None,
+            keep_runs: None,
+            max_log_bytes: None,
+            rotate_every: None,
         }
     }
 }
@@ -256,6 +262,34 @@ impl Config {
         self
     }
 
+    /// Keeps at most `runs` run files in a run's `log_dir`, the open run's
+    /// included: older ones are removed, oldest first, when a run starts
+    /// and after each write of its file. Only files named like run files
+    /// (`<run_id>.json`) are touched, and never the open run's. At least 1.
+    pub fn keep_runs(mut self, runs: usize) -> Config {
+        self.keep_runs = Some(runs);
+        self
+    }
+
+    /// Keeps the run files in a run's `log_dir` within `bytes` in all,
+    /// removing the oldest first, like [`Config::keep_runs`]. The open run's
+    /// file is never removed, even when it alone is larger.
+    pub fn max_log_bytes(mut self, bytes: u64) -> Config {
+        self.max_log_bytes = Some(bytes);
+        self
+    }
+
+    /// Ends the open run every `interval` and starts the next one in the
+    /// same `log_dir`, for a run that would otherwise last forever: each
+    /// run's file is final and bounded, and the next one names it in
+    /// `meta.previous_run_id`. Nothing recorded is lost or counted twice at
+    /// a boundary: a region that spans it is in the run that follows.
+    /// With [`Config::keep_runs`], the directory stays bounded too.
+    pub fn rotate_every(mut self, interval: Duration) -> Config {
+        self.rotate_every = Some(interval);
+        self
+    }
+
     /// The flush interval, if set.
     pub fn get_flush_interval(&self) -> Option<Duration> {
         self.flush_interval
@@ -281,6 +315,13 @@ impl Config {
         self.pushgateway.as_deref()
     }
 
+    pub(crate) fn retention(&self) -> crate::report::Retention {
+        crate::report::Retention {
+            keep_runs: self.keep_runs,
+            max_bytes: self.max_log_bytes,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let durations = [
             ("sample_interval", Some(self.sample_interval)),
@@ -289,6 +330,7 @@ impl Config {
             ("push_timeout", Some(self.push_timeout)),
             ("push_interval", self.push_interval),
             ("flush_interval", self.flush_interval),
+            ("rotate_every", self.rotate_every),
         ];
         if let Some(&(setting, _)) = durations
             .iter()
@@ -308,6 +350,9 @@ impl Config {
             return Err(ConfigError::Buckets {
                 buckets: self.buckets.clone(),
             });
+        }
+        if self.keep_runs == Some(0) {
+            return Err(ConfigError::KeepNoRuns);
         }
         if self.job.is_empty() {
             return Err(ConfigError::EmptyJob);

@@ -24,6 +24,9 @@ pub enum ConfigError {
         /// The bounds given.
         buckets: Vec<f64>,
     },
+    /// `keep_runs(0)`: the open run's file is always kept.
+    #[error("keep_runs must be at least 1 (the open run's file always stays); to keep only the newest run use keep_runs(1)")]
+    KeepNoRuns,
     /// An empty job name.
     #[error("job must not be empty; Prometheus needs a job label")]
     EmptyJob,

@@ -10,7 +10,7 @@ use crate::collector::{self, Command};
 use crate::config::Config;
 use crate::error::{EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError};
 use crate::local::timer::{self, FunctionTimer, PhaseTimer};
-use crate::report::{run_id::new_run_id, RESERVED_META_KEYS};
+use crate::report::{run_id::free_run_path, RESERVED_META_KEYS};
 use crate::shared::{Shared, MAX_RECORDERS};
 use crate::site::{dynamic_id, static_id, Kind};
 
@@ -116,13 +116,7 @@ impl Recorder {
             source,
         })?;
         check_writable(dir)?;
-        let (run_id, path) = loop {
-            let run_id = new_run_id();
-            let path = dir.join(format!("{run_id}.json"));
-            if !path.exists() {
-                break (run_id, path);
-            }
-        };
+        let (run_id, path) = free_run_path(dir);
         let (reply, answer) = bounded(1);
         self.commands
             .send(Command::StartRun {

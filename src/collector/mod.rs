@@ -104,6 +104,8 @@ struct Collector {
     next_sample: Instant,
     /// The next periodic snapshot of the open run (with `flush_interval`).
     next_flush: Option<Instant>,
+    /// When the open run ends and the next begins (with `rotate_every`).
+    next_rotate: Option<Instant>,
     /// Orphaned records already accounted for.
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
@@ -133,6 +135,7 @@ impl Collector {
             sampler: Sampler::new(),
             next_sample: Instant::now(),
             next_flush: None,
+            next_rotate: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
             publisher: sinks.publisher,
@@ -162,8 +165,10 @@ impl Collector {
                 self.config.poll_interval
             };
             let run_wake = self.run.as_ref().map(|_| {
-                let at = self.next_sample.min(now + poll);
-                self.next_flush.map_or(at, |f| at.min(f))
+                [self.next_flush, self.next_rotate]
+                    .into_iter()
+                    .flatten()
+                    .fold(self.next_sample.min(now + poll), Instant::min)
             });
             let wake_at = match (run_wake, self.next_publish()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -205,6 +210,9 @@ impl Collector {
             }
             if self.run.is_some() && Instant::now() >= self.next_sample {
                 self.sample();
+            }
+            if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
+                self.rotate();
             }
             if self.next_flush.is_some_and(|at| Instant::now() >= at) {
                 // Periodic snapshots are best effort: a failure is counted in
@@ -370,20 +378,57 @@ impl Collector {
         let t0 = self.shared.clock.raw();
         let mut run = RunState::new(run_id, path, t0, self.config.event_cap);
         run.outside_run = std::mem::take(&mut self.outside_between_runs);
+        self.shared.set_run_start(t0);
+        self.open(run);
+        self.shared.set_run_open(true);
+        Ok(())
+    }
+
+    /// Makes `run` the open run: its first sample, the run's timers, the
+    /// first snapshot (with `flush_interval`).
+    fn open(&mut self, mut run: RunState) {
         let s = self.sampler.sample();
         run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
         self.run = Some(run);
-        self.next_sample = Instant::now() + self.config.sample_interval;
-        self.shared.set_run_start(t0);
+        let now = Instant::now();
+        self.next_sample = now + self.config.sample_interval;
+        self.next_rotate = self.config.rotate_every.map(|i| now + i);
         self.shared.set_events_open(self.config.event_cap > 0);
-        self.shared.set_run_open(true);
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
             // The run's file exists from its start; a failure is counted.
             let _ = self.flush();
         }
-        Ok(())
+    }
+
+    /// Ends the open run and opens the next in the same directory, without
+    /// closing the gate: timers never see a moment with no run open, the
+    /// producers' `run_start` stays, and whatever the threads record after
+    /// the final drain belongs to the next run. A failed write is counted,
+    /// and the run goes on until the next try.
+    fn rotate(&mut self) {
+        self.next_rotate = self.config.rotate_every.map(|i| Instant::now() + i);
+        self.drain();
+        self.sample();
+        if self.write_run_file(true, &serde_json::Map::new()).is_err() {
+            return;
+        }
+        let old = self
+            .run
+            .take()
+            .expect("runmetrics: rotate runs with a run open");
+        let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
+        let (run_id, path) = report::run_id::free_run_path(dir);
+        let mut run = RunState::new(run_id, path, self.shared.clock.raw(), self.config.event_cap);
+        run.accept_from = old.accept_from;
+        run.previous_run_id = Some(old.run_id.clone());
+        #[cfg(feature = "prometheus")]
+        if let Some(p) = self.publisher.as_mut() {
+            p.end_run(&old);
+        }
+        drop(old);
+        self.open(run);
     }
 
     /// Writes a snapshot of the open run (`in_progress`) with everything
@@ -422,6 +467,9 @@ impl Collector {
         match report::write_run_file(&snapshot, &run.path) {
             Ok(()) => {
                 run.written(written_ns);
+                if let Some(dir) = run.path.parent() {
+                    self.config.retention().prune(dir, &run.path);
+                }
                 Ok(run.path.clone())
             }
             Err(e) => {
@@ -458,6 +506,7 @@ impl Collector {
             Ok(path) => {
                 let run = self.run.take().expect("runmetrics: run checked above");
                 self.next_flush = None;
+                self.next_rotate = None;
                 #[cfg(feature = "prometheus")]
                 if let Some(p) = self.publisher.as_mut() {
                     p.end_run(&run);

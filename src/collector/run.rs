@@ -83,9 +83,14 @@ pub(crate) struct RunState {
     pub(crate) run_id: String,
     pub(crate) path: PathBuf,
     pub(crate) started_at: DateTime<Local>,
-    /// Raw clock value at the start: records that start earlier belong to an
-    /// earlier run.
+    /// Raw clock value at the start: event times count from here.
     pub(crate) t0: u64,
+    /// Raw clock value before which a record belongs to an earlier run: `t0`,
+    /// except after a rotation, which keeps the first run's (a region that
+    /// spans the boundary belongs to the run that collects it).
+    pub(crate) accept_from: u64,
+    /// The run this one continues after a rotation.
+    pub(crate) previous_run_id: Option<String>,
     pub(crate) durations: Vec<Option<Durations>>,
     pub(crate) counts: Vec<Option<CountStats>>,
     pub(crate) events: Vec<Event>,
@@ -120,6 +125,8 @@ impl RunState {
             path,
             started_at: Local::now(),
             t0,
+            accept_from: t0,
+            previous_run_id: None,
             durations: Vec::new(),
             counts: Vec::new(),
             events: Vec::new(),
@@ -243,7 +250,7 @@ impl RunState {
     fn timing(&mut self, site: u32, kind: Kind, start: u64, end: u64, from: Source<'_>) {
         let tallied = site & Record::TALLIED != 0;
         let site = site & !Record::TALLIED;
-        if start < self.t0 {
+        if start < self.accept_from {
             if !tallied {
                 self.outside_run += 1;
             }
@@ -261,12 +268,13 @@ impl RunState {
             self.aggregated += 1;
         }
         let event = if self.has_room() {
-            let start_ns = clock.delta_as_nanos(self.t0, start);
+            // From the end: a region that spans a rotation starts at 0.
+            let end_ns = clock.delta_as_nanos(self.t0, end);
             self.events.push(Event::Timing {
                 site,
                 thread,
-                start_ns,
-                end_ns: start_ns + duration,
+                start_ns: end_ns.saturating_sub(duration),
+                end_ns,
                 resources: None,
             });
             Some(self.events.len() - 1)
@@ -280,7 +288,7 @@ impl RunState {
     }
 
     fn count(&mut self, thread: u32, site: u32, at: u64, value: i64, clock: &quanta::Clock) {
-        if at < self.t0 {
+        if at < self.accept_from {
             self.outside_run += 1;
             return;
         }

@@ -178,6 +178,7 @@ impl<'a> RunFile<'a> {
                 write_failures: run.write_failures,
                 last_write_error: run.last_write_error.as_deref(),
                 window,
+                previous_run_id: run.previous_run_id.as_deref(),
                 extra: s.extra_meta,
             },
             events: Events {
@@ -229,6 +230,8 @@ struct Meta<'a> {
     last_write_error: Option<&'a str>,
     /// What each phase and function did since the previous write of this file.
     window: WindowOut<'a>,
+    /// The run this one continues after a rotation (`Config::rotate_every`).
+    previous_run_id: Option<&'a str>,
     #[serde(flatten)]
     extra: &'a serde_json::Map<String, serde_json::Value>,
 }

@@ -3,12 +3,14 @@
 //! the JSON layout.
 
 mod layout;
+mod retention;
 pub(crate) mod run_id;
 
 use std::io::Write;
 use std::path::Path;
 
 pub(crate) use layout::RESERVED_META_KEYS;
+pub(crate) use retention::Retention;
 
 use crate::collector::run::RunState;
 use crate::config::Config;

@@ -1,0 +1,124 @@
+//! Retention: old run files in a run's `log_dir` removed, oldest first, so a
+//! service that starts runs for weeks keeps a bounded directory.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::run_id::is_run_file_name;
+
+/// How many run files, and how many bytes of them, a `log_dir` keeps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Retention {
+    pub(crate) keep_runs: Option<usize>,
+    pub(crate) max_bytes: Option<u64>,
+}
+
+impl Retention {
+    fn is_set(&self) -> bool {
+        self.keep_runs.is_some() || self.max_bytes.is_some()
+    }
+
+    /// Removes the oldest run files of `dir` (by modification time) until at
+    /// most `keep_runs` are left and they take at most `max_bytes`. The
+    /// `open` run's file always stays and counts toward both; other files
+    /// in `dir` are never touched. Returns how many files were removed.
+    pub(crate) fn prune(&self, dir: &Path, open: &Path) -> usize {
+        if !self.is_set() {
+            return 0;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut runs: Vec<(SystemTime, PathBuf, u64)> = entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                if !is_run_file_name(&e.file_name().to_string_lossy()) {
+                    return None;
+                }
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, e.path(), meta.len()))
+            })
+            .collect();
+        // Newest first; the open run first of all.
+        runs.sort_by_key(|(modified, path, _)| (path != open, std::cmp::Reverse(*modified)));
+        let (mut kept, mut bytes, mut removed) = (0usize, 0u64, 0);
+        let mut removing = false;
+        for (_, path, len) in runs {
+            let fits = self.keep_runs.is_none_or(|n| kept < n)
+                && self.max_bytes.is_none_or(|max| bytes + len <= max);
+            removing |= !fits && path != open;
+            if removing && path != open {
+                if std::fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+            } else {
+                kept += 1;
+                bytes += len;
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn run_file(dir: &Path, n: u32, len: usize, age_s: u64) -> PathBuf {
+        let path = dir.join(format!("20260101-0000{n:02}-abcdef.json"));
+        std::fs::write(&path, vec![b' '; len]).unwrap();
+        let at = SystemTime::now() - Duration::from_secs(age_s);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        path
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_oldest_go_first_and_the_open_run_and_other_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The open run is the oldest file and the largest: it stays anyway.
+        let open = run_file(d, 0, 500, 50);
+        for n in 1..=5 {
+            run_file(d, n, 100, 50 - u64::from(n) * 5);
+        }
+        std::fs::write(d.join("notes.json"), "{}").unwrap();
+        let keep = Retention {
+            keep_runs: Some(4),
+            max_bytes: None,
+        };
+        assert_eq!(keep.prune(d, &open), 2);
+        assert_eq!(
+            names(d),
+            [
+                "20260101-000000-abcdef.json",
+                "20260101-000003-abcdef.json",
+                "20260101-000004-abcdef.json",
+                "20260101-000005-abcdef.json",
+                "notes.json"
+            ]
+        );
+        let bytes = Retention {
+            keep_runs: None,
+            max_bytes: Some(700),
+        };
+        assert_eq!(bytes.prune(d, &open), 1, "500 + 100 + 100 fit in 700");
+        assert!(open.exists());
+        assert!(d.join("20260101-000005-abcdef.json").exists());
+        assert_eq!(Retention::default().prune(d, &open), 0);
+    }
+}
