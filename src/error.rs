@@ -124,6 +124,9 @@ pub enum StartRunError {
     /// The recorder could not be created (first use of the global recorder).
     #[error(transparent)]
     Recorder(#[from] NewRecorderError),
+    /// Called in a forked child: the recorder belongs to the parent.
+    #[error("this process is a fork of the one that made the recorder, whose collector stayed with the parent; make a new Recorder in the child")]
+    ForkedChild,
     /// The collector thread is gone (it panicked); nothing can be recorded.
     #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
     CollectorGone,
@@ -160,6 +163,9 @@ pub enum EndRunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Called in a forked child: the recorder belongs to the parent.
+    #[error("this process is a fork of the one that made the recorder, whose collector stayed with the parent; make a new Recorder in the child")]
+    ForkedChild,
     /// The collector thread is gone (it panicked).
     #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
     CollectorGone,
@@ -192,6 +198,9 @@ pub enum FlushError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Called in a forked child: the recorder belongs to the parent.
+    #[error("this process is a fork of the one that made the recorder, whose collector stayed with the parent; make a new Recorder in the child")]
+    ForkedChild,
     /// The collector thread is gone (it panicked).
     #[error("the runmetrics-collector thread has stopped; this is a bug, please report it")]
     CollectorGone,
@@ -242,6 +251,9 @@ pub enum PushError {
     /// No Pushgateway is configured.
     #[error("no Pushgateway is configured; set Config::pushgateway")]
     NotConfigured,
+    /// Called in a forked child: the recorder belongs to the parent.
+    #[error("this process is a fork of the one that made the recorder, whose collector stayed with the parent; make a new Recorder in the child")]
+    ForkedChild,
     /// The push thread is gone (it panicked).
     #[error("the runmetrics-push thread has stopped; this is a bug, please report it")]
     Gone,

@@ -74,6 +74,7 @@ mod os;
 mod prometheus;
 mod recorder;
 mod report;
+#[allow(unsafe_code)]
 mod shared;
 mod site;
 mod slot;

@@ -3,6 +3,17 @@
 //! (microseconds: a system call and a small `/proc` read, hence opt-in) and
 //! by the collector's sampler.
 
+/// Has `handler` run in the child of every later `fork`, before the child
+/// returns from it. It must be async-signal-safe.
+#[cfg(unix)]
+pub(crate) fn in_forked_child(handler: extern "C" fn()) {
+    // SAFETY: registering handlers has no precondition; the caller's handler
+    // is async-signal-safe, as one run in a forked child must be.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(handler));
+    }
+}
+
 /// CPU time the calling thread has used, in nanoseconds.
 pub(crate) fn thread_cpu_ns() -> u64 {
     #[cfg(unix)]

@@ -60,6 +60,7 @@ impl Recorder {
         let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
             .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
         let shared = Arc::new(shared);
+        shared.register_live();
         let (server, sinks) = start_sinks(&config)?;
         let (commands, commands_rx) = bounded(64);
         let collector =
@@ -110,6 +111,9 @@ impl Recorder {
     /// Opens a run writing to `<log_dir>/<run_id>.json` (the directory is made
     /// if needed) and returns the run id. See [`start_run`](crate::start_run).
     pub fn start_run(&self, log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
+        if self.shared.forked() {
+            return Err(StartRunError::ForkedChild);
+        }
         let dir = log_dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StartRunError::CreateLogDir {
             path: dir.to_owned(),
@@ -132,6 +136,9 @@ impl Recorder {
     /// Ends the open run and writes its file; returns the file's path. See
     /// [`end_run`](crate::end_run).
     pub fn end_run(&self, extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
+        if self.shared.forked() {
+            return Err(EndRunError::ForkedChild);
+        }
         let extra_meta = extra_meta_object(extra_meta)?;
         let (reply, answer) = bounded(1);
         self.commands
@@ -143,6 +150,9 @@ impl Recorder {
     /// Writes a snapshot of the open run now and returns its path once it is
     /// on disk; see [`flush`](crate::flush).
     pub fn flush(&self) -> Result<PathBuf, FlushError> {
+        if self.shared.forked() {
+            return Err(FlushError::ForkedChild);
+        }
         let (reply, answer) = bounded(1);
         self.commands
             .send(Command::Flush { reply })
@@ -201,6 +211,9 @@ impl Recorder {
     /// ```
     #[cfg(feature = "push")]
     pub fn push(&self, method: crate::PushMethod) -> Result<(), crate::PushError> {
+        if self.shared.forked() {
+            return Err(crate::PushError::ForkedChild);
+        }
         let (reply, answer) = bounded(1);
         self.commands
             .send(Command::Push { method, reply })
@@ -220,6 +233,14 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        if self.shared.forked() {
+            // The collector and server threads are the parent's: there is
+            // nothing here to stop or join.
+            std::mem::forget(self.collector.take());
+            #[cfg(feature = "prometheus")]
+            std::mem::forget(self.server.take());
+            return;
+        }
         let _ = self.commands.send(Command::Shutdown);
         if let Some(collector) = self.collector.take() {
             let _ = collector.join();

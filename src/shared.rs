@@ -1,7 +1,7 @@
 //! What the recording threads and the collector of one recorder share: the
 //! run-open flag, the clock, the ring registry and the wake-up line.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::Sender;
@@ -14,6 +14,9 @@ pub(crate) const MAX_RECORDERS: usize = 16;
 
 static SLOTS: Mutex<[bool; MAX_RECORDERS]> = Mutex::new([false; MAX_RECORDERS]);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Every live recorder's `Shared` by slot, for the fork handler.
+static LIVE: [AtomicPtr<Shared>; MAX_RECORDERS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_RECORDERS];
 
 pub(crate) struct Shared {
     /// Unique for the life of the process; 0 is never used.
@@ -35,6 +38,8 @@ pub(crate) struct Shared {
     rings: Mutex<Vec<Arc<Ring>>>,
     /// Records made while the thread was being torn down, with no ring to take them.
     orphaned: AtomicU64,
+    /// The process that made the recorder: a forked child is another.
+    pid: u32,
 }
 
 impl std::fmt::Debug for Shared {
@@ -73,7 +78,25 @@ impl Shared {
             alive: AtomicBool::new(true),
             rings: Mutex::new(Vec::new()),
             orphaned: AtomicU64::new(0),
+            pid: std::process::id(),
         })
+    }
+
+    /// Lets a forked child of this process find the recorder, so that it can
+    /// switch it off there (see [`in_forked_child`]). Call once it is in its `Arc`.
+    pub(crate) fn register_live(self: &Arc<Shared>) {
+        #[cfg(unix)]
+        {
+            static HANDLER: std::sync::Once = std::sync::Once::new();
+            HANDLER.call_once(|| crate::os::in_forked_child(in_forked_child));
+        }
+        LIVE[self.slot].store(Arc::as_ptr(self).cast_mut(), Ordering::Release);
+    }
+
+    /// Whether this is a forked child of the process that made the recorder:
+    /// its collector thread stayed with the parent.
+    pub(crate) fn forked(&self) -> bool {
+        std::process::id() != self.pid
     }
 
     /// Whether a run is open: timers started now produce records.
@@ -139,8 +162,27 @@ impl Shared {
     }
 }
 
+/// Runs in a forked child, before anything else: the collectors stayed
+/// in the parent, so the child's timers must record nothing (no run is open)
+/// and a producer under `Overflow::Block` must not wait for a collector.
+/// The parent's run and files are the parent's alone.
+#[cfg(unix)]
+extern "C" fn in_forked_child() {
+    for live in &LIVE {
+        let shared = live.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer is a live recorder's `Shared`: its Drop
+        // nulls it first, and in the child no other thread runs to free it.
+        if let Some(shared) = unsafe { shared.as_ref() } {
+            shared.run_open.store(false, Ordering::Release);
+            shared.events_open.store(false, Ordering::Release);
+            shared.alive.store(false, Ordering::Release);
+        }
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
+        LIVE[self.slot].store(std::ptr::null_mut(), Ordering::Release);
         let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
         slots[self.slot] = false;
     }
