@@ -414,21 +414,29 @@ impl Collector {
         if self.write_run_file(true, &serde_json::Map::new()).is_err() {
             return;
         }
-        let old = self
-            .run
-            .take()
-            .expect("runmetrics: rotate runs with a run open");
+        let old = self.close_run();
         let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
         let (run_id, path) = report::run_id::free_run_path(dir);
         let mut run = RunState::new(run_id, path, self.shared.clock.raw(), self.config.event_cap);
         run.accept_from = old.accept_from;
-        run.previous_run_id = Some(old.run_id.clone());
+        run.previous_run_id = Some(old.run_id);
+        self.open(run);
+    }
+
+    /// Takes the open run, whose final file is written, out of the
+    /// collector: its timers stop and the exposition keeps its aggregates.
+    fn close_run(&mut self) -> RunState {
+        let run = self
+            .run
+            .take()
+            .expect("runmetrics: a run is closed only while open");
+        self.next_flush = None;
+        self.next_rotate = None;
         #[cfg(feature = "prometheus")]
         if let Some(p) = self.publisher.as_mut() {
-            p.end_run(&old);
+            p.end_run(&run);
         }
-        drop(old);
-        self.open(run);
+        run
     }
 
     /// Writes a snapshot of the open run (`in_progress`) with everything
@@ -443,8 +451,8 @@ impl Collector {
             .map_err(|(path, source)| FlushError::WriteRunFile { path, source })
     }
 
-    /// Writes the open run's file: the final file when `ended`, else a snapshot. A failure is counted in the run, for the next
-    /// file that is written to report.
+    /// Writes the open run's file: the final file when `ended`, else a
+    /// snapshot. A failure is counted in the run, for the next file to report.
     fn write_run_file(
         &mut self,
         ended: bool,
@@ -504,14 +512,7 @@ impl Collector {
         self.sample();
         match self.write_run_file(true, extra_meta) {
             Ok(path) => {
-                let run = self.run.take().expect("runmetrics: run checked above");
-                self.next_flush = None;
-                self.next_rotate = None;
-                #[cfg(feature = "prometheus")]
-                if let Some(p) = self.publisher.as_mut() {
-                    p.end_run(&run);
-                }
-                drop(run);
+                self.close_run();
                 self.publish();
                 #[cfg(feature = "push")]
                 if self.pusher.is_some() {
