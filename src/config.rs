@@ -24,6 +24,47 @@ pub enum Overflow {
     Block,
 }
 
+/// Which events a run's file lists (its `events`). The aggregates in `meta`
+/// count every region and count value whatever this says, and
+/// `meta.events_omitted` counts the events left out.
+///
+/// Kept events stream to `<log_dir>/<run_id>.events.jsonl` as the collector
+/// receives them, so memory stays flat however many there are; each file
+/// written (a snapshot, or the final file, after which the sidecar is removed)
+/// lists them in time order by streaming that file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Events {
+    /// The first `n` events of the run (the default, 100 000). Once they are
+    /// in, recording threads stop sending events at all.
+    First(usize),
+    /// Every event. A snapshot rewrites them all, so a service that keeps
+    /// every event and flushes should also rotate (`Config::rotate_every`).
+    All,
+    /// One region or count event in `n` (the 1st, the n+1st, ...), and every
+    /// process sample: a sample of the run's events at a bounded cost.
+    EveryNth(u64),
+    /// No events: the file has the aggregates only.
+    None,
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        Events::First(100_000)
+    }
+}
+
+impl Events {
+    /// The name written as `meta.event_mode`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Events::First(_) => "first",
+            Events::All => "all",
+            Events::EveryNth(_) => "every_nth",
+            Events::None => "none",
+        }
+    }
+}
+
 /// Settings for the recorder: a builder, every method optional.
 ///
 /// ```
@@ -46,7 +87,7 @@ pub struct Config {
     pub(crate) grouping: Vec<(String, String)>,
     pub(crate) pushgateway: Option<String>,
     pub(crate) sample_interval: Duration,
-    pub(crate) event_cap: usize,
+    pub(crate) events: Events,
     pub(crate) overflow: Overflow,
     pub(crate) buffer_records: usize,
     pub(crate) poll_interval: Duration,
@@ -97,7 +138,7 @@ impl Default for Config {
             grouping: Vec::new(),
             pushgateway: None,
             sample_interval: Duration::from_secs(1),
-            event_cap: 100_000,
+            events: Events::default(),
             overflow: Overflow::Drop,
             buffer_records: 65_536,
             poll_interval: Duration::from_millis(10),
@@ -193,10 +234,23 @@ impl Config {
         self
     }
 
-    /// How many events a run keeps (default 100 000). Past the cap, the
-    /// aggregates stay exact and `events_omitted` counts the rest.
-    pub fn event_cap(mut self, cap: usize) -> Config {
-        self.event_cap = cap;
+    /// How many events a run keeps (default 100 000): short for
+    /// `events(Events::First(cap))`. Past the cap, the aggregates stay exact
+    /// and `events_omitted` counts the rest.
+    pub fn event_cap(self, cap: usize) -> Config {
+        self.events(Events::First(cap))
+    }
+
+    /// Which events a run's file lists: the first N (the default), all of
+    /// them, every n-th, or none. See [`Events`].
+    ///
+    /// ```
+    /// use runmetrics::{Config, Events};
+    /// let config = Config::new().events(Events::EveryNth(100));
+    /// assert_eq!(config.get_events(), Events::EveryNth(100));
+    /// ```
+    pub fn events(mut self, events: Events) -> Config {
+        self.events = events;
         self
     }
 
@@ -295,6 +349,11 @@ impl Config {
         self.flush_interval
     }
 
+    /// Which events a run's file lists.
+    pub fn get_events(&self) -> Events {
+        self.events
+    }
+
     /// The job name.
     pub fn get_job(&self) -> &str {
         &self.job
@@ -350,6 +409,9 @@ impl Config {
             return Err(ConfigError::Buckets {
                 buckets: self.buckets.clone(),
             });
+        }
+        if self.events == Events::EveryNth(0) {
+            return Err(ConfigError::EveryZerothEvent);
         }
         if self.keep_runs == Some(0) {
             return Err(ConfigError::KeepNoRuns);

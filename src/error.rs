@@ -24,6 +24,9 @@ pub enum ConfigError {
         /// The bounds given.
         buckets: Vec<f64>,
     },
+    /// `Events::EveryNth(0)`.
+    #[error("Events::EveryNth(n) needs n of at least 1 (1 keeps every event); to keep none use Events::None")]
+    EveryZerothEvent,
     /// `keep_runs(0)`: the open run's file is always kept.
     #[error("keep_runs must be at least 1 (the open run's file always stays); to keep only the newest run use keep_runs(1)")]
     KeepNoRuns,

@@ -81,7 +81,7 @@ mod slot;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{Config, Overflow};
+pub use config::{Config, Events, Overflow};
 #[cfg(feature = "push")]
 pub use error::PushError;
 pub use error::{

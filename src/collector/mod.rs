@@ -3,6 +3,7 @@
 //! process samples, and hands finished runs to the report sink.
 
 pub(crate) mod aggregate;
+pub(crate) mod events;
 #[cfg(feature = "prometheus")]
 pub(crate) mod exposition;
 pub(crate) mod run;
@@ -254,6 +255,10 @@ impl Collector {
             self.rings.extend(registered.iter().cloned());
         }
         let clock = &self.shared.clock;
+        let drain_ns = self
+            .run
+            .as_ref()
+            .map(|r| clock.delta_as_nanos(r.t0, clock.raw()));
         let mut finished = false;
         let mut total = 0;
         for ring in &self.rings {
@@ -294,6 +299,11 @@ impl Collector {
             let mut collected = 0;
             ring.tally.collect(|delta| match run.as_mut() {
                 Some(run) => {
+                    // A site whose regions all stayed in the tally (no event
+                    // sent) is named here first.
+                    if delta.site as usize > sites.len() {
+                        copy_new_sites(sites);
+                    }
                     collected += 1;
                     run.add_delta(delta, clock);
                 }
@@ -315,6 +325,9 @@ impl Collector {
             run.dropped += orphaned - self.orphaned_seen;
             if run.events_full() {
                 self.shared.set_events_open(false);
+            }
+            if let Some(at) = drain_ns {
+                run.settle_events(at, &self.sites);
             }
         }
         self.orphaned_seen = orphaned;
@@ -376,7 +389,7 @@ impl Collector {
             });
         }
         let t0 = self.shared.clock.raw();
-        let mut run = RunState::new(run_id, path, t0, self.config.event_cap);
+        let mut run = RunState::new(run_id, path, t0, self.config.events);
         run.outside_run = std::mem::take(&mut self.outside_between_runs);
         self.shared.set_run_start(t0);
         self.open(run);
@@ -389,11 +402,11 @@ impl Collector {
     fn open(&mut self, mut run: RunState) {
         let s = self.sampler.sample();
         run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
+        self.shared.set_events_open(!run.events_full());
         self.run = Some(run);
         let now = Instant::now();
         self.next_sample = now + self.config.sample_interval;
         self.next_rotate = self.config.rotate_every.map(|i| now + i);
-        self.shared.set_events_open(self.config.event_cap > 0);
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
@@ -417,7 +430,7 @@ impl Collector {
         let old = self.close_run();
         let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
         let (run_id, path) = report::run_id::free_run_path(dir);
-        let mut run = RunState::new(run_id, path, self.shared.clock.raw(), self.config.event_cap);
+        let mut run = RunState::new(run_id, path, self.shared.clock.raw(), self.config.events);
         run.accept_from = old.accept_from;
         run.previous_run_id = Some(old.run_id);
         self.open(run);
@@ -426,10 +439,12 @@ impl Collector {
     /// Takes the open run, whose final file is written, out of the
     /// collector: its timers stop and the exposition keeps its aggregates.
     fn close_run(&mut self) -> RunState {
-        let run = self
+        let mut run = self
             .run
             .take()
             .expect("runmetrics: a run is closed only while open");
+        // Its final file lists every event.
+        run.events.sidecar.remove();
         self.next_flush = None;
         self.next_rotate = None;
         #[cfg(feature = "prometheus")]

@@ -1,5 +1,5 @@
-//! One open run as the collector keeps it: aggregates per site, the capped
-//! event log, process samples and the record accounting.
+//! One open run as the collector keeps it: aggregates per site, the event
+//! log, process samples and the record accounting.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,43 +7,13 @@ use std::path::PathBuf;
 use chrono::{DateTime, Local};
 
 use super::aggregate::{CountStats, Durations, WindowStats};
+use super::events::{Event, EventLog};
+use crate::config::Events;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
+use crate::report::EventText;
 use crate::site::{Kind, SiteInfo};
 use crate::slot::slot;
-
-/// One entry of the event log. Times are nanoseconds since the run's start.
-#[derive(Debug)]
-pub(crate) enum Event {
-    Sample {
-        at_ns: u64,
-        cpu_percent: f64,
-        rss_bytes: u64,
-    },
-    Timing {
-        site: u32,
-        thread: u32,
-        start_ns: u64,
-        end_ns: u64,
-        /// Thread CPU ns and RSS change in bytes, for resource-capturing calls.
-        resources: Option<(u64, i64)>,
-    },
-    Counts {
-        at_ns: u64,
-        thread: u32,
-        values: Vec<(u32, i64)>,
-    },
-}
-
-impl Event {
-    /// When the event happened (a region: when it ended).
-    pub(crate) fn at_ns(&self) -> u64 {
-        match self {
-            Event::Sample { at_ns, .. } | Event::Counts { at_ns, .. } => *at_ns,
-            Event::Timing { end_ns, .. } => *end_ns,
-        }
-    }
-}
 
 /// Samples whose window is shorter do not count toward `cpu_percent_max`.
 pub(crate) const MIN_PEAK_WINDOW_SECONDS: f64 = 0.01;
@@ -93,10 +63,7 @@ pub(crate) struct RunState {
     pub(crate) previous_run_id: Option<String>,
     pub(crate) durations: Vec<Option<Durations>>,
     pub(crate) counts: Vec<Option<CountStats>>,
-    pub(crate) events: Vec<Event>,
-    pub(crate) event_cap: usize,
-    /// Events refused for want of room (see [`RunState::events_omitted`]).
-    refused: u64,
+    pub(crate) events: EventLog,
     /// Regions counted by the threads' tallies, and how many of their events
     /// reached the collector (kept or refused).
     tallied: u64,
@@ -119,8 +86,9 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    pub(crate) fn new(run_id: String, path: PathBuf, t0: u64, event_cap: usize) -> RunState {
+    pub(crate) fn new(run_id: String, path: PathBuf, t0: u64, events: Events) -> RunState {
         RunState {
+            events: EventLog::new(events, &path),
             run_id,
             path,
             started_at: Local::now(),
@@ -129,9 +97,6 @@ impl RunState {
             previous_run_id: None,
             durations: Vec::new(),
             counts: Vec::new(),
-            events: Vec::new(),
-            event_cap,
-            refused: 0,
             tallied: 0,
             tallied_events: 0,
             aggregated: 0,
@@ -148,25 +113,31 @@ impl RunState {
         }
     }
 
-    fn has_room(&mut self) -> bool {
-        if self.events.len() < self.event_cap {
-            true
-        } else {
-            self.refused += 1;
-            false
-        }
-    }
-
-    /// Whether the event log is full: regions need not send events any more.
+    /// Whether the event log takes no more events: regions need not send them.
     pub(crate) fn events_full(&self) -> bool {
-        self.events.len() >= self.event_cap
+        self.events.full()
     }
 
-    /// Events the log does not hold: those refused for want of room, and the
-    /// events of tallied regions that never reached the collector (sent
-    /// after the log filled up, or lost to a full ring).
+    /// Events the file does not list: those the event mode left out or a
+    /// failed write of the events file lost, and the events of tallied
+    /// regions that never reached the collector (sent after the log took no
+    /// more, or lost to a full ring).
     pub(crate) fn events_omitted(&self) -> u64 {
-        self.refused + self.tallied.saturating_sub(self.tallied_events)
+        self.events.omitted() + self.tallied.saturating_sub(self.tallied_events)
+    }
+
+    /// After a drain that started `drain_ns` after the start: the held
+    /// events old enough go to the sidecar. A failure is kept for the next
+    /// file to report (the events it lost are omitted).
+    pub(crate) fn settle_events(&mut self, drain_ns: u64, sites: &[SiteInfo]) {
+        let text = EventText {
+            sites,
+            started_at: self.started_at,
+        };
+        if let Err(e) = self.events.settle(drain_ns, &text) {
+            let file = self.events.sidecar.file_name();
+            self.last_write_error = Some(format!("{file}: {e}"));
+        }
     }
 
     /// What `site` recorded since the run file was last written.
@@ -199,13 +170,6 @@ impl RunState {
             .add_delta(delta, clock);
         self.aggregated += n;
         self.tallied += n;
-    }
-
-    fn push_event(&mut self, event: Event) -> Option<usize> {
-        self.has_room().then(|| {
-            self.events.push(event);
-            self.events.len() - 1
-        })
     }
 
     /// Called before each ring's records: pairs never span two rings.
@@ -267,20 +231,15 @@ impl RunState {
             durations.record(duration);
             self.aggregated += 1;
         }
-        let event = if self.has_room() {
-            // From the end: a region that spans a rotation starts at 0.
-            let end_ns = clock.delta_as_nanos(self.t0, end);
-            self.events.push(Event::Timing {
-                site,
-                thread,
-                start_ns: end_ns.saturating_sub(duration),
-                end_ns,
-                resources: None,
-            });
-            Some(self.events.len() - 1)
-        } else {
-            None
-        };
+        // From the end: a region that spans a rotation starts at 0.
+        let end_ns = clock.delta_as_nanos(self.t0, end);
+        let event = self.events.offer(Event::Timing {
+            site,
+            thread,
+            start_ns: end_ns.saturating_sub(duration),
+            end_ns,
+            resources: None,
+        });
         self.previous = match kind {
             Kind::Function => Previous::Function { site, event },
             _ => Previous::None,
@@ -300,7 +259,7 @@ impl RunState {
         if let Previous::Counts { at: prev, event } = self.previous {
             if prev == at {
                 if let Some(Event::Counts { values, .. }) =
-                    event.and_then(|i| self.events.get_mut(i))
+                    event.and_then(|i| self.events.held_mut(i))
                 {
                     values.push((site, value));
                 }
@@ -308,7 +267,7 @@ impl RunState {
             }
         }
         let at_ns = clock.delta_as_nanos(self.t0, at);
-        let event = self.push_event(Event::Counts {
+        let event = self.events.offer(Event::Counts {
             at_ns,
             thread,
             values: vec![(site, value)],
@@ -322,7 +281,7 @@ impl RunState {
                 .get_or_insert_with(Durations::new)
                 .add_resources(cpu_ns, rss_delta);
             if let Some(Event::Timing { resources, .. }) =
-                event.and_then(|i| self.events.get_mut(i))
+                event.and_then(|i| self.events.held_mut(i))
             {
                 *resources = Some((cpu_ns, rss_delta));
             }
@@ -352,7 +311,7 @@ impl RunState {
             p.cpu_seconds += cpu_percent / 100.0 * seconds;
             p.wall_seconds += seconds;
         }
-        self.push_event(Event::Sample {
+        self.events.offer(Event::Sample {
             at_ns,
             cpu_percent,
             rss_bytes,
@@ -394,7 +353,7 @@ mod tests {
         let count = intern(Kind::Count, "run_test_count", "");
         let sites = sites();
         let clock = quanta::Clock::new();
-        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
         let from = Source {
             thread: 0,
             clock: &clock,
@@ -431,7 +390,7 @@ mod tests {
         let phase = intern(Kind::Phase, "run_test_early", "m");
         let sites = sites();
         let clock = quanta::Clock::new();
-        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, 100);
+        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
         let from = Source {
             thread: 0,
             clock: &clock,
@@ -445,6 +404,6 @@ mod tests {
         };
         run.ingest(&[early], from);
         assert_eq!((run.aggregated, run.outside_run), (0, 1));
-        assert!(run.events.is_empty());
+        assert!(run.events.held().is_empty());
     }
 }

@@ -7,7 +7,8 @@ use serde::{Serialize, Serializer};
 
 use super::RunSnapshot;
 use crate::collector::aggregate::{DurationStats, ResourceTotals, WindowStats};
-use crate::collector::run::Event;
+use crate::collector::events::{Event, EventLog};
+use crate::config::Events as EventMode;
 use crate::site::{Kind, SiteInfo};
 
 /// The version of this layout, written as `meta.layout_version`. Raised only
@@ -49,6 +50,11 @@ pub(crate) const RESERVED_META_KEYS: &[&str] = &[
     "last_write_error",
     "window",
     "previous_run_id",
+    // Written with the events sidecar.
+    "event_mode",
+    "event_every_nth",
+    "events_file",
+    "events_write_failures",
 ];
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -69,7 +75,7 @@ fn timestamp(at: DateTime<Local>) -> String {
 #[derive(Serialize)]
 pub(crate) struct RunFile<'a> {
     meta: Meta<'a>,
-    events: Events<'a>,
+    events: EventList<'a>,
 }
 
 impl<'a> RunFile<'a> {
@@ -155,9 +161,13 @@ impl<'a> RunFile<'a> {
                 records_aggregated: run.aggregated,
                 records_dropped: run.dropped,
                 records_outside_run: run.outside_run,
-                events_written: run.events.len() as u64,
+                events_written: run.events.written(),
                 events_omitted: run.events_omitted(),
-                event_cap: run.event_cap as u64,
+                event_cap: match run.events.mode {
+                    EventMode::First(n) => Some(n as u64),
+                    EventMode::None => Some(0),
+                    EventMode::All | EventMode::EveryNth(_) => None,
+                },
                 process_samples: run.process.samples,
                 threads: run
                     .threads
@@ -179,12 +189,22 @@ impl<'a> RunFile<'a> {
                 last_write_error: run.last_write_error.as_deref(),
                 window,
                 previous_run_id: run.previous_run_id.as_deref(),
+                event_mode: run.events.mode.name(),
+                event_every_nth: match run.events.mode {
+                    EventMode::EveryNth(n) => Some(n),
+                    _ => None,
+                },
+                events_file: (!s.ended && run.events.sidecar.lines() > 0)
+                    .then(|| run.events.sidecar.file_name()),
+                events_write_failures: run.events.write_failures,
                 extra: s.extra_meta,
             },
-            events: Events {
-                events: &run.events,
-                sites: s.sites,
-                started_at: run.started_at,
+            events: EventList {
+                log: &run.events,
+                text: EventText {
+                    sites: s.sites,
+                    started_at: run.started_at,
+                },
             },
         }
     }
@@ -210,7 +230,8 @@ struct Meta<'a> {
     records_outside_run: u64,
     events_written: u64,
     events_omitted: u64,
-    event_cap: u64,
+    /// Null when events are not capped (`Events::All`, `Events::EveryNth`).
+    event_cap: Option<u64>,
     process_samples: u64,
     threads: Vec<ThreadEntry<'a>>,
     job: &'a str,
@@ -232,6 +253,16 @@ struct Meta<'a> {
     window: WindowOut<'a>,
     /// The run this one continues after a rotation (`Config::rotate_every`).
     previous_run_id: Option<&'a str>,
+    /// `first`, `all`, `every_nth` or `none` (`Config::events`).
+    event_mode: &'static str,
+    event_every_nth: Option<u64>,
+    /// In a snapshot, the sidecar beside it that holds the same events and
+    /// those that came after (`<run_id>.events.jsonl`); null once the run
+    /// has ended and the sidecar is gone.
+    events_file: Option<String>,
+    /// Appends to the events file that failed (their events are in
+    /// `events_omitted`).
+    events_write_failures: u64,
     #[serde(flatten)]
     extra: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -383,26 +414,67 @@ impl Serialize for Grouping<'_> {
     }
 }
 
-/// The event log, written in time order (a region's time is its end).
-struct Events<'a> {
-    events: &'a [Event],
-    sites: &'a [SiteInfo],
-    started_at: DateTime<Local>,
+/// The event log, written in time order (a region's time is its end): the
+/// sidecar's lines merged with the events the collector still holds.
+struct EventList<'a> {
+    log: &'a EventLog,
+    text: EventText<'a>,
 }
 
-impl Serialize for Events<'_> {
+impl Serialize for EventList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut order: Vec<u32> = (0..self.events.len() as u32).collect();
-        order.sort_by_key(|&i| self.events[i as usize].at_ns());
-        let mut seq = s.serialize_seq(Some(order.len()))?;
-        for i in order {
-            seq.serialize_element(&self.out(&self.events[i as usize]))?;
+        use serde::ser::Error;
+        let held = self.log.held();
+        let mut order: Vec<u32> = (0..held.len() as u32).collect();
+        order.sort_by_key(|&i| held[i as usize].at_ns());
+        let mut order = order.into_iter().map(|i| &held[i as usize]).peekable();
+        let mut lines = self.log.sidecar.merge().map_err(S::Error::custom)?;
+        let mut seq = s.serialize_seq(Some(self.log.written() as usize))?;
+        let mut line_buf = Vec::new();
+        loop {
+            // Ties go to the sidecar, whose events came first.
+            let from_file = match (lines.peek_ns().map_err(S::Error::custom)?, order.peek()) {
+                (None, None) => break,
+                (Some(at), Some(e)) => at <= e.at_ns(),
+                (file, _) => file.is_some(),
+            };
+            // Every event on one line, as in the sidecar.
+            if from_file {
+                let Some((_, line)) = lines.next_line().map_err(S::Error::custom)? else {
+                    break;
+                };
+                line_buf.clear();
+                line_buf.extend_from_slice(line);
+            } else {
+                let Some(e) = order.next() else { break };
+                line_buf.clear();
+                self.text
+                    .write_line(&mut line_buf, e)
+                    .map_err(S::Error::custom)?;
+            }
+            let line = std::str::from_utf8(&line_buf).map_err(S::Error::custom)?;
+            let raw = serde_json::value::RawValue::from_string(line.trim_end().to_owned())
+                .map_err(S::Error::custom)?;
+            seq.serialize_element(&raw)?;
         }
         seq.end()
     }
 }
 
-impl<'a> Events<'a> {
+/// What turns an event into its JSON: the names and the run's start.
+pub(crate) struct EventText<'a> {
+    pub(crate) sites: &'a [SiteInfo],
+    pub(crate) started_at: DateTime<Local>,
+}
+
+impl<'a> EventText<'a> {
+    /// Appends `e` as one line of the events sidecar.
+    pub(crate) fn write_line(&self, out: &mut Vec<u8>, e: &Event) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, &self.out(e))?;
+        out.push(b'\n');
+        Ok(())
+    }
+
     fn at(&self, ns: u64) -> String {
         timestamp(at(self.started_at, ns))
     }
@@ -422,6 +494,7 @@ impl<'a> Events<'a> {
                 event: "process_sample",
                 cpu_percent: *cpu_percent,
                 rss_mib: *rss_bytes as f64 / MIB,
+                offset_ns: *at_ns,
             },
             Event::Timing {
                 site,
@@ -447,6 +520,7 @@ impl<'a> Events<'a> {
                         start_offset_seconds,
                         cpu_seconds: resources.map(|r| secs(r.0)),
                         rss_delta_mib: resources.map(|r| r.1 as f64 / MIB),
+                        offset_ns: *end_ns,
                     },
                     _ => EventOut::Phase {
                         timestamp,
@@ -456,6 +530,7 @@ impl<'a> Events<'a> {
                         duration_seconds,
                         thread: *thread,
                         start_offset_seconds,
+                        offset_ns: *end_ns,
                     },
                 }
             }
@@ -471,6 +546,7 @@ impl<'a> Events<'a> {
                     values,
                     sites: self.sites,
                 },
+                offset_ns: *at_ns,
             },
         }
     }
@@ -484,6 +560,7 @@ enum EventOut<'a> {
         event: &'static str,
         cpu_percent: f64,
         rss_mib: f64,
+        offset_ns: u64,
     },
     Phase {
         timestamp: String,
@@ -493,6 +570,7 @@ enum EventOut<'a> {
         duration_seconds: f64,
         thread: u32,
         start_offset_seconds: f64,
+        offset_ns: u64,
     },
     Function {
         timestamp: String,
@@ -506,12 +584,14 @@ enum EventOut<'a> {
         cpu_seconds: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         rss_delta_mib: Option<f64>,
+        offset_ns: u64,
     },
     Counts {
         timestamp: String,
         event: &'static str,
         thread: u32,
         counts: CountValues<'a>,
+        offset_ns: u64,
     },
 }
 

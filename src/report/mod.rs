@@ -5,12 +5,14 @@
 mod layout;
 mod retention;
 pub(crate) mod run_id;
+mod sidecar;
 
 use std::io::Write;
 use std::path::Path;
 
-pub(crate) use layout::RESERVED_META_KEYS;
+pub(crate) use layout::{EventText, RESERVED_META_KEYS};
 pub(crate) use retention::Retention;
+pub(crate) use sidecar::Sidecar;
 
 use crate::collector::run::RunState;
 use crate::config::Config;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::run_id::is_run_file_name;
+use super::Sidecar;
 
 /// How many run files, and how many bytes of them, a `log_dir` keeps.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,9 +20,11 @@ impl Retention {
     }
 
     /// Removes the oldest run files of `dir` (by modification time) until at
-    /// most `keep_runs` are left and they take at most `max_bytes`. The
-    /// `open` run's file always stays and counts toward both; other files
-    /// in `dir` are never touched. Returns how many files were removed.
+    /// most `keep_runs` are left and they take at most `max_bytes`. A run's
+    /// events sidecar (left by a run that never ended) counts with it and
+    /// goes with it. The `open` run's files always stay and count toward
+    /// both; other files in `dir` are never touched. Returns how many run
+    /// files were removed.
     pub(crate) fn prune(&self, dir: &Path, open: &Path) -> usize {
         if !self.is_set() {
             return 0;
@@ -36,7 +39,9 @@ impl Retention {
                     return None;
                 }
                 let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, e.path(), meta.len()))
+                let path = e.path();
+                let sidecar = std::fs::metadata(Sidecar::path_for(&path)).map_or(0, |m| m.len());
+                Some((meta.modified().ok()?, path, meta.len() + sidecar))
             })
             .collect();
         // Newest first; the open run first of all.
@@ -50,6 +55,7 @@ impl Retention {
             if removing && path != open {
                 if std::fs::remove_file(&path).is_ok() {
                     removed += 1;
+                    let _ = std::fs::remove_file(Sidecar::path_for(&path));
                 }
             } else {
                 kept += 1;
@@ -97,6 +103,12 @@ mod tests {
             run_file(d, n, 100, 50 - u64::from(n) * 5);
         }
         std::fs::write(d.join("notes.json"), "{}").unwrap();
+        // The oldest closed run never ended: its sidecar goes with it.
+        std::fs::write(
+            Sidecar::path_for(&d.join("20260101-000001-abcdef.json")),
+            "x",
+        )
+        .unwrap();
         let keep = Retention {
             keep_runs: Some(4),
             max_bytes: None,

@@ -23,7 +23,7 @@ pub(crate) fn free_run_path(dir: &Path) -> (String, PathBuf) {
     loop {
         let run_id = new_run_id();
         let path = dir.join(format!("{run_id}.json"));
-        if !path.exists() {
+        if !path.exists() && !super::Sidecar::path_for(&path).exists() {
             return (run_id, path);
         }
     }
