@@ -78,6 +78,7 @@ mod report;
 mod shared;
 mod site;
 mod slot;
+mod wall_clock;
 
 use std::path::{Path, PathBuf};
 
@@ -137,6 +138,7 @@ macro_rules! phase {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::site::Site;
+    pub use crate::wall_clock::set_wall_clock;
 }
 
 /// Sets up the global recorder. Optional (the first [`start_run`] uses the

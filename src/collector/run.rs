@@ -91,7 +91,7 @@ impl RunState {
             events: EventLog::new(events, &path),
             run_id,
             path,
-            started_at: Local::now(),
+            started_at: crate::wall_clock::now(),
             t0,
             accept_from: t0,
             previous_run_id: None,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// A new run id, e.g. `20230801-120000-ab12cd`.
 pub(crate) fn new_run_id() -> String {
-    let now = chrono::Local::now();
+    let now = crate::wall_clock::now();
     // std's RandomState is seeded from the OS once per process and then
     // stepped per instance: random enough for six hex digits, and no dependency.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
