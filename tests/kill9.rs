@@ -95,6 +95,24 @@ fn check(path: &Path) -> Look {
     Look { work, issued }
 }
 
+/// The events sidecar a killed run leaves beside its file: every line but
+/// a last one cut short by the kill is one whole event. Returns its lines.
+fn check_sidecar(run_file: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(run_file.with_extension("events.jsonl")) else {
+        return 0;
+    };
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    for line in whole.lines() {
+        let e: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a sidecar line does not parse: {e}\n{line}"));
+        assert!(e["offset_ns"].is_u64(), "{line}");
+    }
+    whole.lines().count()
+}
+
 fn parent() {
     let iterations: u32 = std::env::var("RUNMETRICS_KILL9_ITERATIONS")
         .ok()
@@ -112,7 +130,7 @@ fn parent() {
         rng % below
     };
     let exe = std::env::current_exe().unwrap();
-    let (mut with_file, mut snapshots_seen) = (0, 0);
+    let (mut with_file, mut snapshots_seen, mut sidecar_lines) = (0, 0, 0);
     for i in 0..iterations {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(&exe)
@@ -145,10 +163,12 @@ fn parent() {
         child.wait().unwrap();
         if let Some(path) = run_file(dir.path()) {
             look(&path);
+            sidecar_lines += check_sidecar(&path);
             with_file += 1;
         }
     }
-    println!("kill9: {with_file} of {iterations} kills left a run file; {snapshots_seen} snapshots read while recording");
+    println!("kill9: {with_file} of {iterations} kills left a run file; {snapshots_seen} snapshots read while recording; {sidecar_lines} events in the sidecars left");
+    assert!(sidecar_lines > 0, "the killed runs left their events");
     // A child killed before its start_run wrote the first snapshot leaves
     // no file; most live long enough to leave several.
     assert!(
