@@ -115,4 +115,18 @@ fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
         .map(|p| phase_count(&end, p))
         .collect();
     assert_eq!(counts, [10, 20, 5], "nothing recorded was lost");
+    // Events the full disk kept out of the sidecar are counted, not lost silently.
+    let meta = &end["meta"];
+    let events = end["events"].as_array().unwrap().len() as u64;
+    let samples = meta["process_samples"].as_u64().unwrap();
+    assert_eq!(meta["events_written"], events);
+    assert!(
+        meta["events_write_failures"].as_u64().unwrap() >= 1,
+        "{meta}"
+    );
+    assert_eq!(
+        events + meta["events_omitted"].as_u64().unwrap(),
+        35 + samples,
+        "every event is listed or counted as omitted"
+    );
 }

@@ -40,8 +40,9 @@ impl Event {
     }
 }
 
-/// Past this many events held, they go to the sidecar whatever their time.
-const MAX_HELD: usize = 1 << 18;
+/// Past this many events held (48 bytes each, so 6 MiB), those before the
+/// current drain's start go too, not only those before the previous one's.
+const MAX_HELD: usize = 1 << 17;
 
 pub(crate) struct EventLog {
     pub(crate) mode: Events,
@@ -131,11 +132,11 @@ impl EventLog {
 
     /// Called after each drain that started `drain_ns` after the run's start:
     /// moves the held events of a time before the previous drain's start to
-    /// the sidecar, sorted, or all of them when too many are held. A failed
-    /// append loses those events (counted).
+    /// the sidecar, sorted (before this drain's start when too many are
+    /// held). A failed append loses those events (counted).
     pub(crate) fn settle(&mut self, drain_ns: u64, text: &EventText<'_>) -> std::io::Result<()> {
         let before = if self.held.len() > MAX_HELD {
-            u64::MAX
+            drain_ns
         } else {
             self.settled_before
         };

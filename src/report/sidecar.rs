@@ -16,6 +16,7 @@ use crate::collector::events::Event;
 /// Past this many sorted stretches, the file is rewritten as one.
 const MAX_RUNS: usize = 32;
 const READ_BUFFER: usize = 16 * 1024;
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub(crate) struct Sidecar {
     path: PathBuf,
@@ -68,17 +69,6 @@ impl Sidecar {
         if events.is_empty() {
             return Ok(());
         }
-        self.buf.clear();
-        let mut runs = Vec::new();
-        let mut last = self.last_ns;
-        for e in events {
-            let at = e.at_ns();
-            if self.runs.is_empty() && runs.is_empty() || at < last {
-                runs.push(self.len + self.buf.len() as u64);
-            }
-            last = at;
-            text.write_line(&mut self.buf, e)?;
-        }
         let file = match &mut self.file {
             Some(f) => f,
             empty => empty.insert(
@@ -89,11 +79,34 @@ impl Sidecar {
                     .open(&self.path)?,
             ),
         };
-        if let Err(e) = file.write_all(&self.buf) {
+        let mut runs = Vec::new();
+        let mut last = self.last_ns;
+        let mut written = 0u64;
+        self.buf.clear();
+        let result = (|| {
+            for e in events {
+                let at = e.at_ns();
+                let offset = self.len + written + self.buf.len() as u64;
+                if self.runs.is_empty() && runs.is_empty() || at < last {
+                    runs.push(offset);
+                }
+                last = at;
+                text.write_line(&mut self.buf, e)?;
+                if self.buf.len() >= WRITE_BUFFER {
+                    file.write_all(&self.buf)?;
+                    written += self.buf.len() as u64;
+                    self.buf.clear();
+                }
+            }
+            file.write_all(&self.buf)?;
+            written += self.buf.len() as u64;
+            Ok(())
+        })();
+        if let Err(e) = result {
             let _ = file.set_len(self.len);
             return Err(e);
         }
-        self.len += self.buf.len() as u64;
+        self.len += written;
         self.runs.extend(runs);
         self.last_ns = last;
         self.lines += events.len() as u64;
