@@ -431,18 +431,7 @@ impl Collector {
         let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
         let (run_id, path) = report::run_id::free_run_path(dir);
         let t0 = self.shared.clock.raw();
-        let mut run = RunState::new(run_id, path, t0, self.config.events);
-        // The chain keeps one wall-clock reading: the next run starts where
-        // the TSC says, whatever the wall clock did meanwhile.
-        run.started_at = old.started_at
-            + chrono::TimeDelta::nanoseconds(
-                self.shared
-                    .clock
-                    .delta_as_nanos(old.t0, t0)
-                    .min(i64::MAX as u64) as i64,
-            );
-        run.accept_from = old.accept_from;
-        run.previous_run_id = Some(old.run_id);
+        let run = RunState::after(&old, run_id, path, t0, &self.shared.clock);
         self.open(run);
     }
 

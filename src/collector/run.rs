@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, Local, TimeDelta};
 
 use super::aggregate::{CountStats, Durations, WindowStats};
 use super::events::{Event, EventLog};
@@ -111,6 +111,25 @@ impl RunState {
             previous: Previous::None,
             pending: None,
         }
+    }
+
+    /// The run that follows `previous` after a rotation, from `t0` on. The
+    /// chain keeps one wall-clock reading: this run starts where the TSC
+    /// says, whatever the wall clock did meanwhile.
+    pub(crate) fn after(
+        previous: &RunState,
+        run_id: String,
+        path: PathBuf,
+        t0: u64,
+        clock: &quanta::Clock,
+    ) -> RunState {
+        let mut run = RunState::new(run_id, path, t0, previous.events.mode);
+        let since = clock.delta_as_nanos(previous.t0, t0);
+        run.started_at =
+            previous.started_at + TimeDelta::nanoseconds(since.min(i64::MAX as u64) as i64);
+        run.accept_from = previous.accept_from;
+        run.previous_run_id = Some(previous.run_id.clone());
+        run
     }
 
     /// Whether the event log takes no more events: regions need not send them.

@@ -74,8 +74,9 @@ impl Sidecar {
             empty => empty.insert(
                 File::options()
                     .read(true)
-                    .append(true)
+                    .write(true)
                     .create(true)
+                    .truncate(true)
                     .open(&self.path)?,
             ),
         };
@@ -93,16 +94,18 @@ impl Sidecar {
                 last = at;
                 text.write_line(&mut self.buf, e)?;
                 if self.buf.len() >= WRITE_BUFFER {
-                    file.write_all(&self.buf)?;
+                    write_all_at(file, &self.buf, self.len + written)?;
                     written += self.buf.len() as u64;
                     self.buf.clear();
                 }
             }
-            file.write_all(&self.buf)?;
+            write_all_at(file, &self.buf, self.len + written)?;
             written += self.buf.len() as u64;
             Ok(())
         })();
         if let Err(e) = result {
+            // Best effort: what lies past `len` is never read, and the next
+            // append writes over it.
             let _ = file.set_len(self.len);
             return Err(e);
         }
@@ -129,7 +132,7 @@ impl Sidecar {
             drop(merge);
             out.into_inner().map_err(|e| e.into_error())?;
             std::fs::rename(&tmp, &self.path)?;
-            File::options().read(true).append(true).open(&self.path)
+            File::options().read(true).write(true).open(&self.path)
         })();
         match result {
             Ok(file) => {
@@ -246,8 +249,35 @@ fn line_ns(line: &[u8]) -> Option<u64> {
     })
 }
 
+/// Writes `buf` at `offset`, whatever the handle's cursor.
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::write_all_at(file, buf, offset);
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_write(
+                file,
+                &buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf, offset);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// One stretch of the file, read at its own position (the handle's cursor
-/// is shared with the appender and the other stretches).
+/// is shared by the other stretches).
 struct Span<'a> {
     file: &'a File,
     pos: u64,
