@@ -1,6 +1,7 @@
-//! A full disk mid-run: recording goes on, the failed write is returned and
-//! counted, and once there is room again the next snapshot succeeds.
-//! The disk is a real 512 KiB tmpfs the test mounts, so it needs root.
+//! A full disk, and a log_dir made read-only, mid-run: recording goes on, the
+//! failed write is returned and counted, and once the disk takes writes
+//! again the next snapshot succeeds. The disk is a real 512 KiB tmpfs the
+//! test mounts (and binds read-only over the log_dir), so it needs root.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,32 @@ impl SmallDisk {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Makes `dir` read-only by mounting a read-only bind of it over itself, as
+/// an administrator would; files already open for writing there (the events
+/// sidecar) stay writable, as they do after a `chmod`. Undone when dropped.
+struct ReadOnly<'a>(&'a Path);
+
+impl ReadOnly<'_> {
+    fn make(dir: &Path) -> ReadOnly<'_> {
+        for args in [&["--bind"][..], &["-o", "remount,bind,ro"]] {
+            let status = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount {args:?}");
+        }
+        ReadOnly(dir)
+    }
+}
+
+impl Drop for ReadOnly<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
     }
 }
 
@@ -127,6 +154,55 @@ fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
     assert_eq!(
         events + meta["events_omitted"].as_u64().unwrap(),
         35 + samples,
+        "every event is listed or counted as omitted"
+    );
+}
+
+#[test]
+fn a_read_only_log_dir_loses_nothing_and_the_next_snapshot_succeeds() {
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let logs = disk.path().join("logs");
+    let rec = Recorder::new(Config::new()).unwrap();
+    rec.start_run(&logs).unwrap();
+    for _ in 0..10 {
+        let _t = rec.phase("before", "ro");
+    }
+    rec.flush().unwrap();
+
+    let ro = ReadOnly::make(&logs);
+    for _ in 0..20 {
+        let _t = rec.phase("while_ro", "ro");
+    }
+    let e = rec.flush().unwrap_err();
+    let FlushError::WriteRunFile { source, .. } = &e else {
+        panic!("expected WriteRunFile, got {e:?}");
+    };
+    assert_eq!(source.raw_os_error(), Some(30), "EROFS: {source}");
+    assert!(rec.end_run(Value::Null).is_err(), "the run stays open");
+
+    drop(ro);
+    let end = read_run_file(rec.end_run(Value::Null).unwrap());
+    let counts: Vec<u64> = ["before", "while_ro"]
+        .iter()
+        .map(|p| phase_count(&end, p))
+        .collect();
+    assert_eq!(counts, [10, 20], "nothing recorded was lost");
+    let meta = &end["meta"];
+    assert_eq!(meta["write_failures"], 2);
+    assert!(
+        meta["last_write_error"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only"),
+        "{meta}"
+    );
+    let events = end["events"].as_array().unwrap().len() as u64;
+    let samples = meta["process_samples"].as_u64().unwrap();
+    assert_eq!(
+        events + meta["events_omitted"].as_u64().unwrap(),
+        30 + samples,
         "every event is listed or counted as omitted"
     );
 }
