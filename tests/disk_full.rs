@@ -82,6 +82,37 @@ impl Drop for SmallDisk {
     }
 }
 
+fn record(rec: &Recorder, phase: &'static str, n: u32) {
+    for _ in 0..n {
+        let _t = rec.phase(phase, "disk");
+    }
+}
+
+/// `flush` fails with the OS error `errno`, and `end_run` leaves the run open.
+fn writes_fail_with(rec: &Recorder, errno: i32) {
+    let e = rec.flush().unwrap_err();
+    let FlushError::WriteRunFile { source, .. } = &e else {
+        panic!("expected WriteRunFile, got {e:?}");
+    };
+    assert_eq!(source.raw_os_error(), Some(errno), "{source}");
+    let e = rec.end_run(Value::Null).unwrap_err();
+    assert!(e.to_string().contains("still open"), "{e}");
+}
+
+/// Every event of the final file's run is listed or counted as omitted:
+/// `regions` regions plus the process samples.
+fn every_event_accounted(end: &Value, regions: u64) {
+    let meta = &end["meta"];
+    let events = end["events"].as_array().unwrap().len() as u64;
+    let samples = meta["process_samples"].as_u64().unwrap();
+    assert_eq!(meta["events_written"], events);
+    assert_eq!(
+        events + meta["events_omitted"].as_u64().unwrap(),
+        regions + samples,
+        "every event is listed or counted as omitted"
+    );
+}
+
 /// Fills the disk to the last byte; returns the filler's path.
 fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
@@ -105,22 +136,12 @@ fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
     let logs = disk.path().join("logs");
     let rec = Recorder::new(Config::new().event_cap(100)).unwrap();
     rec.start_run(&logs).unwrap();
-    for _ in 0..10 {
-        let _t = rec.phase("before", "disk");
-    }
+    record(&rec, "before", 10);
     rec.flush().unwrap();
 
     let filler = fill(disk.path());
-    for _ in 0..20 {
-        let _t = rec.phase("while_full", "disk");
-    }
-    let e = rec.flush().unwrap_err();
-    let FlushError::WriteRunFile { source, .. } = &e else {
-        panic!("expected WriteRunFile, got {e:?}");
-    };
-    assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {source}");
-    let e = rec.end_run(Value::Null).unwrap_err();
-    assert!(e.to_string().contains("still open"), "{e}");
+    record(&rec, "while_full", 20);
+    writes_fail_with(&rec, 28); // ENOSPC
     let leftovers: Vec<_> = std::fs::read_dir(&logs)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -129,9 +150,7 @@ fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     std::fs::remove_file(filler).unwrap();
-    for _ in 0..5 {
-        let _t = rec.phase("after", "disk");
-    }
+    record(&rec, "after", 5);
     let snapshot = read_run_file(rec.flush().unwrap());
     assert_eq!(snapshot["meta"]["write_failures"], 2);
     let cause = snapshot["meta"]["last_write_error"].as_str().unwrap();
@@ -143,19 +162,9 @@ fn a_full_disk_loses_nothing_and_the_next_snapshot_succeeds() {
         .collect();
     assert_eq!(counts, [10, 20, 5], "nothing recorded was lost");
     // Events the full disk kept out of the sidecar are counted, not lost silently.
-    let meta = &end["meta"];
-    let events = end["events"].as_array().unwrap().len() as u64;
-    let samples = meta["process_samples"].as_u64().unwrap();
-    assert_eq!(meta["events_written"], events);
-    assert!(
-        meta["events_write_failures"].as_u64().unwrap() >= 1,
-        "{meta}"
-    );
-    assert_eq!(
-        events + meta["events_omitted"].as_u64().unwrap(),
-        35 + samples,
-        "every event is listed or counted as omitted"
-    );
+    let failures = &end["meta"]["events_write_failures"];
+    assert!(failures.as_u64().unwrap() >= 1, "{failures}");
+    every_event_accounted(&end, 35);
 }
 
 #[test]
@@ -166,21 +175,12 @@ fn a_read_only_log_dir_loses_nothing_and_the_next_snapshot_succeeds() {
     let logs = disk.path().join("logs");
     let rec = Recorder::new(Config::new()).unwrap();
     rec.start_run(&logs).unwrap();
-    for _ in 0..10 {
-        let _t = rec.phase("before", "ro");
-    }
+    record(&rec, "before", 10);
     rec.flush().unwrap();
 
     let ro = ReadOnly::make(&logs);
-    for _ in 0..20 {
-        let _t = rec.phase("while_ro", "ro");
-    }
-    let e = rec.flush().unwrap_err();
-    let FlushError::WriteRunFile { source, .. } = &e else {
-        panic!("expected WriteRunFile, got {e:?}");
-    };
-    assert_eq!(source.raw_os_error(), Some(30), "EROFS: {source}");
-    assert!(rec.end_run(Value::Null).is_err(), "the run stays open");
+    record(&rec, "while_ro", 20);
+    writes_fail_with(&rec, 30); // EROFS
 
     drop(ro);
     let end = read_run_file(rec.end_run(Value::Null).unwrap());
@@ -198,11 +198,5 @@ fn a_read_only_log_dir_loses_nothing_and_the_next_snapshot_succeeds() {
             .contains("Read-only"),
         "{meta}"
     );
-    let events = end["events"].as_array().unwrap().len() as u64;
-    let samples = meta["process_samples"].as_u64().unwrap();
-    assert_eq!(
-        events + meta["events_omitted"].as_u64().unwrap(),
-        30 + samples,
-        "every event is listed or counted as omitted"
-    );
+    every_event_accounted(&end, 30);
 }
