@@ -151,7 +151,7 @@ impl RunState {
     pub(crate) fn settle_events(&mut self, drain_ns: u64, sites: &[SiteInfo]) {
         let text = EventText {
             sites,
-            started_at: self.started_at,
+            started_at: self.started_at.fixed_offset(),
         };
         if let Err(e) = self.events.settle(drain_ns, &text) {
             let file = self.events.sidecar.file_name();

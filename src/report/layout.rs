@@ -1,7 +1,9 @@
 //! The run-file layout. The seed module fixed the keys of `meta` and of the
 //! three event kinds (we add `counts`); everything else here is added after them, never renamed.
 
-use chrono::{DateTime, Local, SecondsFormat, TimeDelta};
+use std::io::Write;
+
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
@@ -63,12 +65,14 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// The time `ns` after `start`.
-fn at(start: DateTime<Local>, ns: u64) -> DateTime<Local> {
+/// The time `ns` after `start`, in the start's offset from UTC: adding to
+/// a fixed offset needs no time-zone lookup, and every time of a run reads
+/// in one offset (so the strings sort as the times do, across a DST change).
+fn at(start: DateTime<FixedOffset>, ns: u64) -> DateTime<FixedOffset> {
     start + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64)
 }
 
-fn timestamp(at: DateTime<Local>) -> String {
+fn timestamp(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
@@ -81,11 +85,12 @@ pub(crate) struct RunFile<'a> {
 impl<'a> RunFile<'a> {
     pub(crate) fn new(s: &'a RunSnapshot<'a>) -> RunFile<'a> {
         let run = s.run;
-        let written_at = at(run.started_at, s.written_ns);
+        let start = run.started_at.fixed_offset();
+        let written_at = at(start, s.written_ns);
         let mut phases = Vec::new();
         let mut functions = Vec::new();
         let mut window = WindowOut {
-            started_at: timestamp(at(run.started_at, run.window_start_ns)),
+            started_at: timestamp(at(start, run.window_start_ns)),
             seconds: secs(s.written_ns.saturating_sub(run.window_start_ns)),
             phases: Vec::new(),
             functions: Vec::new(),
@@ -147,7 +152,7 @@ impl<'a> RunFile<'a> {
         RunFile {
             meta: Meta {
                 run_id: &run.run_id,
-                started_at: timestamp(run.started_at),
+                started_at: timestamp(start),
                 ended_at: s.ended.then(|| timestamp(written_at)),
                 cpu_percent_max: run.process.cpu_percent_max,
                 cpu_percent_mean: run.process.cpu_percent_mean(),
@@ -203,7 +208,7 @@ impl<'a> RunFile<'a> {
                 log: &run.events,
                 text: EventText {
                     sites: s.sites,
-                    started_at: run.started_at,
+                    started_at: start,
                 },
             },
         }
@@ -414,8 +419,8 @@ impl Serialize for Grouping<'_> {
     }
 }
 
-/// The event log, written in time order (a region's time is its end): the
-/// sidecar's lines merged with the events the collector still holds.
+/// The event log's place in [`RunFile`]: serialized empty, and filled by
+/// [`write`] with the events streamed in.
 struct EventList<'a> {
     log: &'a EventLog,
     text: EventText<'a>,
@@ -423,48 +428,60 @@ struct EventList<'a> {
 
 impl Serialize for EventList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let held = self.log.held();
-        let mut order: Vec<u32> = (0..held.len() as u32).collect();
-        order.sort_by_key(|&i| held[i as usize].at_ns());
-        let mut order = order.into_iter().map(|i| &held[i as usize]).peekable();
-        let mut lines = self.log.sidecar.merge().map_err(S::Error::custom)?;
-        let mut seq = s.serialize_seq(Some(self.log.written() as usize))?;
-        let mut line_buf = Vec::new();
-        loop {
-            // Ties go to the sidecar, whose events came first.
-            let from_file = match (lines.peek_ns().map_err(S::Error::custom)?, order.peek()) {
-                (None, None) => break,
-                (Some(at), Some(e)) => at <= e.at_ns(),
-                (file, _) => file.is_some(),
-            };
-            // Every event on one line, as in the sidecar.
-            if from_file {
-                let Some((_, line)) = lines.next_line().map_err(S::Error::custom)? else {
-                    break;
-                };
-                line_buf.clear();
-                line_buf.extend_from_slice(line);
-            } else {
-                let Some(e) = order.next() else { break };
-                line_buf.clear();
-                self.text
-                    .write_line(&mut line_buf, e)
-                    .map_err(S::Error::custom)?;
-            }
-            let line = std::str::from_utf8(&line_buf).map_err(S::Error::custom)?;
-            let raw = serde_json::value::RawValue::from_string(line.trim_end().to_owned())
-                .map_err(S::Error::custom)?;
-            seq.serialize_element(&raw)?;
-        }
-        seq.end()
+        s.serialize_seq(Some(0))?.end()
     }
+}
+
+/// The pretty printer's end of a file whose `events` is empty.
+const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
+
+/// Writes the run file: `meta` pretty-printed, then `events` in time order
+/// (a region's time is its end), one per line, merged from the sidecar's
+/// lines (copied as they are) and the events the collector still holds.
+pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
+    let file = RunFile::new(s);
+    let head = serde_json::to_vec_pretty(&file)?;
+    let head = head
+        .strip_suffix(EMPTY_EVENTS_END)
+        .expect("runmetrics: `events` is the run file's last key");
+    out.write_all(head)?;
+    let EventList { log, text } = &file.events;
+    let held = log.held();
+    let mut order: Vec<u32> = (0..held.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
+    let mut order = order.into_iter().map(|i| &held[i as usize]).peekable();
+    let mut lines = log.sidecar.merge()?;
+    let mut line = Vec::new();
+    let mut first = true;
+    out.write_all(b"[")?;
+    loop {
+        // Ties go to the sidecar, whose events came first.
+        let from_file = match (lines.peek_ns()?, order.peek()) {
+            (None, None) => break,
+            (Some(at), Some(e)) => at <= e.at_ns(),
+            (file, _) => file.is_some(),
+        };
+        line.clear();
+        if from_file {
+            let Some((_, l)) = lines.next_line()? else {
+                break;
+            };
+            line.extend_from_slice(l);
+        } else {
+            let Some(e) = order.next() else { break };
+            text.write_line(&mut line, e)?;
+        }
+        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+        out.write_all(line.strip_suffix(b"\n").unwrap_or(&line))?;
+        first = false;
+    }
+    out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })
 }
 
 /// What turns an event into its JSON: the names and the run's start.
 pub(crate) struct EventText<'a> {
     pub(crate) sites: &'a [SiteInfo],
-    pub(crate) started_at: DateTime<Local>,
+    pub(crate) started_at: DateTime<FixedOffset>,
 }
 
 impl<'a> EventText<'a> {

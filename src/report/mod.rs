@@ -7,7 +7,6 @@ mod retention;
 pub(crate) mod run_id;
 mod sidecar;
 
-use std::io::Write;
 use std::path::Path;
 
 pub(crate) use layout::{EventText, RESERVED_META_KEYS};
@@ -43,8 +42,7 @@ pub(crate) fn write_run_file(snapshot: &RunSnapshot<'_>, path: &Path) -> std::io
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-        serde_json::to_writer_pretty(&mut out, &layout::RunFile::new(snapshot))?;
-        out.write_all(b"\n")?;
+        layout::write(&mut out, snapshot)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -328,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = EventText {
             sites: &[],
-            started_at: chrono::Local::now(),
+            started_at: chrono::Local::now().fixed_offset(),
         };
         let mut sidecar = Sidecar::new(&dir.path().join("r.json"));
         assert_eq!(merged(&sidecar), Vec::<u64>::new(), "no file yet");
