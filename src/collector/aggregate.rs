@@ -4,6 +4,20 @@ use hdrhistogram::Histogram;
 
 use crate::local::tally::Delta;
 
+/// Sub-buckets per power of two of the histogram a run file carries per
+/// phase and function: a bucket is at most 1/64 (1.6 %) of its values wide,
+/// and values under 128 ns are exact.
+pub(crate) const FILE_SUB_BUCKETS: u64 = 64;
+
+/// The lower bound of the run-file histogram bucket that holds `ns`.
+pub(crate) fn file_bucket(ns: u64) -> u64 {
+    if ns < 2 * FILE_SUB_BUCKETS {
+        return ns;
+    }
+    let shift = 63 - ns.leading_zeros() - FILE_SUB_BUCKETS.trailing_zeros();
+    (ns >> shift) << shift
+}
+
 /// Every duration of one phase or function in a run.
 #[derive(Clone)]
 pub(crate) struct Durations {
@@ -95,6 +109,21 @@ impl Durations {
         self.max_ns = self.max_ns.max(other.max_ns);
         // Both auto-resize, so adding never runs out of range.
         let _ = self.histogram.add(&other.histogram);
+    }
+
+    /// The histogram at the run file's coarser precision: (lower bound in
+    /// ns, count) for each non-empty bucket of [`file_bucket`], ascending.
+    pub(crate) fn file_histogram(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for v in self.histogram.iter_recorded() {
+            let ns = self.histogram.median_equivalent(v.value_iterated_to());
+            let key = file_bucket(ns.clamp(self.min_ns, self.max_ns));
+            match out.last_mut() {
+                Some((k, n)) if *k == key => *n += v.count_at_value(),
+                _ => out.push((key, v.count_at_value())),
+            }
+        }
+        out
     }
 
     /// How many durations, and their exact sum in nanoseconds.
@@ -236,6 +265,30 @@ impl CountStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_histogram_has_64_buckets_per_power_of_two() {
+        assert_eq!(file_bucket(0), 0);
+        assert_eq!(file_bucket(127), 127);
+        assert_eq!(file_bucket(128), 128);
+        assert_eq!(file_bucket(129), 128);
+        assert_eq!(file_bucket(131), 130);
+        assert_eq!(file_bucket(1_000_000), 999_424);
+        let width = |ns: u64| {
+            let shift = 63 - ns.leading_zeros() - 6;
+            1u64 << shift
+        };
+        assert!(width(1_000_000) * 64 <= 1 << 20);
+        let mut d = Durations::new();
+        for ns in [100, 100, 1_000_000, 1_000_100, 5_000_000_000] {
+            d.record(ns);
+        }
+        let h = d.file_histogram();
+        assert_eq!(h.iter().map(|b| b.1).sum::<u64>(), 5);
+        assert_eq!(h[0], (100, 2));
+        assert_eq!(h[1], (999_424, 2), "1.0 ms and 1.0001 ms share a bucket");
+        assert!(h.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 
     /// The value at quantile `q` of sorted `v`, as HDR defines it (the
     /// smallest value with at least `q` of the values at or below it).

@@ -107,6 +107,7 @@ impl<'a> RunFile<'a> {
                         module: &site.module,
                         phase: &site.name,
                         stats: Stats::from(stats),
+                        histogram_ns: d.file_histogram(),
                     });
                     window.phases.push(WindowPhase {
                         module: &site.module,
@@ -120,6 +121,7 @@ impl<'a> RunFile<'a> {
                         name: &site.name,
                         stats: Stats::from(stats),
                         resources: d.resources.map(Resources::from),
+                        histogram_ns: d.file_histogram(),
                     });
                     window.functions.push(WindowFunction {
                         module: &site.module,
@@ -312,6 +314,9 @@ struct PhaseEntry<'a> {
     phase: &'a str,
     #[serde(flatten)]
     stats: Stats,
+    /// `[lower bound ns, count]` per non-empty bucket, 64 buckets per power
+    /// of two: what lets a reader merge runs' distributions.
+    histogram_ns: Vec<(u64, u64)>,
 }
 
 #[derive(Serialize)]
@@ -322,6 +327,7 @@ struct FunctionEntry<'a> {
     stats: Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<Resources>,
+    histogram_ns: Vec<(u64, u64)>,
 }
 
 /// The last window: from the previous write of the run file (or the start)
@@ -440,7 +446,11 @@ const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
 /// lines (copied as they are) and the events the collector still holds.
 pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
     let file = RunFile::new(s);
-    let head = serde_json::to_vec_pretty(&file)?;
+    let mut head = Vec::new();
+    file.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut head,
+        ShallowPretty::default(),
+    ))?;
     let head = head
         .strip_suffix(EMPTY_EVENTS_END)
         .expect("runmetrics: `events` is the run file's last key");
@@ -476,6 +486,94 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
         first = false;
     }
     out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })
+}
+
+/// Pretty-prints the outer levels of the file and writes anything nested
+/// deeper on one line, so a histogram's `[ns, count]` pairs do not take four
+/// lines each.
+#[derive(Default)]
+struct ShallowPretty {
+    pretty: serde_json::ser::PrettyFormatter<'static>,
+    depth: usize,
+}
+
+impl ShallowPretty {
+    /// Containers this deep or deeper are written compactly: a histogram's
+    /// list of pairs (file, `meta`, the entry list, an entry, the list).
+    const COMPACT_FROM: usize = 5;
+
+    fn compact(&self) -> bool {
+        self.depth >= Self::COMPACT_FROM
+    }
+}
+
+impl serde_json::ser::Formatter for ShallowPretty {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.depth > Self::COMPACT_FROM {
+            return w.write_all(b"[");
+        }
+        self.pretty.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.depth >= Self::COMPACT_FROM {
+            return w.write_all(b"]");
+        }
+        self.pretty.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if self.compact() {
+            return if first { Ok(()) } else { w.write_all(b",") };
+        }
+        self.pretty.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.compact() {
+            return Ok(());
+        }
+        self.pretty.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.depth > Self::COMPACT_FROM {
+            return w.write_all(b"{");
+        }
+        self.pretty.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.depth >= Self::COMPACT_FROM {
+            return w.write_all(b"}");
+        }
+        self.pretty.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if self.compact() {
+            return if first { Ok(()) } else { w.write_all(b",") };
+        }
+        self.pretty.begin_object_key(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.compact() {
+            return w.write_all(b":");
+        }
+        self.pretty.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.compact() {
+            return Ok(());
+        }
+        self.pretty.end_object_value(w)
+    }
 }
 
 /// What turns an event into its JSON: the names and the run's start.
