@@ -524,7 +524,11 @@ impl serde_json::ser::Formatter for ShallowPretty {
         self.pretty.end_array(w)
     }
 
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
         if self.compact() {
             return if first { Ok(()) } else { w.write_all(b",") };
         }
@@ -554,7 +558,11 @@ impl serde_json::ser::Formatter for ShallowPretty {
         self.pretty.end_object(w)
     }
 
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
         if self.compact() {
             return if first { Ok(()) } else { w.write_all(b",") };
         }

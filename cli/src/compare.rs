@@ -1,0 +1,465 @@
+//! `runmetrics compare BASE NEW`: per phase and function, the change in
+//! p50, p99, mean and total, each marked improved, regressed or unchanged
+//! against a noise threshold, like critcmp. Each side is one run file or
+//! several (a directory, or a glob); several runs' histograms are merged,
+//! and with at least two runs a side the run-to-run spread decides whether
+//! a change is more than noise.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::format::{change, seconds, Align, Table};
+use crate::run_file::{self, Entry, Kind, LoadError, Run};
+
+/// The statistic a verdict is taken on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metric {
+    P50,
+    P90,
+    P99,
+    Mean,
+    Total,
+}
+
+impl Metric {
+    fn name(self) -> &'static str {
+        match self {
+            Metric::P50 => "p50",
+            Metric::P90 => "p90",
+            Metric::P99 => "p99",
+            Metric::Mean => "mean",
+            Metric::Total => "total",
+        }
+    }
+
+    fn of(self, s: &Stats) -> Option<f64> {
+        match self {
+            Metric::P50 => s.p50,
+            Metric::P90 => s.p90,
+            Metric::P99 => s.p99,
+            Metric::Mean => s.mean,
+            Metric::Total => Some(s.total),
+        }
+    }
+
+    fn of_entry(self, e: &Entry) -> Option<f64> {
+        match self {
+            Metric::P50 => e.p50_seconds,
+            Metric::P90 => e.p90_seconds,
+            Metric::P99 => e.p99_seconds,
+            Metric::Mean => e.mean_seconds,
+            Metric::Total => Some(e.total_seconds),
+        }
+    }
+}
+
+/// Why the sides could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{0} names no run file (give a run file, a directory of them, or a quoted glob such as 'runs/*.json')")]
+    NoRuns(String),
+    #[error("cannot list {}: {source}", path.display())]
+    ListDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{pattern:?} is not a valid glob: {message}")]
+    Glob { pattern: String, message: String },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// The run files a side names: a file, every `*.json` in a directory, or
+/// what a glob matches (sorted).
+pub fn expand(arg: &str) -> Result<Vec<PathBuf>, CompareError> {
+    let path = Path::new(arg);
+    let mut paths: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map_err(|source| CompareError::ListDir {
+                path: path.to_owned(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect()
+    } else if arg.contains(['*', '?', '[']) {
+        glob::glob(arg)
+            .map_err(|e| CompareError::Glob {
+                pattern: arg.to_owned(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .collect()
+    } else {
+        vec![path.to_owned()]
+    };
+    paths.sort();
+    if paths.is_empty() {
+        return Err(CompareError::NoRuns(arg.to_owned()));
+    }
+    Ok(paths)
+}
+
+/// One side's view of one phase or function, over its runs.
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    count: u64,
+    total: f64,
+    mean: Option<f64>,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    /// The metric's value in each run that has the entry.
+    per_run: Vec<f64>,
+}
+
+type Key = (Kind, String, String);
+
+/// Every entry of a side's runs, merged.
+fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
+    let mut by_key: BTreeMap<Key, Vec<&Entry>> = BTreeMap::new();
+    for run in runs {
+        for e in &run.entries {
+            by_key
+                .entry((e.kind, e.module.clone(), e.name.clone()))
+                .or_default()
+                .push(e);
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|(key, entries)| {
+            let count: u64 = entries.iter().filter_map(|e| e.count).sum();
+            let total: f64 = entries.iter().map(|e| e.total_seconds).sum();
+            let per_run = entries.iter().filter_map(|e| metric.of_entry(e)).collect();
+            let stats = if let [one] = entries[..] {
+                // One run: its own figures, finer than the file's histogram.
+                Stats {
+                    count,
+                    total,
+                    mean: one.mean_seconds,
+                    p50: one.p50_seconds,
+                    p90: one.p90_seconds,
+                    p99: one.p99_seconds,
+                    per_run,
+                }
+            } else {
+                let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
+                for e in &entries {
+                    for &(lower, n) in &e.histogram_ns {
+                        *hist.entry(lower).or_default() += n;
+                    }
+                }
+                let q = |q: f64| quantile(&hist, q);
+                Stats {
+                    count,
+                    total,
+                    mean: (count > 0).then(|| total / count as f64),
+                    p50: q(0.50),
+                    p90: q(0.90),
+                    p99: q(0.99),
+                    per_run,
+                }
+            };
+            (key, stats)
+        })
+        .collect()
+}
+
+/// The value at quantile `q` of a merged run-file histogram, in seconds:
+/// the middle of the bucket it falls in.
+fn quantile(hist: &BTreeMap<u64, u64>, q: f64) -> Option<f64> {
+    let n: u64 = hist.values().sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let mut seen = 0;
+    for (&lower, &count) in hist {
+        seen += count;
+        if seen >= rank {
+            let width = if lower < 128 {
+                1
+            } else {
+                1u64 << (63 - lower.leading_zeros() - 6)
+            };
+            return Some((lower as f64 + (width - 1) as f64 / 2.0) / 1e9);
+        }
+    }
+    None
+}
+
+/// What happened to one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Improved,
+    Regressed,
+    Unchanged,
+    /// Past the threshold, but within the runs' spread.
+    Noise,
+    New,
+    Gone,
+}
+
+impl Verdict {
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "regressed",
+            Verdict::Unchanged => "unchanged",
+            Verdict::Noise => "within noise",
+            Verdict::New => "new",
+            Verdict::Gone => "gone",
+        }
+    }
+}
+
+/// The settings of one comparison.
+pub struct Options {
+    pub metric: Metric,
+    /// The relative change below which nothing changed (0.05 for 5 %).
+    pub threshold: f64,
+}
+
+struct Row {
+    key: Key,
+    base: Option<Stats>,
+    new: Option<Stats>,
+    verdict: Verdict,
+}
+
+/// The result of a comparison.
+pub struct Comparison {
+    base: Vec<PathBuf>,
+    new: Vec<PathBuf>,
+    metric: Metric,
+    threshold: f64,
+    rows: Vec<Row>,
+}
+
+impl Comparison {
+    pub fn regressed(&self) -> usize {
+        self.count(Verdict::Regressed)
+    }
+
+    fn count(&self, v: Verdict) -> usize {
+        self.rows.iter().filter(|r| r.verdict == v).count()
+    }
+}
+
+/// Whether `new` differs from `base` by more than twice the standard error
+/// of the difference of their means (runs as samples). With fewer than two
+/// runs a side there is no spread to judge by: any change counts.
+fn beyond_noise(base: &[f64], new: &[f64]) -> bool {
+    if base.len() < 2 || new.len() < 2 {
+        return true;
+    }
+    let stats = |v: &[f64]| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var / n)
+    };
+    let ((mb, sb), (mn, sn)) = (stats(base), stats(new));
+    (mn - mb).abs() > 2.0 * (sb + sn).sqrt()
+}
+
+pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Comparison {
+    let metric = options.metric;
+    let mut b = merge(base, metric);
+    let mut n = merge(new, metric);
+    let keys: std::collections::BTreeSet<Key> = b.keys().chain(n.keys()).cloned().collect();
+    let rows = keys
+        .into_iter()
+        .map(|key| {
+            let base = b.remove(&key);
+            let new = n.remove(&key);
+            let verdict = match (&base, &new) {
+                (None, _) => Verdict::New,
+                (_, None) => Verdict::Gone,
+                (Some(bs), Some(ns)) => match (metric.of(bs), metric.of(ns)) {
+                    (Some(x), Some(y)) if x > 0.0 => {
+                        let rel = (y - x) / x;
+                        if rel.abs() <= options.threshold {
+                            Verdict::Unchanged
+                        } else if !beyond_noise(&bs.per_run, &ns.per_run) {
+                            Verdict::Noise
+                        } else if rel > 0.0 {
+                            Verdict::Regressed
+                        } else {
+                            Verdict::Improved
+                        }
+                    }
+                    _ => Verdict::Unchanged,
+                },
+            };
+            Row {
+                key,
+                base,
+                new,
+                verdict,
+            }
+        })
+        .collect();
+    Comparison {
+        base: base.iter().map(|r| r.path.clone()).collect(),
+        new: new.iter().map(|r| r.path.clone()).collect(),
+        metric,
+        threshold: options.threshold,
+        rows,
+    }
+}
+
+fn side(paths: &[PathBuf]) -> String {
+    match paths {
+        [one] => one.display().to_string(),
+        many => format!("{} runs ({} ...)", many.len(), many[0].display()),
+    }
+}
+
+/// `base → new  +x.x %` for one statistic.
+fn cell(base: Option<f64>, new: Option<f64>) -> String {
+    match (base, new) {
+        (Some(b), Some(n)) if b > 0.0 => {
+            format!("{} → {}  {}", seconds(b), seconds(n), change((n - b) / b))
+        }
+        (Some(b), Some(n)) => format!("{} → {}", seconds(b), seconds(n)),
+        (Some(b), None) => seconds(b),
+        (None, Some(n)) => seconds(n),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+pub fn text(c: &Comparison) -> String {
+    let mut out = format!(
+        "base  {}\nnew   {}\nverdicts on {} with a {:.1} % threshold{}\n",
+        side(&c.base),
+        side(&c.new),
+        c.metric.name(),
+        c.threshold * 100.0,
+        if c.base.len() >= 2 && c.new.len() >= 2 {
+            ", and the runs' spread"
+        } else {
+            ""
+        }
+    );
+    for kind in [Kind::Phase, Kind::Function] {
+        let mut table = Table::new(
+            &[kind.name(), "p50", "p99", "mean", "total", "verdict"],
+            &[
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Left,
+            ],
+        );
+        for r in c.rows.iter().filter(|r| r.key.0 == kind) {
+            let get = |f: fn(&Stats) -> Option<f64>| {
+                cell(r.base.as_ref().and_then(f), r.new.as_ref().and_then(f))
+            };
+            let label = if r.key.1.is_empty() {
+                r.key.2.clone()
+            } else {
+                format!("{}/{}", r.key.1, r.key.2)
+            };
+            table.row(vec![
+                label,
+                get(|s| s.p50),
+                get(|s| s.p99),
+                get(|s| s.mean),
+                get(|s| Some(s.total)),
+                r.verdict.name().to_owned(),
+            ]);
+        }
+        if !table.is_empty() {
+            out.push('\n');
+            table.render(&mut out);
+        }
+    }
+    out.push_str(&format!(
+        "\n{} regressed, {} improved, {} unchanged, {} within noise, {} new, {} gone\n",
+        c.regressed(),
+        c.count(Verdict::Improved),
+        c.count(Verdict::Unchanged),
+        c.count(Verdict::Noise),
+        c.count(Verdict::New),
+        c.count(Verdict::Gone),
+    ));
+    out
+}
+
+pub fn json(c: &Comparison) -> Value {
+    let stats = |s: &Option<Stats>| {
+        s.as_ref().map(|s| {
+            json!({
+                "count": s.count, "total_seconds": s.total, "mean_seconds": s.mean,
+                "p50_seconds": s.p50, "p90_seconds": s.p90, "p99_seconds": s.p99,
+                "runs": s.per_run.len(),
+            })
+        })
+    };
+    let rows: Vec<Value> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let change = match (
+                r.base.as_ref().and_then(|s| c.metric.of(s)),
+                r.new.as_ref().and_then(|s| c.metric.of(s)),
+            ) {
+                (Some(b), Some(n)) if b > 0.0 => Some((n - b) / b),
+                _ => None,
+            };
+            json!({
+                "kind": r.key.0.name(), "module": r.key.1, "name": r.key.2,
+                "base": stats(&r.base), "new": stats(&r.new),
+                "change": change, "verdict": r.verdict.name(),
+            })
+        })
+        .collect();
+    json!({
+        "base": c.base, "new": c.new, "metric": c.metric.name(), "threshold": c.threshold,
+        "rows": rows, "regressed": c.regressed(),
+    })
+}
+
+/// Reads every run file of a side.
+pub fn load_side(arg: &str) -> Result<Vec<Run>, CompareError> {
+    expand(arg)?
+        .iter()
+        .map(|p| run_file::load(p).map_err(CompareError::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_a_merged_histogram() {
+        // 999 424 ns is the bucket of 1 ms: 8 192 ns wide.
+        let hist: BTreeMap<u64, u64> = [(100, 50), (999_424, 50)].into_iter().collect();
+        assert_eq!(quantile(&hist, 0.5), Some(100e-9));
+        let p99 = quantile(&hist, 0.99).unwrap();
+        assert!((p99 - 1_003_519.5e-9).abs() < 1e-12, "{p99}");
+        assert_eq!(quantile(&BTreeMap::new(), 0.5), None);
+    }
+
+    #[test]
+    fn noise_is_twice_the_standard_error() {
+        assert!(
+            beyond_noise(&[1.0], &[1.01]),
+            "one run: no spread to judge by"
+        );
+        assert!(!beyond_noise(&[1.0, 1.2, 0.8], &[1.1, 1.3, 0.9]));
+        assert!(beyond_noise(&[1.0, 1.01, 0.99], &[1.2, 1.21, 1.19]));
+    }
+}

@@ -1,0 +1,322 @@
+//! Reading run files: the typed view every command works on, and errors
+//! that say what is wrong with a file and where.
+//!
+//! Files of the Python `metrics` module the layout comes from (the seed's
+//! keys only) read too: what they lack (counts, percentiles, histograms)
+//! is `None` or empty.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value};
+
+/// The newest `meta.layout_version` this reader understands.
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// Why a run file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The JSON stops before it is complete.
+    #[error(
+        "{} is truncated: its JSON stops unfinished at byte {at}, the end of the file \
+         (a copy cut short? runmetrics itself only ever leaves complete files)",
+        path.display()
+    )]
+    Truncated { path: PathBuf, at: u64 },
+    /// The file is not JSON.
+    #[error("{} is not JSON: {message} at byte {at} (line {line}, column {column})", path.display())]
+    NotJson {
+        path: PathBuf,
+        message: String,
+        at: u64,
+        line: usize,
+        column: usize,
+    },
+    /// JSON, but not laid out like a run file.
+    #[error("{} is not a runmetrics run file: {why}", path.display())]
+    NotARunFile { path: PathBuf, why: String },
+    /// Written by a newer runmetrics than this reader.
+    #[error(
+        "{} has layout_version {version}, newer than this runmetrics reads ({LAYOUT_VERSION}); \
+         update the runmetrics CLI (cargo install runmetrics-cli)",
+        path.display()
+    )]
+    NewerLayout { path: PathBuf, version: u64 },
+}
+
+/// Phase or function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Phase,
+    Function,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Phase => "phase",
+            Kind::Function => "function",
+        }
+    }
+}
+
+/// One phase's or function's entry in `meta`.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: Kind,
+    pub module: String,
+    pub name: String,
+    pub total_seconds: f64,
+    pub count: Option<u64>,
+    pub mean_seconds: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    pub max_seconds: Option<f64>,
+    /// `(lower bound ns, count)`, ascending; empty in older files.
+    pub histogram_ns: Vec<(u64, u64)>,
+}
+
+impl Entry {
+    /// `module/name`, or the name alone when the module is empty.
+    pub fn label(&self) -> String {
+        if self.module.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.module, self.name)
+        }
+    }
+}
+
+/// One count name's summary.
+#[derive(Clone, Debug)]
+pub struct Count {
+    pub name: String,
+    pub last: Option<i64>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub observations: Option<u64>,
+}
+
+/// A run file, read.
+#[derive(Debug)]
+pub struct Run {
+    pub path: PathBuf,
+    pub run_id: String,
+    pub started_at: DateTime<FixedOffset>,
+    /// When the run ended, or (a snapshot of an open run) when the file was
+    /// written.
+    pub until: DateTime<FixedOffset>,
+    pub in_progress: bool,
+    pub entries: Vec<Entry>,
+    pub counts: Vec<Count>,
+    pub meta: Map<String, Value>,
+    pub events: Vec<Value>,
+}
+
+impl Run {
+    /// Seconds from the start to the end (or to the snapshot).
+    pub fn seconds(&self) -> f64 {
+        (self.until - self.started_at)
+            .num_nanoseconds()
+            .map_or(0.0, |ns| ns as f64 / 1e9)
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Option<u64> {
+        self.meta.get(key).and_then(Value::as_u64)
+    }
+
+    pub fn meta_f64(&self, key: &str) -> Option<f64> {
+        self.meta.get(key).and_then(Value::as_f64)
+    }
+
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        self.meta.get(key).and_then(Value::as_str)
+    }
+}
+
+/// Reads and checks the run file at `path`.
+pub fn load(path: &Path) -> Result<Run, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let at = byte_offset(&bytes, e.line(), e.column());
+        if e.classify() == serde_json::error::Category::Eof {
+            LoadError::Truncated {
+                path: path.to_owned(),
+                at: bytes.len() as u64,
+            }
+        } else {
+            LoadError::NotJson {
+                path: path.to_owned(),
+                message: strip_position(&e.to_string()),
+                at,
+                line: e.line(),
+                column: e.column(),
+            }
+        }
+    })?;
+    from_value(path, value)
+}
+
+/// The byte a serde_json (line, column) points at (0-based).
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> u64 {
+    let line_start: usize = bytes
+        .split(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(bytes.len()) as u64
+}
+
+/// serde_json's message without its " at line L column C" tail.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn from_value(path: &Path, value: Value) -> Result<Run, LoadError> {
+    let not_run = |why: &str| LoadError::NotARunFile {
+        path: path.to_owned(),
+        why: why.to_owned(),
+    };
+    let Value::Object(mut file) = value else {
+        return Err(not_run("it is not a JSON object with `meta` and `events`"));
+    };
+    let Some(Value::Object(meta)) = file.remove("meta") else {
+        return Err(not_run("it has no `meta` object"));
+    };
+    let events = match file.remove("events") {
+        Some(Value::Array(events)) => events,
+        Some(_) => return Err(not_run("its `events` is not a list")),
+        None => return Err(not_run("it has no `events` list")),
+    };
+    if let Some(version) = meta.get("layout_version").and_then(Value::as_u64) {
+        if version > LAYOUT_VERSION {
+            return Err(LoadError::NewerLayout {
+                path: path.to_owned(),
+                version,
+            });
+        }
+    }
+    let run_id = meta
+        .get("run_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not_run("its meta has no `run_id` string"))?
+        .to_owned();
+    let time = |key: &str| -> Result<Option<DateTime<FixedOffset>>, LoadError> {
+        match meta.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+                .map(Some)
+                .map_err(|e| not_run(&format!("meta.{key} {s:?} is not an RFC 3339 time: {e}"))),
+            Some(other) => Err(not_run(&format!("meta.{key} is {other}, not a time"))),
+        }
+    };
+    let started_at = time("started_at")?.ok_or_else(|| not_run("its meta has no `started_at`"))?;
+    let ended_at = time("ended_at")?;
+    let flushed_at = time("flushed_at")?;
+    let in_progress = meta
+        .get("in_progress")
+        .and_then(Value::as_bool)
+        .unwrap_or(ended_at.is_none());
+    let until = ended_at.or(flushed_at).unwrap_or(started_at);
+    let mut entries = Vec::new();
+    for (key, kind, name_key) in [
+        ("phase_durations_seconds_total", Kind::Phase, "phase"),
+        ("function_durations_seconds_total", Kind::Function, "name"),
+    ] {
+        let list = match meta.get(key) {
+            Some(Value::Array(list)) => list,
+            None => &Vec::new(),
+            Some(_) => return Err(not_run(&format!("meta.{key} is not a list"))),
+        };
+        for e in list {
+            entries.push(entry(e, kind, name_key).ok_or_else(|| {
+                not_run(&format!(
+                    "an entry of meta.{key} lacks `{name_key}` or `duration_seconds_total`: {e}"
+                ))
+            })?);
+        }
+    }
+    let counts = meta
+        .get("counts")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(count).collect())
+        .unwrap_or_default();
+    Ok(Run {
+        path: path.to_owned(),
+        run_id,
+        started_at,
+        until,
+        in_progress,
+        entries,
+        counts,
+        meta,
+        events,
+    })
+}
+
+fn entry(e: &Value, kind: Kind, name_key: &str) -> Option<Entry> {
+    let f = |k: &str| e.get(k).and_then(Value::as_f64);
+    Some(Entry {
+        kind,
+        module: e
+            .get("module")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        name: e.get(name_key)?.as_str()?.to_owned(),
+        total_seconds: f("duration_seconds_total")?,
+        count: e.get("count").and_then(Value::as_u64),
+        mean_seconds: f("mean_seconds"),
+        p50_seconds: f("p50_seconds"),
+        p90_seconds: f("p90_seconds"),
+        p99_seconds: f("p99_seconds"),
+        max_seconds: f("max_seconds"),
+        histogram_ns: e
+            .get("histogram_ns")
+            .and_then(Value::as_array)
+            .map(|buckets| {
+                buckets
+                    .iter()
+                    .filter_map(|b| Some((b.get(0)?.as_u64()?, b.get(1)?.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn count(c: &Value) -> Option<Count> {
+    let i = |k: &str| c.get(k).and_then(Value::as_i64);
+    Some(Count {
+        name: c.get("name")?.as_str()?.to_owned(),
+        last: i("last"),
+        min: i("min"),
+        max: i("max"),
+        observations: c.get("observations").and_then(Value::as_u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_becomes_a_byte() {
+        let text = b"{\n  \"a\": 1,\n  x\n}";
+        assert_eq!(byte_offset(text, 3, 3), 14);
+        assert_eq!(text[14], b'x');
+        assert_eq!(byte_offset(text, 1, 1), 0);
+    }
+}

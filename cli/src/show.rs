@@ -1,0 +1,219 @@
+//! `runmetrics show RUN.json`: the run's phases and functions (sorted by
+//! total time), counts, process CPU and memory, and what was dropped or
+//! omitted; as a table, or as JSON for machines.
+
+use serde_json::{json, Value};
+
+use crate::format::{maybe_seconds, seconds, Align, Table};
+use crate::run_file::{Entry, Kind, Run};
+
+/// Phases or functions of `kind`, the largest total first (then by name).
+fn sorted(run: &Run, kind: Kind) -> Vec<&Entry> {
+    let mut entries: Vec<&Entry> = run.entries.iter().filter(|e| e.kind == kind).collect();
+    entries.sort_by(|a, b| {
+        b.total_seconds
+            .total_cmp(&a.total_seconds)
+            .then_with(|| a.label().cmp(&b.label()))
+    });
+    entries
+}
+
+/// The share of the run's wall time an entry's total is (over 100 % when
+/// threads overlap).
+fn percent_of_run(run: &Run, e: &Entry) -> Option<f64> {
+    let seconds = run.seconds();
+    (seconds > 0.0).then(|| 100.0 * e.total_seconds / seconds)
+}
+
+pub fn text(run: &Run) -> String {
+    let mut out = String::new();
+    let state = if run.in_progress {
+        "in progress (a snapshot)"
+    } else {
+        "ended"
+    };
+    out.push_str(&format!("run       {} ({state})\n", run.run_id));
+    out.push_str(&format!(
+        "started   {}\n",
+        run.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+    ));
+    out.push_str(&format!("duration  {}\n", seconds(run.seconds())));
+    let threads = run
+        .meta
+        .get("threads")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    out.push_str(&format!(
+        "job       {}   pid {}   threads {threads}\n",
+        run.meta_str("job").unwrap_or("-"),
+        run.meta_u64("pid")
+            .map_or("-".to_owned(), |p| p.to_string()),
+    ));
+    for kind in [Kind::Phase, Kind::Function] {
+        let mut table = Table::new(
+            &[
+                kind.name(),
+                "count",
+                "total",
+                "mean",
+                "p50",
+                "p90",
+                "p99",
+                "max",
+                "% run",
+            ],
+            &[
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ],
+        );
+        for e in sorted(run, kind) {
+            table.row(vec![
+                e.label(),
+                e.count.map_or("-".to_owned(), |c| c.to_string()),
+                seconds(e.total_seconds),
+                maybe_seconds(e.mean_seconds),
+                maybe_seconds(e.p50_seconds),
+                maybe_seconds(e.p90_seconds),
+                maybe_seconds(e.p99_seconds),
+                maybe_seconds(e.max_seconds),
+                percent_of_run(run, e).map_or("-".to_owned(), |p| format!("{p:.1} %")),
+            ]);
+        }
+        if !table.is_empty() {
+            out.push('\n');
+            table.render(&mut out);
+        }
+    }
+    if !run.counts.is_empty() {
+        let mut table = Table::new(
+            &["count", "last", "min", "max", "observations"],
+            &[
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ],
+        );
+        let num = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+        for c in &run.counts {
+            table.row(vec![
+                c.name.clone(),
+                num(c.last),
+                num(c.min),
+                num(c.max),
+                c.observations.map_or("-".to_owned(), |o| o.to_string()),
+            ]);
+        }
+        out.push('\n');
+        table.render(&mut out);
+    }
+    out.push('\n');
+    let f = |k: &str| {
+        run.meta_f64(k)
+            .map_or("-".to_owned(), |v| format!("{v:.1}"))
+    };
+    out.push_str(&format!(
+        "process   CPU mean {} %, max {} %; RSS max {} MiB; {} samples\n",
+        f("cpu_percent_mean"),
+        f("cpu_percent_max"),
+        f("rss_max_mib"),
+        run.meta_u64("process_samples").unwrap_or(0)
+    ));
+    let n = |k: &str| run.meta_u64(k).map_or("-".to_owned(), |v| v.to_string());
+    out.push_str(&format!(
+        "records   {} issued = {} aggregated + {} dropped; {} outside the run\n",
+        n("records_issued"),
+        n("records_aggregated"),
+        n("records_dropped"),
+        n("records_outside_run"),
+    ));
+    let mode = match (run.meta_str("event_mode"), run.meta_u64("event_cap")) {
+        (Some("every_nth"), _) => format!("every {}th", n("event_every_nth")),
+        (Some("first") | None, Some(cap)) => format!("first {cap}"),
+        (Some(mode), _) => mode.to_owned(),
+        (None, None) => "-".to_owned(),
+    };
+    out.push_str(&format!(
+        "events    {} written, {} omitted ({mode})\n",
+        n("events_written"),
+        n("events_omitted"),
+    ));
+    if let Some(failures) = run.meta_u64("write_failures").filter(|&f| f > 0) {
+        out.push_str(&format!(
+            "writes    {failures} failed, the last: {}\n",
+            run.meta_str("last_write_error").unwrap_or("-")
+        ));
+    }
+    out
+}
+
+pub fn json(run: &Run) -> Value {
+    let entries = |kind: Kind| -> Vec<Value> {
+        sorted(run, kind)
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "module": e.module,
+                    "name": e.name,
+                    "count": e.count,
+                    "total_seconds": e.total_seconds,
+                    "mean_seconds": e.mean_seconds,
+                    "p50_seconds": e.p50_seconds,
+                    "p90_seconds": e.p90_seconds,
+                    "p99_seconds": e.p99_seconds,
+                    "max_seconds": e.max_seconds,
+                    "percent_of_run": percent_of_run(run, e),
+                })
+            })
+            .collect()
+    };
+    let counts: Vec<Value> = run
+        .counts
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "last": c.last, "min": c.min, "max": c.max,
+                "observations": c.observations,
+            })
+        })
+        .collect();
+    let meta = |k: &str| run.meta.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "run_id": run.run_id,
+        "path": run.path,
+        "in_progress": run.in_progress,
+        "started_at": meta("started_at"),
+        "duration_seconds": run.seconds(),
+        "phases": entries(Kind::Phase),
+        "functions": entries(Kind::Function),
+        "counts": counts,
+        "process": {
+            "cpu_percent_mean": meta("cpu_percent_mean"),
+            "cpu_percent_max": meta("cpu_percent_max"),
+            "rss_max_mib": meta("rss_max_mib"),
+            "samples": meta("process_samples"),
+        },
+        "records": {
+            "issued": meta("records_issued"),
+            "aggregated": meta("records_aggregated"),
+            "dropped": meta("records_dropped"),
+            "outside_run": meta("records_outside_run"),
+        },
+        "events": {
+            "written": meta("events_written"),
+            "omitted": meta("events_omitted"),
+            "mode": meta("event_mode"),
+            "cap": meta("event_cap"),
+        },
+    })
+}

@@ -1,0 +1,348 @@
+//! The `runmetrics` binary, run as a user runs it: golden output for `show`
+//! and `compare`, compare's exit status on a planted regression and on
+//! identical runs, several runs a side, the errors for bad files, and the
+//! Chrome trace read back. `RUNMETRICS_BLESS=1` rewrites the golden files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn runmetrics(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runmetrics"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the runmetrics binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn golden(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("RUNMETRICS_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        got, want,
+        "{name} changed; if on purpose, RUNMETRICS_BLESS=1 cargo test"
+    );
+}
+
+#[test]
+fn show_prints_the_table_sorted_by_total() {
+    let o = runmetrics(&["show", "tests/fixtures/base.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    golden("show.txt", &stdout(&o));
+
+    let o = runmetrics(&["show", "--json", "tests/fixtures/base.json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let phases: Vec<&str> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["grounding", "load"], "largest total first");
+    assert_eq!(v["phases"][0]["percent_of_run"], 50.0);
+    assert_eq!(v["records"]["dropped"], 2);
+}
+
+#[test]
+fn show_reads_a_file_of_the_seed_module() {
+    let o = runmetrics(&["show", "tests/fixtures/seed.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("pipeline/grounding"), "{out}");
+    assert!(out.contains("500.0 ms"), "{out}");
+}
+
+#[test]
+fn compare_marks_each_change_and_fails_on_a_planted_regression() {
+    let o = runmetrics(&[
+        "compare",
+        "tests/fixtures/base.json",
+        "tests/fixtures/new.json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "no gate without --fail-on-regression"
+    );
+    golden("compare.txt", &stdout(&o));
+
+    let o = runmetrics(&[
+        "compare",
+        "--fail-on-regression",
+        "tests/fixtures/base.json",
+        "tests/fixtures/new.json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 regressed beyond 5.0 %"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The 20 % regression is under a 25 % threshold.
+    let o = runmetrics(&[
+        "compare",
+        "--fail-on-regression",
+        "--threshold",
+        "25%",
+        "tests/fixtures/base.json",
+        "tests/fixtures/new.json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    let o = runmetrics(&[
+        "compare",
+        "--fail-on-regression",
+        "--json",
+        "tests/fixtures/base.json",
+        "tests/fixtures/base.json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["regressed"], 0);
+    assert!(v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["verdict"] == "unchanged" && r["change"] == 0.0));
+}
+
+/// `n` copies of base.json in `dir`, grounding's durations scaled by each
+/// of `scales` in turn.
+fn runs(dir: &Path, scales: &[f64]) {
+    let base: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("base.json")).unwrap()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for (i, scale) in scales.iter().enumerate() {
+        let mut run = base.clone();
+        let g = &mut run["meta"]["phase_durations_seconds_total"][0];
+        for k in [
+            "duration_seconds_total",
+            "mean_seconds",
+            "p50_seconds",
+            "p99_seconds",
+        ] {
+            g[k] = Value::from(g[k].as_f64().unwrap() * scale);
+        }
+        for bucket in g["histogram_ns"].as_array_mut().unwrap() {
+            let lower = bucket[0].as_f64().unwrap() * scale;
+            // Back to a bucket's lower bound: 64 per power of two.
+            let shift = 63 - (lower as u64).leading_zeros() - 6;
+            bucket[0] = Value::from(((lower as u64) >> shift) << shift);
+        }
+        std::fs::write(dir.join(format!("run{i}.json")), run.to_string()).unwrap();
+    }
+}
+
+#[test]
+fn several_runs_a_side_merge_and_the_spread_is_the_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, slow, noisy) = (
+        dir.path().join("base"),
+        dir.path().join("slow"),
+        dir.path().join("noisy"),
+    );
+    runs(&base, &[1.0, 1.01, 0.99]);
+    runs(&slow, &[1.2, 1.21, 1.19]);
+    runs(&noisy, &[1.0, 1.6, 1.1]);
+    let verdict = |new: &Path| {
+        let o = runmetrics(&[
+            "compare",
+            "--json",
+            base.to_str().unwrap(),
+            new.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let row = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "grounding")
+            .unwrap()
+            .clone();
+        assert_eq!(row["base"]["runs"], 3);
+        assert_eq!(row["base"]["count"], 150, "counts add up across runs");
+        row
+    };
+    let slow_row = verdict(&slow);
+    assert_eq!(slow_row["verdict"], "regressed");
+    let change = slow_row["change"].as_f64().unwrap();
+    assert!(
+        (change - 0.2).abs() < 0.04,
+        "p50 of the merged histograms: {change}"
+    );
+    assert_eq!(verdict(&noisy)["verdict"], "within noise");
+    // A glob names a side too.
+    let glob = format!("{}/run*.json", slow.display());
+    let o = runmetrics(&[
+        "compare",
+        "--fail-on-regression",
+        base.to_str().unwrap(),
+        &glob,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("3 runs"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_files_get_clear_errors() {
+    let cases = [
+        (
+            "tests/fixtures/missing.json",
+            "cannot read tests/fixtures/missing.json",
+        ),
+        (
+            "tests/fixtures/not_a_run.json",
+            "is not a runmetrics run file: it has no `meta` object",
+        ),
+        (
+            "tests/fixtures/newer.json",
+            "has layout_version 99, newer than this runmetrics reads (1)",
+        ),
+    ];
+    for (file, message) in cases {
+        let o = runmetrics(&["show", file]);
+        assert_eq!(o.status.code(), Some(2), "{file}");
+        assert!(stderr(&o).contains(message), "{file}: {}", stderr(&o));
+    }
+    let len = std::fs::metadata(fixture("truncated.json")).unwrap().len();
+    let o = runmetrics(&["show", "tests/fixtures/truncated.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!(
+            "truncated: its JSON stops unfinished at byte {len}"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = runmetrics(&[
+        "compare",
+        "tests/fixtures/base.json",
+        "tests/fixtures/nothing/*.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("names no run file"), "{}", stderr(&o));
+    let o = runmetrics(&["compare", "--threshold", "lots", "a", "b"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("write e.g. 5% or 0.05"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Checks the Trace Event Format's rules for the events we write; returns
+/// the complete events.
+fn check_trace(text: &str) -> Vec<Value> {
+    let trace: Value = serde_json::from_str(text).expect("the trace is JSON");
+    let events = trace["traceEvents"]
+        .as_array()
+        .expect("traceEvents is a list");
+    let mut complete = Vec::new();
+    for e in events {
+        assert!(e["name"].is_string() && e["pid"].is_u64(), "{e}");
+        match e["ph"].as_str().unwrap() {
+            "M" => assert!(e["args"]["name"].is_string(), "{e}"),
+            "X" => {
+                assert!(e["tid"].is_u64(), "{e}");
+                assert!(e["ts"].as_f64().unwrap() >= 0.0, "{e}");
+                assert!(e["dur"].as_f64().unwrap() >= 0.0, "{e}");
+                complete.push(e.clone());
+            }
+            "C" => {
+                assert!(e["ts"].as_f64().unwrap() >= 0.0, "{e}");
+                let args = e["args"].as_object().unwrap();
+                assert!(
+                    !args.is_empty() && args.values().all(Value::is_number),
+                    "{e}"
+                );
+            }
+            other => panic!("unexpected phase {other}: {e}"),
+        }
+    }
+    complete
+}
+
+#[test]
+fn the_chrome_trace_has_every_timed_event_on_its_thread() {
+    let o = runmetrics(&[
+        "export",
+        "--format",
+        "chrome-trace",
+        "tests/fixtures/base.json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let complete = check_trace(&stdout(&o));
+    let names: Vec<(&str, u64, f64)> = complete
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["tid"].as_u64().unwrap(),
+                e["ts"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("load", 0, 0.0),
+            ("grounding", 1, 250_000.0),
+            ("infer_step", 0, 270_373.65)
+        ]
+    );
+}
+
+#[test]
+fn a_real_run_reads_shows_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = runmetrics::Recorder::new(runmetrics::Config::new()).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    let _t = rec.phase("step", "real");
+                }
+            });
+        }
+    });
+    rec.observe_counts(&[("items", 7)]);
+    let path = rec.end_run(Value::Null).unwrap();
+    let path = path.to_str().unwrap();
+
+    let o = runmetrics(&["show", path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("real/step"), "{}", stdout(&o));
+    let o = runmetrics(&["export", "--format", "chrome-trace", path]);
+    let complete = check_trace(&stdout(&o));
+    assert_eq!(complete.len(), 200);
+    let tids: std::collections::BTreeSet<u64> = complete
+        .iter()
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tids.len(), 2, "one track per recording thread");
+    let o = runmetrics(&["compare", "--fail-on-regression", path, path]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
