@@ -5,8 +5,10 @@
 
 mod compare;
 mod format;
+mod report;
 mod run_file;
 mod show;
+mod svg;
 mod trace;
 
 use std::path::PathBuf;
@@ -54,6 +56,17 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// One self-contained HTML page: CPU and RSS over time, latency
+    /// distributions, a timeline and the tables; with BASE, side by side.
+    Report {
+        /// A run file.
+        run: PathBuf,
+        /// A run file to compare with.
+        base: Option<PathBuf>,
+        /// Where to write the page.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
     },
     /// The run in another format, on standard output.
     Export {
@@ -138,6 +151,15 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 );
                 return Ok(ExitCode::from(1));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { run, base, output } => {
+            let run = run_file::load(&run)?;
+            let base = base.map(|b| run_file::load(&b)).transpose()?;
+            std::fs::write(&output, report::html(&run, base.as_ref())).map_err(|e| {
+                format!("cannot write {}: {e}; choose another -o", output.display())
+            })?;
+            println!("{}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { format, run } => {

@@ -13,7 +13,7 @@ const PID: u64 = 1;
 
 /// Seconds since the start at which `event` happened, by its `offset_ns`
 /// (exact) or else its timestamp.
-fn at_seconds(run: &Run, event: &Value) -> Option<f64> {
+pub fn at_seconds(run: &Run, event: &Value) -> Option<f64> {
     if let Some(ns) = event.get("offset_ns").and_then(Value::as_u64) {
         return Some(ns as f64 / 1e9);
     }

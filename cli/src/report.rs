@@ -1,0 +1,301 @@
+//! `runmetrics report RUN.json [BASE.json] -o report.html`: one
+//! self-contained HTML page (inline SVG and CSS, nothing fetched): CPU and
+//! RSS over time, each phase's and function's latency distribution, a
+//! timeline of the phases per thread, and the tables; with a base run, its
+//! curves and distributions beside the run's, p50/p99 bars side by side, and
+//! the comparison table.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::compare::{self, Metric, Options};
+use crate::format::{maybe_seconds, seconds};
+use crate::run_file::{Entry, Run};
+use crate::svg::{self, escape, BLUE, ORANGE};
+
+/// Distributions drawn: the entries with the largest totals.
+const MAX_DISTRIBUTIONS: usize = 12;
+/// Spans drawn on the timeline: the run's first ones.
+const MAX_SPANS: usize = 5_000;
+
+const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:960px}\
+h1{font-size:20px}h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;font-size:12px}td,th{padding:3px 8px;text-align:right}\
+td:first-child,th:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}\
+.regressed{color:#c00;font-weight:bold}.improved{color:#080;font-weight:bold}\
+.note{color:#666;font-size:12px}svg.plot{display:block;margin:8px 0}";
+
+/// After the page is laid out, count the plots that have a size: a browser
+/// test reads `data-plots-rendered` from the DOM.
+const SCRIPT: &str = "window.addEventListener('load',function(){var n=0;\
+document.querySelectorAll('svg.plot').forEach(function(s){var r=s.getBoundingClientRect();\
+if(r.width>0&&r.height>0)n++;});document.body.setAttribute('data-plots-rendered',n);});";
+
+/// Seconds since the start of each process sample: (cpu %, rss MiB).
+fn samples(run: &Run) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    for e in run.events.iter().filter(|e| e["event"] == "process_sample") {
+        let Some(at) = crate::trace::at_seconds(run, e) else {
+            continue;
+        };
+        if let Some(v) = e["cpu_percent"].as_f64() {
+            cpu.push((at, v));
+        }
+        if let Some(v) = e["rss_mib"].as_f64() {
+            rss.push((at, v));
+        }
+    }
+    (cpu, rss)
+}
+
+fn entry_table(out: &mut String, run: &Run) {
+    out.push_str("<table><tr><th>phase / function</th><th>count</th><th>total</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n");
+    let mut entries: Vec<&Entry> = run.entries.iter().collect();
+    entries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.kind.name(),
+            escape(&e.label()),
+            e.count.map_or("-".to_owned(), |c| c.to_string()),
+            seconds(e.total_seconds),
+            maybe_seconds(e.mean_seconds),
+            maybe_seconds(e.p50_seconds),
+            maybe_seconds(e.p90_seconds),
+            maybe_seconds(e.p99_seconds),
+            maybe_seconds(e.max_seconds),
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+fn comparison_table(out: &mut String, rows: &[Value]) {
+    out.push_str("<table><tr><th>phase / function</th><th>base p50</th><th>p50</th><th>base p99</th><th>p99</th><th>change (p50)</th><th>verdict</th></tr>\n");
+    for r in rows {
+        let stat = |side: &str, k: &str| maybe_seconds(r[side][k].as_f64());
+        let verdict = r["verdict"].as_str().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "<tr><td>{} {}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{verdict}\">{verdict}</td></tr>",
+            r["kind"].as_str().unwrap_or(""),
+            escape(r["module"].as_str().unwrap_or("")),
+            escape(r["name"].as_str().unwrap_or("")),
+            stat("base", "p50_seconds"),
+            stat("new", "p50_seconds"),
+            stat("base", "p99_seconds"),
+            stat("new", "p99_seconds"),
+            r["change"]
+                .as_f64()
+                .map_or("-".to_owned(), crate::format::change),
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+pub fn html(run: &Run, base: Option<&Run>) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>runmetrics {}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>\n",
+        escape(&run.run_id)
+    );
+    let _ = writeln!(
+        out,
+        "<h1>runmetrics run {}</h1><p>started {}, {}{}; job {}{}</p>",
+        escape(&run.run_id),
+        escape(run.meta_str("started_at").unwrap_or("")),
+        seconds(run.seconds()),
+        if run.in_progress {
+            " so far (a snapshot)"
+        } else {
+            ""
+        },
+        escape(run.meta_str("job").unwrap_or("-")),
+        base.map_or(String::new(), |b| format!(
+            "; compared with base run {}",
+            escape(&b.run_id)
+        )),
+    );
+
+    out.push_str("<h2>CPU and memory</h2>\n");
+    let (cpu, rss) = samples(run);
+    let (base_cpu, base_rss) = base.map(samples).unwrap_or_default();
+    let mut cpu_series = vec![("run", BLUE, cpu)];
+    let mut rss_series = vec![("run", BLUE, rss)];
+    if base.is_some() {
+        cpu_series.push(("base", ORANGE, base_cpu));
+        rss_series.push(("base", ORANGE, base_rss));
+    }
+    out.push_str(&svg::lines("cpu", "CPU, % of one core", "%", &cpu_series));
+    out.push_str(&svg::lines(
+        "rss",
+        "Resident memory (RSS)",
+        "MiB",
+        &rss_series,
+    ));
+
+    out.push_str("<h2>Phases and functions</h2>\n");
+    entry_table(&mut out, run);
+    if let Some(base) = base {
+        let c = compare::compare(
+            std::slice::from_ref(base),
+            std::slice::from_ref(run),
+            &Options {
+                metric: Metric::P50,
+                threshold: 0.05,
+            },
+        );
+        let json = compare::json(&c);
+        let rows = json["rows"].as_array().cloned().unwrap_or_default();
+        out.push_str("<h2>Against the base run</h2>\n");
+        comparison_table(&mut out, &rows);
+        for (id, key, title) in [
+            ("compare-p50", "p50_seconds", "p50, base and run"),
+            ("compare-p99", "p99_seconds", "p99, base and run"),
+        ] {
+            let bars: Vec<(String, Vec<f64>)> = rows
+                .iter()
+                .map(|r| {
+                    let label = format!(
+                        "{}/{}",
+                        r["module"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    );
+                    let v = |side: &str| r[side][key].as_f64().unwrap_or(0.0);
+                    (label, vec![v("base"), v("new")])
+                })
+                .collect();
+            out.push_str(&svg::bars(
+                id,
+                title,
+                &[("base", ORANGE), ("run", BLUE)],
+                &bars,
+            ));
+        }
+    }
+
+    out.push_str("<h2>Latency distributions</h2>\n<p class=\"note\">Share of each phase's or function's regions per duration bucket (64 per power of two), log scale.</p>\n");
+    let mut entries: Vec<&Entry> = run.entries.iter().collect();
+    entries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+    for (i, e) in entries.iter().take(MAX_DISTRIBUTIONS).enumerate() {
+        let base_entry = base.and_then(|b| {
+            b.entries
+                .iter()
+                .find(|x| x.kind == e.kind && x.module == e.module && x.name == e.name)
+        });
+        let mut series = vec![("run", BLUE, &e.histogram_ns[..])];
+        if let Some(b) = base_entry {
+            series.push(("base", ORANGE, &b.histogram_ns[..]));
+        }
+        let title = format!("{} {}", e.kind.name(), e.label());
+        out.push_str(&svg::histogram(&format!("latency-{i}"), &title, &series));
+    }
+    if entries.len() > MAX_DISTRIBUTIONS {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">The {MAX_DISTRIBUTIONS} largest totals of {} are drawn.</p>",
+            entries.len()
+        );
+    }
+
+    out.push_str("<h2>Timeline</h2>\n");
+    let mut lanes: Vec<u64> = Vec::new();
+    let mut spans = Vec::new();
+    let timed = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "phase_timing" || e["event"] == "func_timing");
+    let mut total = 0usize;
+    for e in timed {
+        total += 1;
+        if spans.len() >= MAX_SPANS {
+            continue;
+        }
+        let Some(at) = crate::trace::at_seconds(run, e) else {
+            continue;
+        };
+        let duration = e["duration_seconds"].as_f64().unwrap_or(0.0);
+        let start = e["start_offset_seconds"].as_f64().unwrap_or(at - duration);
+        let thread = e["thread"].as_u64().unwrap_or(0);
+        let lane = match lanes.iter().position(|&t| t == thread) {
+            Some(l) => l,
+            None => {
+                lanes.push(thread);
+                lanes.len() - 1
+            }
+        };
+        let name = e["phase"].as_str().or(e["name"].as_str()).unwrap_or("");
+        spans.push((lane, start.max(0.0), start.max(0.0) + duration, name));
+    }
+    let names: Vec<String> = lanes
+        .iter()
+        .map(|t| {
+            run.meta
+                .get("threads")
+                .and_then(Value::as_array)
+                .and_then(|ts| ts.iter().find(|x| x["thread"] == *t))
+                .and_then(|x| x["name"].as_str())
+                .map_or_else(|| format!("thread {t}"), |n| format!("{n} ({t})"))
+        })
+        .collect();
+    out.push_str(&svg::timeline(
+        "timeline",
+        "Phases and functions by thread",
+        &names,
+        &spans,
+        run.seconds(),
+    ));
+    if total > spans.len() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">The first {} of {total} timed events are drawn.</p>",
+            spans.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">{} events written, {} omitted; {} records dropped. Made by runmetrics {}.</p>",
+        run.meta_u64("events_written").map_or("-".to_owned(), |v| v.to_string()),
+        run.meta_u64("events_omitted").map_or("-".to_owned(), |v| v.to_string()),
+        run.meta_u64("records_dropped").map_or("-".to_owned(), |v| v.to_string()),
+        env!("CARGO_PKG_VERSION"),
+    );
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base.json");
+        let run = crate::run_file::load(&path).unwrap();
+        let page = html(&run, Some(&run));
+        for id in [
+            "cpu",
+            "rss",
+            "compare-p50",
+            "compare-p99",
+            "latency-0",
+            "latency-2",
+            "timeline",
+        ] {
+            assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id}");
+        }
+        // Nothing is fetched: the only URL is the SVG namespace.
+        let urls = page.matches("http").count();
+        let namespaces = page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
+        assert_eq!(urls, namespaces);
+        assert!(!page.contains(" src="));
+        assert!(run
+            .entries
+            .iter()
+            .any(|e| e.kind == crate::run_file::Kind::Function));
+    }
+}
