@@ -33,7 +33,7 @@ document.querySelectorAll('svg.plot').forEach(function(s){var r=s.getBoundingCli
 if(r.width>0&&r.height>0)n++;});document.body.setAttribute('data-plots-rendered',n);});";
 
 /// Seconds since the start of each process sample: (cpu %, rss MiB).
-fn samples(run: &Run) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn samples(run: &Run) -> (svg::Points, svg::Points) {
     let mut cpu = Vec::new();
     let mut rss = Vec::new();
     for e in run.events.iter().filter(|e| e["event"] == "process_sample") {

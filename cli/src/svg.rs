@@ -5,6 +5,13 @@
 
 use std::fmt::Write;
 
+/// (x, y) points of a line.
+pub type Points = Vec<(f64, f64)>;
+/// A named, coloured line.
+pub type Line<'a> = (&'a str, &'a str, Points);
+/// A named, coloured set of run-file histogram buckets (lower ns, count).
+pub type Buckets<'a> = (&'a str, &'a str, &'a [(u64, u64)]);
+
 pub const BLUE: &str = "#1f77b4";
 pub const ORANGE: &str = "#ff7f0e";
 const PALETTE: [&str; 8] = [
@@ -69,12 +76,7 @@ fn number(v: f64) -> String {
 }
 
 /// Lines of (x, y) points; x in seconds since the start.
-pub fn lines(
-    id: &str,
-    title: &str,
-    y_label: &str,
-    series: &[(&str, &str, Vec<(f64, f64)>)],
-) -> String {
+pub fn lines(id: &str, title: &str, y_label: &str, series: &[Line<'_>]) -> String {
     let height = 220.0;
     let mut s = String::new();
     open(&mut s, id, height, title);
@@ -152,7 +154,7 @@ pub fn lines(
 /// Histograms of durations: `(lower bound ns, count)` buckets of each
 /// series, as bars on a log-scale axis of durations, the share of each
 /// series' regions on the y axis (so runs of different lengths compare).
-pub fn histogram(id: &str, title: &str, series: &[(&str, &str, &[(u64, u64)])]) -> String {
+pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
     let height = 200.0;
     let mut s = String::new();
     open(&mut s, id, height, title);
