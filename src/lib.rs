@@ -65,6 +65,8 @@
 
 mod collector;
 mod config;
+#[cfg(feature = "criterion")]
+mod criterion_runs;
 mod error;
 #[allow(unsafe_code)]
 mod local;
@@ -83,6 +85,8 @@ mod wall_clock;
 use std::path::{Path, PathBuf};
 
 pub use config::{Config, Events, Overflow};
+#[cfg(feature = "criterion")]
+pub use criterion_runs::{BenchRunError, CriterionRuns};
 #[cfg(feature = "push")]
 pub use error::PushError;
 pub use error::{

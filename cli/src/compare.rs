@@ -67,6 +67,10 @@ pub enum CompareError {
     },
     #[error("{pattern:?} is not a valid glob: {message}")]
     Glob { pattern: String, message: String },
+    #[error("--each compares two directories, and {0} is not one")]
+    NotADirectory(String),
+    #[error("{0} and {1} have no run file name in common: nothing to compare pairwise")]
+    NoPairs(String, String),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -428,6 +432,84 @@ pub fn json(c: &Comparison) -> Value {
     json!({
         "base": c.base, "new": c.new, "metric": c.metric.name(), "threshold": c.threshold,
         "rows": rows, "regressed": c.regressed(),
+    })
+}
+
+/// Two directories compared file by file (`--each`).
+pub struct Pairs {
+    compared: Vec<(String, Comparison)>,
+    only_base: Vec<String>,
+    only_new: Vec<String>,
+}
+
+impl Pairs {
+    pub fn regressed(&self) -> usize {
+        self.compared.iter().map(|(_, c)| c.regressed()).sum()
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (name, c) in &self.compared {
+            out.push_str(&format!("== {name}\n"));
+            out.push_str(&text(c));
+            out.push('\n');
+        }
+        for (side, names) in [("base", &self.only_base), ("new", &self.only_new)] {
+            if !names.is_empty() {
+                out.push_str(&format!("only in {side}: {}\n", names.join(", ")));
+            }
+        }
+        out.push_str(&format!(
+            "{} files compared, {} regressed in all\n",
+            self.compared.len(),
+            self.regressed()
+        ));
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let compared: Vec<Value> = self
+            .compared
+            .iter()
+            .map(|(name, c)| json!({"file": name, "comparison": json(c)}))
+            .collect();
+        json!({
+            "compared": compared, "only_base": self.only_base, "only_new": self.only_new,
+            "regressed": self.regressed(),
+        })
+    }
+}
+
+/// The run-file names in directory `arg`.
+fn names(arg: &str) -> Result<std::collections::BTreeSet<String>, CompareError> {
+    let dir = Path::new(arg);
+    if !dir.is_dir() {
+        return Err(CompareError::NotADirectory(arg.to_owned()));
+    }
+    Ok(expand(arg)?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// Compares the files of directories `base` and `new` that share a name.
+pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareError> {
+    let (b, n) = (names(base)?, names(new)?);
+    let mut compared = Vec::new();
+    for name in b.intersection(&n) {
+        let load = |dir: &str| run_file::load(&Path::new(dir).join(name));
+        compared.push((
+            name.clone(),
+            compare(&[load(base)?], &[load(new)?], options),
+        ));
+    }
+    if compared.is_empty() {
+        return Err(CompareError::NoPairs(base.to_owned(), new.to_owned()));
+    }
+    Ok(Pairs {
+        compared,
+        only_base: b.difference(&n).cloned().collect(),
+        only_new: n.difference(&b).cloned().collect(),
     })
 }
 

@@ -53,6 +53,11 @@ enum Command {
         /// Exit with status 1 when anything regressed beyond the threshold.
         #[arg(long)]
         fail_on_regression: bool,
+        /// BASE and NEW are directories: compare their files pairwise by
+        /// name (one comparison per benchmark, as CriterionRuns writes them)
+        /// instead of merging each side's runs.
+        #[arg(long)]
+        each: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -133,20 +138,32 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             threshold,
             metric,
             fail_on_regression,
+            each,
             json,
         } => {
-            let base = compare::load_side(&base)?;
-            let new = compare::load_side(&new)?;
-            let c = compare::compare(&base, &new, &compare::Options { metric, threshold });
-            if json {
-                print_json(&compare::json(&c));
+            let options = compare::Options { metric, threshold };
+            let regressed = if each {
+                let pairs = compare::each(&base, &new, &options)?;
+                if json {
+                    print_json(&pairs.json());
+                } else {
+                    print!("{}", pairs.text());
+                }
+                pairs.regressed()
             } else {
-                print!("{}", compare::text(&c));
-            }
-            if fail_on_regression && c.regressed() > 0 {
+                let base = compare::load_side(&base)?;
+                let new = compare::load_side(&new)?;
+                let c = compare::compare(&base, &new, &options);
+                if json {
+                    print_json(&compare::json(&c));
+                } else {
+                    print!("{}", compare::text(&c));
+                }
+                c.regressed()
+            };
+            if fail_on_regression && regressed > 0 {
                 eprintln!(
-                    "runmetrics: {} regressed beyond {:.1} % (--fail-on-regression)",
-                    c.regressed(),
+                    "runmetrics: {regressed} regressed beyond {:.1} % (--fail-on-regression)",
                     threshold * 100.0
                 );
                 return Ok(ExitCode::from(1));

@@ -346,3 +346,46 @@ fn a_real_run_reads_shows_and_exports() {
     let o = runmetrics(&["compare", "--fail-on-regression", path, path]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn each_compares_two_directories_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (dir.path().join("base"), dir.path().join("new"));
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    for (name, b, n) in [
+        ("infer.json", "base.json", "new.json"),
+        ("parse.json", "base.json", "base.json"),
+    ] {
+        std::fs::copy(fixture(b), base.join(name)).unwrap();
+        std::fs::copy(fixture(n), new.join(name)).unwrap();
+    }
+    std::fs::copy(fixture("base.json"), base.join("old_only.json")).unwrap();
+    let o = runmetrics(&[
+        "compare",
+        "--each",
+        "--fail-on-regression",
+        base.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("== infer.json") && out.contains("== parse.json"),
+        "{out}"
+    );
+    assert!(out.contains("only in base: old_only.json"), "{out}");
+    assert!(
+        out.contains("2 files compared, 1 regressed in all"),
+        "{out}"
+    );
+
+    let o = runmetrics(&[
+        "compare",
+        "--each",
+        "tests/fixtures/base.json",
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not one"), "{}", stderr(&o));
+}
