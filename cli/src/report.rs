@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::compare::{self, Metric, Options};
 use crate::format::{maybe_seconds, seconds};
-use crate::run_file::{Entry, Run};
+use crate::run_file::Run;
 use crate::svg::{self, escape, BLUE, ORANGE};
 
 /// Distributions drawn: the entries with the largest totals.
@@ -52,21 +52,16 @@ fn samples(run: &Run) -> (svg::Points, svg::Points) {
 
 fn entry_table(out: &mut String, run: &Run) {
     out.push_str("<table><tr><th>phase / function</th><th>count</th><th>total</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n");
-    let mut entries: Vec<&Entry> = run.entries.iter().collect();
-    entries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
-    for e in entries {
+    for e in crate::show::sorted(run, None) {
+        let cells: String = crate::show::stat_cells(e)
+            .iter()
+            .map(|c| format!("<td>{c}</td>"))
+            .collect();
         let _ = writeln!(
             out,
-            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{} {}</td>{cells}</tr>",
             e.kind.name(),
-            escape(&e.label()),
-            e.count.map_or("-".to_owned(), |c| c.to_string()),
-            seconds(e.total_seconds),
-            maybe_seconds(e.mean_seconds),
-            maybe_seconds(e.p50_seconds),
-            maybe_seconds(e.p90_seconds),
-            maybe_seconds(e.p99_seconds),
-            maybe_seconds(e.max_seconds),
+            escape(&e.label())
         );
     }
     out.push_str("</table>\n");
@@ -178,8 +173,7 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
     }
 
     out.push_str("<h2>Latency distributions</h2>\n<p class=\"note\">Share of each phase's or function's regions per duration bucket (64 per power of two), log scale.</p>\n");
-    let mut entries: Vec<&Entry> = run.entries.iter().collect();
-    entries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+    let entries = crate::show::sorted(run, None);
     for (i, e) in entries.iter().take(MAX_DISTRIBUTIONS).enumerate() {
         let base_entry = base.and_then(|b| {
             b.entries

@@ -7,15 +7,33 @@ use serde_json::{json, Value};
 use crate::format::{maybe_seconds, seconds, Align, Table};
 use crate::run_file::{Entry, Kind, Run};
 
-/// Phases or functions of `kind`, the largest total first (then by name).
-fn sorted(run: &Run, kind: Kind) -> Vec<&Entry> {
-    let mut entries: Vec<&Entry> = run.entries.iter().filter(|e| e.kind == kind).collect();
+/// Phases or functions of `kind` (both with `None`), the largest total
+/// first (then by name).
+pub fn sorted(run: &Run, kind: Option<Kind>) -> Vec<&Entry> {
+    let mut entries: Vec<&Entry> = run
+        .entries
+        .iter()
+        .filter(|e| kind.is_none_or(|k| e.kind == k))
+        .collect();
     entries.sort_by(|a, b| {
         b.total_seconds
             .total_cmp(&a.total_seconds)
             .then_with(|| a.label().cmp(&b.label()))
     });
     entries
+}
+
+/// An entry's count, total, mean, p50, p90, p99 and max, as printed.
+pub fn stat_cells(e: &Entry) -> [String; 7] {
+    [
+        e.count.map_or("-".to_owned(), |c| c.to_string()),
+        seconds(e.total_seconds),
+        maybe_seconds(e.mean_seconds),
+        maybe_seconds(e.p50_seconds),
+        maybe_seconds(e.p90_seconds),
+        maybe_seconds(e.p99_seconds),
+        maybe_seconds(e.max_seconds),
+    ]
 }
 
 /// The share of the run's wall time an entry's total is (over 100 % when
@@ -75,18 +93,11 @@ pub fn text(run: &Run) -> String {
                 Align::Right,
             ],
         );
-        for e in sorted(run, kind) {
-            table.row(vec![
-                e.label(),
-                e.count.map_or("-".to_owned(), |c| c.to_string()),
-                seconds(e.total_seconds),
-                maybe_seconds(e.mean_seconds),
-                maybe_seconds(e.p50_seconds),
-                maybe_seconds(e.p90_seconds),
-                maybe_seconds(e.p99_seconds),
-                maybe_seconds(e.max_seconds),
-                percent_of_run(run, e).map_or("-".to_owned(), |p| format!("{p:.1} %")),
-            ]);
+        for e in sorted(run, Some(kind)) {
+            let mut row = vec![e.label()];
+            row.extend(stat_cells(e));
+            row.push(percent_of_run(run, e).map_or("-".to_owned(), |p| format!("{p:.1} %")));
+            table.row(row);
         }
         if !table.is_empty() {
             out.push('\n');
@@ -159,7 +170,7 @@ pub fn text(run: &Run) -> String {
 
 pub fn json(run: &Run) -> Value {
     let entries = |kind: Kind| -> Vec<Value> {
-        sorted(run, kind)
+        sorted(run, Some(kind))
             .into_iter()
             .map(|e| {
                 json!({

@@ -48,6 +48,32 @@ fn open(s: &mut String, id: &str, height: f64, title: &str) {
     );
 }
 
+/// The n-th entry of the legend, top right.
+fn legend(s: &mut String, n: usize, label: &str, colour: &str) {
+    let lx = WIDTH - RIGHT - 180.0 + n as f64 * 90.0;
+    let _ = writeln!(
+        s,
+        r#"<rect x="{lx}" y="6" width="10" height="10" fill="{colour}"/><text x="{}" y="15">{}</text>"#,
+        lx + 14.0,
+        escape(label)
+    );
+}
+
+/// Horizontal grid lines at `ticks`, labelled on the left with `suffix`.
+fn y_grid(s: &mut String, ticks: &[f64], y: impl Fn(f64) -> f64, suffix: &str) {
+    for &t in ticks {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" x2="{}" y1="{yy}" y2="{yy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}{suffix}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y(t) + 4.0,
+            number(t),
+            yy = y(t),
+        );
+    }
+}
+
 /// Round numbers for an axis from 0 to at least `max`.
 fn ticks(max: f64) -> (f64, Vec<f64>) {
     if max <= 0.0 || !max.is_finite() {
@@ -95,17 +121,7 @@ pub fn lines(id: &str, title: &str, y_label: &str, series: &[Line<'_>]) -> Strin
     let plot_h = height - TOP - BOTTOM;
     let x = |v: f64| LEFT + v / x_top * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_top * plot_h;
-    for t in &y_ticks {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" x2="{}" y1="{yy}" y2="{yy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(*t) + 4.0,
-            number(*t),
-            yy = y(*t),
-        );
-    }
+    y_grid(&mut s, &y_ticks, y, "");
     for t in &x_ticks {
         let _ = writeln!(
             s,
@@ -139,13 +155,7 @@ pub fn lines(id: &str, title: &str, y_label: &str, series: &[Line<'_>]) -> Strin
                 r#"<circle cx="{cx}" cy="{cy}" r="2.2" fill="{colour}"/>"#
             );
         }
-        let lx = WIDTH - RIGHT - 180.0 + n as f64 * 90.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="6" width="10" height="10" fill="{colour}"/><text x="{}" y="15">{}</text>"#,
-            lx + 14.0,
-            escape(label)
-        );
+        legend(&mut s, n, label, colour);
     }
     s.push_str("</svg>\n");
     s
@@ -183,17 +193,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
         .fold(0.0, f64::max);
     let (top, y_ticks) = ticks(share_max * 100.0);
     let y = |pct: f64| TOP + plot_h - pct / top * plot_h;
-    for t in &y_ticks {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" x2="{}" y1="{yy}" y2="{yy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{} %</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(*t) + 4.0,
-            number(*t),
-            yy = y(*t),
-        );
-    }
+    y_grid(&mut s, &y_ticks, y, " %");
     for d in lo as i32..=hi as i32 {
         let ns = 10f64.powi(d);
         let _ = writeln!(
@@ -228,13 +228,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
                 crate::format::seconds(lower as f64 / 1e9),
             );
         }
-        let lx = WIDTH - RIGHT - 180.0 + n as f64 * 90.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="6" width="10" height="10" fill="{colour}"/><text x="{}" y="15">{}</text>"#,
-            lx + 14.0,
-            escape(label)
-        );
+        legend(&mut s, n, label, colour);
     }
     s.push_str("</svg>\n");
     s
@@ -288,13 +282,7 @@ pub fn bars(id: &str, title: &str, series: &[(&str, &str)], rows: &[(String, Vec
         }
     }
     for (n, (label, colour)) in series.iter().enumerate() {
-        let lx = WIDTH - RIGHT - 180.0 + n as f64 * 90.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="6" width="10" height="10" fill="{colour}"/><text x="{}" y="15">{}</text>"#,
-            lx + 14.0,
-            escape(label)
-        );
+        legend(&mut s, n, label, colour);
     }
     s.push_str("</svg>\n");
     s

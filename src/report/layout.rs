@@ -6,6 +6,7 @@ use std::io::Write;
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::RunSnapshot;
 use crate::collector::aggregate::{DurationStats, ResourceTotals, WindowStats};
@@ -493,7 +494,7 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
 /// lines each.
 #[derive(Default)]
 struct ShallowPretty {
-    pretty: serde_json::ser::PrettyFormatter<'static>,
+    pretty: PrettyFormatter<'static>,
     depth: usize,
 }
 
@@ -507,21 +508,68 @@ impl ShallowPretty {
     }
 }
 
-impl serde_json::ser::Formatter for ShallowPretty {
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+impl ShallowPretty {
+    /// Opens an array or object: `open` by hand when deeper than the
+    /// pretty levels, else the pretty printer's way.
+    fn begin<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        open: &[u8],
+        pretty: fn(&mut PrettyFormatter<'static>, &mut W) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         self.depth += 1;
         if self.depth > Self::COMPACT_FROM {
-            return w.write_all(b"[");
+            return w.write_all(open);
         }
-        self.pretty.begin_array(w)
+        pretty(&mut self.pretty, w)
+    }
+
+    fn end<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        close: &[u8],
+        pretty: fn(&mut PrettyFormatter<'static>, &mut W) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.depth >= Self::COMPACT_FROM {
+            return w.write_all(close);
+        }
+        pretty(&mut self.pretty, w)
+    }
+
+    /// Before an element or key: a bare comma when compact.
+    fn separate<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+        pretty: fn(&mut PrettyFormatter<'static>, &mut W, bool) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.compact() {
+            return if first { Ok(()) } else { w.write_all(b",") };
+        }
+        pretty(&mut self.pretty, w, first)
+    }
+
+    /// After an element or value: nothing when compact.
+    fn finish<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        pretty: fn(&mut PrettyFormatter<'static>, &mut W) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.compact() {
+            return Ok(());
+        }
+        pretty(&mut self.pretty, w)
+    }
+}
+
+impl Formatter for ShallowPretty {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.begin(w, b"[", PrettyFormatter::begin_array)
     }
 
     fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.depth >= Self::COMPACT_FROM {
-            return w.write_all(b"]");
-        }
-        self.pretty.end_array(w)
+        self.end(w, b"]", PrettyFormatter::end_array)
     }
 
     fn begin_array_value<W: ?Sized + Write>(
@@ -529,33 +577,19 @@ impl serde_json::ser::Formatter for ShallowPretty {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if self.compact() {
-            return if first { Ok(()) } else { w.write_all(b",") };
-        }
-        self.pretty.begin_array_value(w, first)
+        self.separate(w, first, PrettyFormatter::begin_array_value)
     }
 
     fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.compact() {
-            return Ok(());
-        }
-        self.pretty.end_array_value(w)
+        self.finish(w, PrettyFormatter::end_array_value)
     }
 
     fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        if self.depth > Self::COMPACT_FROM {
-            return w.write_all(b"{");
-        }
-        self.pretty.begin_object(w)
+        self.begin(w, b"{", PrettyFormatter::begin_object)
     }
 
     fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.depth >= Self::COMPACT_FROM {
-            return w.write_all(b"}");
-        }
-        self.pretty.end_object(w)
+        self.end(w, b"}", PrettyFormatter::end_object)
     }
 
     fn begin_object_key<W: ?Sized + Write>(
@@ -563,10 +597,7 @@ impl serde_json::ser::Formatter for ShallowPretty {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if self.compact() {
-            return if first { Ok(()) } else { w.write_all(b",") };
-        }
-        self.pretty.begin_object_key(w, first)
+        self.separate(w, first, PrettyFormatter::begin_object_key)
     }
 
     fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
@@ -577,10 +608,7 @@ impl serde_json::ser::Formatter for ShallowPretty {
     }
 
     fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.compact() {
-            return Ok(());
-        }
-        self.pretty.end_object_value(w)
+        self.finish(w, PrettyFormatter::end_object_value)
     }
 }
 
@@ -734,5 +762,25 @@ impl Serialize for CountValues<'_> {
             map.serialize_entry(name, value)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_outer_four_levels_are_pretty() {
+        let v = serde_json::json!({"meta": {"list": [{"h": [[1, 2], [3, 4]], "o": {"a": 1}}]}});
+        let mut out = Vec::new();
+        v.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            ShallowPretty::default(),
+        ))
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"h\": [[1,2],[3,4]]"), "{text}");
+        assert!(text.contains("\"o\": {\"a\":1}"), "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
     }
 }
