@@ -171,8 +171,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run, base, output } => {
-            let run = run_file::load(&run)?;
-            let base = base.map(|b| run_file::load(&b)).transpose()?;
+            let run = report::Loaded::load(&run)?;
+            let base = base.map(|b| report::Loaded::load(&b)).transpose()?;
             std::fs::write(&output, report::html(&run, base.as_ref())).map_err(|e| {
                 format!("cannot write {}: {e}; choose another -o", output.display())
             })?;
@@ -180,11 +180,12 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { format, run } => {
-            let run = run_file::load(&run)?;
             match format {
                 ExportFormat::ChromeTrace => {
-                    let trace = trace::chrome_trace(&run);
-                    println!("{}", serde_json::to_string(&trace)?);
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    trace::write_chrome_trace(&run, &mut out)?;
+                    std::io::Write::flush(&mut out)?;
                 }
             }
             Ok(ExitCode::SUCCESS)

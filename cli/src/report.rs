@@ -32,12 +32,50 @@ const SCRIPT: &str = "window.addEventListener('load',function(){var n=0;\
 document.querySelectorAll('svg.plot').forEach(function(s){var r=s.getBoundingClientRect();\
 if(r.width>0&&r.height>0)n++;});document.body.setAttribute('data-plots-rendered',n);});";
 
+/// A run file read for the report: `meta`, and the events the report
+/// draws (every process sample, the first timed events), taken as the file
+/// streams by.
+pub struct Loaded {
+    run: Run,
+    samples: Vec<Value>,
+    timed: Vec<Value>,
+    /// Timed events in the file, drawn or not.
+    timed_total: u64,
+}
+
+impl Loaded {
+    pub fn load(path: &std::path::Path) -> Result<Loaded, crate::run_file::LoadError> {
+        let (mut samples, mut timed, mut timed_total) = (Vec::new(), Vec::new(), 0);
+        let run = crate::run_file::load_each(path, &mut |_, e| {
+            if e["event"] == "process_sample" {
+                samples.push(e);
+            } else if e["event"] == "phase_timing" || e["event"] == "func_timing" {
+                timed_total += 1;
+                if timed.len() < MAX_SPANS {
+                    timed.push(e);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Loaded {
+            run,
+            samples,
+            timed,
+            timed_total,
+        })
+    }
+
+    fn at_seconds(&self, e: &Value) -> Option<f64> {
+        crate::trace::at_seconds(Some(self.run.started_at), e)
+    }
+}
+
 /// Seconds since the start of each process sample: (cpu %, rss MiB).
-fn samples(run: &Run) -> (svg::Points, svg::Points) {
+fn samples(l: &Loaded) -> (svg::Points, svg::Points) {
     let mut cpu = Vec::new();
     let mut rss = Vec::new();
-    for e in run.events.iter().filter(|e| e["event"] == "process_sample") {
-        let Some(at) = crate::trace::at_seconds(run, e) else {
+    for e in &l.samples {
+        let Some(at) = l.at_seconds(e) else {
             continue;
         };
         if let Some(v) = e["cpu_percent"].as_f64() {
@@ -90,7 +128,8 @@ fn comparison_table(out: &mut String, rows: &[Value]) {
     out.push_str("</table>\n");
 }
 
-pub fn html(run: &Run, base: Option<&Run>) -> String {
+pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> String {
+    let run = &loaded.run;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -111,12 +150,12 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
         escape(run.meta_str("job").unwrap_or("-")),
         base.map_or(String::new(), |b| format!(
             "; compared with base run {}",
-            escape(&b.run_id)
+            escape(&b.run.run_id)
         )),
     );
 
     out.push_str("<h2>CPU and memory</h2>\n");
-    let (cpu, rss) = samples(run);
+    let (cpu, rss) = samples(loaded);
     let (base_cpu, base_rss) = base.map(samples).unwrap_or_default();
     let mut cpu_series = vec![("run", BLUE, cpu)];
     let mut rss_series = vec![("run", BLUE, rss)];
@@ -136,7 +175,7 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
     entry_table(&mut out, run);
     if let Some(base) = base {
         let c = compare::compare(
-            std::slice::from_ref(base),
+            std::slice::from_ref(&base.run),
             std::slice::from_ref(run),
             &Options {
                 metric: Metric::P50,
@@ -176,7 +215,8 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
     let entries = crate::show::sorted(run, None);
     for (i, e) in entries.iter().take(MAX_DISTRIBUTIONS).enumerate() {
         let base_entry = base.and_then(|b| {
-            b.entries
+            b.run
+                .entries
                 .iter()
                 .find(|x| x.kind == e.kind && x.module == e.module && x.name == e.name)
         });
@@ -198,17 +238,8 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
     out.push_str("<h2>Timeline</h2>\n");
     let mut lanes: Vec<u64> = Vec::new();
     let mut spans = Vec::new();
-    let timed = run
-        .events
-        .iter()
-        .filter(|e| e["event"] == "phase_timing" || e["event"] == "func_timing");
-    let mut total = 0usize;
-    for e in timed {
-        total += 1;
-        if spans.len() >= MAX_SPANS {
-            continue;
-        }
-        let Some(at) = crate::trace::at_seconds(run, e) else {
+    for e in &loaded.timed {
+        let Some(at) = loaded.at_seconds(e) else {
             continue;
         };
         let duration = e["duration_seconds"].as_f64().unwrap_or(0.0);
@@ -242,7 +273,8 @@ pub fn html(run: &Run, base: Option<&Run>) -> String {
         &spans,
         run.seconds(),
     ));
-    if total > spans.len() {
+    let total = loaded.timed_total;
+    if total > spans.len() as u64 {
         let _ = writeln!(
             out,
             "<p class=\"note\">The first {} of {total} timed events are drawn.</p>",
@@ -269,7 +301,7 @@ mod tests {
     fn the_page_is_self_contained() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base.json");
-        let run = crate::run_file::load(&path).unwrap();
+        let run = Loaded::load(&path).unwrap();
         let page = html(&run, Some(&run));
         for id in [
             "cpu",
@@ -288,6 +320,7 @@ mod tests {
         assert_eq!(urls, namespaces);
         assert!(!page.contains(" src="));
         assert!(run
+            .run
             .entries
             .iter()
             .any(|e| e.kind == crate::run_file::Kind::Function));

@@ -41,6 +41,9 @@ pub enum LoadError {
     /// JSON, but not laid out like a run file.
     #[error("{} is not a runmetrics run file: {why}", path.display())]
     NotARunFile { path: PathBuf, why: String },
+    /// What was made of the events could not be written.
+    #[error("{0}")]
+    Output(String),
     /// Written by a newer runmetrics than this reader.
     #[error(
         "{} has layout_version {version}, newer than this runmetrics reads ({LAYOUT_VERSION}); \
@@ -104,7 +107,7 @@ pub struct Count {
     pub observations: Option<u64>,
 }
 
-/// A run file, read.
+/// A run file's `meta`, read (its events stream by: [`load_each`]).
 #[derive(Debug)]
 pub struct Run {
     pub path: PathBuf,
@@ -117,7 +120,6 @@ pub struct Run {
     pub entries: Vec<Entry>,
     pub counts: Vec<Count>,
     pub meta: Map<String, Value>,
-    pub events: Vec<Value>,
 }
 
 impl Run {
@@ -141,30 +143,185 @@ impl Run {
     }
 }
 
-/// Reads and checks the run file at `path`.
+/// What is done with each event (and the file's `meta`) as the file
+/// streams by; an `Err` stops the reading (a closed output, say).
+pub type EachFn<'f> = dyn FnMut(&Map<String, Value>, Value) -> Result<(), String> + 'f;
+/// A borrowed [`EachFn`].
+pub type EachEvent<'a> = &'a mut EachFn<'a>;
+
+/// Reads and checks the run file at `path`, streaming past its events
+/// (`show` and `compare` need only `meta`): a run of millions of events
+/// costs no more memory than one of ten.
 pub fn load(path: &Path) -> Result<Run, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    read(path, None)
+}
+
+/// [`load`], handing every event to `each` (with `meta`) instead of
+/// skipping it; none is kept in the `Run`.
+pub fn load_each(path: &Path, each: EachEvent<'_>) -> Result<Run, LoadError> {
+    read(path, Some(each))
+}
+
+fn read(path: &Path, mut each: Option<EachEvent<'_>>) -> Result<Run, LoadError> {
+    let read_error = |source| LoadError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        let at = byte_offset(&bytes, e.line(), e.column());
-        if e.classify() == serde_json::error::Category::Eof {
-            LoadError::Truncated {
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    let failed = std::cell::RefCell::new(None);
+    let top = Top {
+        each: each.as_deref_mut(),
+        failed: &failed,
+    };
+    let parts = serde::Deserializer::deserialize_any(&mut de, top)
+        .and_then(|parts| de.end().map(|()| parts));
+    if let Some(message) = failed.into_inner() {
+        return Err(LoadError::Output(message));
+    }
+    let mut parts = parts.map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Io => read_error(std::io::Error::from(e)),
+            Category::Eof => LoadError::Truncated {
                 path: path.to_owned(),
-                at: bytes.len() as u64,
+                at: std::fs::metadata(path).map_or(0, |m| m.len()),
+            },
+            Category::Syntax => {
+                // Only now is the text needed: to say which byte.
+                let bytes = std::fs::read(path).unwrap_or_default();
+                LoadError::NotJson {
+                    path: path.to_owned(),
+                    message: strip_position(&e.to_string()),
+                    at: byte_offset(&bytes, e.line(), e.column()),
+                    line: e.line(),
+                    column: e.column(),
+                }
             }
-        } else {
-            LoadError::NotJson {
+            Category::Data => LoadError::NotARunFile {
                 path: path.to_owned(),
-                message: strip_position(&e.to_string()),
-                at,
-                line: e.line(),
-                column: e.column(),
-            }
+                why: strip_position(&e.to_string()),
+            },
         }
     })?;
-    from_value(path, value)
+    // Events before `meta` (not how runmetrics writes them) were kept.
+    let late = parts.events.take();
+    let run = from_parts(path, parts)?;
+    if let (Some(each), Some(Value::Array(events))) = (each, late) {
+        for e in events {
+            each(&run.meta, e).map_err(LoadError::Output)?;
+        }
+    }
+    Ok(run)
+}
+
+/// The top level of a run file: `meta` as a value; `events` skipped, or
+/// handed one by one to `each`; other keys ignored.
+struct Top<'a, 'f> {
+    each: Option<&'a mut EachFn<'f>>,
+    failed: &'a std::cell::RefCell<Option<String>>,
+}
+
+#[derive(Default)]
+struct Parts {
+    meta: Option<Value>,
+    /// Set only when the events came before `meta` and must be kept.
+    events: Option<Value>,
+    /// Whether there was an `events` list at all.
+    has_events: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_, '_> {
+    type Value = Parts;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a run file: an object with `meta` and `events`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parts, A::Error> {
+        let mut parts = Parts::default();
+        let mut each = self.each;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "meta" => parts.meta = Some(map.next_value()?),
+                "events" => {
+                    parts.has_events = true;
+                    match (each.as_deref_mut(), &parts.meta) {
+                        (Some(f), Some(Value::Object(meta))) => map.next_value_seed(Each {
+                            meta,
+                            each: f,
+                            failed: self.failed,
+                        })?,
+                        (Some(_), _) => parts.events = Some(map.next_value()?),
+                        (None, _) => map.next_value_seed(SkipList)?,
+                    }
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// Reads past the events list without keeping anything (anything but a
+/// list is an error).
+struct SkipList;
+
+impl<'de> serde::de::DeserializeSeed<'de> for SkipList {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SkipList {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the events list")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// The events list, each event handed to `each` as it is read (anything
+/// but a list is an error).
+struct Each<'a, 'f> {
+    meta: &'a Map<String, Value>,
+    each: &'a mut EachFn<'f>,
+    failed: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Each<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Each<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the events list")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(e) = seq.next_element::<Value>()? {
+            if let Err(message) = (self.each)(self.meta, e) {
+                *self.failed.borrow_mut() = Some(message.clone());
+                return Err(serde::de::Error::custom(message));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The byte a serde_json (line, column) points at (0-based).
@@ -185,22 +342,17 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn from_value(path: &Path, value: Value) -> Result<Run, LoadError> {
+fn from_parts(path: &Path, parts: Parts) -> Result<Run, LoadError> {
     let not_run = |why: &str| LoadError::NotARunFile {
         path: path.to_owned(),
         why: why.to_owned(),
     };
-    let Value::Object(mut file) = value else {
-        return Err(not_run("it is not a JSON object with `meta` and `events`"));
-    };
-    let Some(Value::Object(meta)) = file.remove("meta") else {
+    let Some(Value::Object(meta)) = parts.meta else {
         return Err(not_run("it has no `meta` object"));
     };
-    let events = match file.remove("events") {
-        Some(Value::Array(events)) => events,
-        Some(_) => return Err(not_run("its `events` is not a list")),
-        None => return Err(not_run("it has no `events` list")),
-    };
+    if !parts.has_events {
+        return Err(not_run("it has no `events` list"));
+    }
     if let Some(version) = meta.get("layout_version").and_then(Value::as_u64) {
         if version > LAYOUT_VERSION {
             return Err(LoadError::NewerLayout {
@@ -263,7 +415,6 @@ fn from_value(path: &Path, value: Value) -> Result<Run, LoadError> {
         entries,
         counts,
         meta,
-        events,
     })
 }
 

@@ -312,6 +312,20 @@ fn the_chrome_trace_has_every_timed_event_on_its_thread() {
             ("infer_step", 0, 270_373.65)
         ]
     );
+
+    // A hand-made file with its events before `meta` reads the same.
+    let base: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("base.json")).unwrap()).unwrap();
+    let reordered = format!(
+        r#"{{"events": {}, "meta": {}}}"#,
+        base["events"], base["meta"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reordered.json");
+    std::fs::write(&path, reordered).unwrap();
+    let o = runmetrics(&["export", "--format", "chrome-trace", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(check_trace(&stdout(&o)).len(), 3);
 }
 
 #[test]
