@@ -64,3 +64,35 @@ fn many_short_lived_threads_lose_nothing() {
     assert_eq!(phase_count(&file, "short"), 5_000);
     assert_eq!(file["meta"]["threads"].as_array().unwrap().len(), 50);
 }
+
+/// With events off a region never touches the ring, so a thread that exits
+/// just after the collector read its tally leaves regions only there: its
+/// ring must stay until a pass that saw it closed has read them.
+#[test]
+fn threads_that_exit_between_two_looks_lose_nothing_with_events_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(
+        Config::new()
+            .events(runmetrics::Events::None)
+            .poll_interval(std::time::Duration::from_micros(100)),
+    )
+    .unwrap();
+    rec.start_run(dir.path()).unwrap();
+    const ROUNDS: u64 = 100;
+    const THREADS: u64 = 4;
+    const REGIONS: u64 = 20_000;
+    for _ in 0..ROUNDS {
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..REGIONS {
+                        let _t = rec.phase("exiting", "threads");
+                    }
+                });
+            }
+        });
+    }
+    let file = common::read_run_file(rec.end_run(Value::Null).unwrap());
+    assert_eq!(phase_count(&file, "exiting"), ROUNDS * THREADS * REGIONS);
+    assert_eq!(file["meta"]["records_issued"], ROUNDS * THREADS * REGIONS);
+}

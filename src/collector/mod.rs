@@ -259,7 +259,9 @@ impl Collector {
             .run
             .as_ref()
             .map(|r| clock.delta_as_nanos(r.t0, clock.raw()));
-        let mut finished = false;
+        // Rings seen closed before their drain: everything their thread
+        // recorded is taken in this pass.
+        let mut finished: Vec<*const Ring> = Vec::new();
         let mut total = 0;
         for ring in &self.rings {
             // Read before draining: once closed, what we drain is all there is.
@@ -318,7 +320,9 @@ impl Collector {
                         .or_insert_with(|| ring.thread_name.clone());
                 }
             }
-            finished |= closed;
+            if closed {
+                finished.push(Arc::as_ptr(ring));
+            }
         }
         let orphaned = self.shared.orphaned();
         if let Some(run) = self.run.as_mut() {
@@ -331,10 +335,13 @@ impl Collector {
             }
         }
         self.orphaned_seen = orphaned;
-        if finished {
+        if !finished.is_empty() {
+            // Not `is_closed()` now: a ring closed after its tally was read
+            // this pass still holds regions counted since, in the tally
+            // alone (they never touch the ring), for the next pass.
             self.shared
                 .lock_rings()
-                .retain(|r| !r.is_closed() || r.published() != r.consumed());
+                .retain(|r| !finished.contains(&Arc::as_ptr(r)) || r.published() != r.consumed());
         }
         total
     }
