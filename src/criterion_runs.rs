@@ -128,13 +128,21 @@ impl CriterionRuns {
     }
 }
 
-/// Whether the run file at `path` holds no region and no count.
+/// Whether the run file at `path` holds no region and no count. Reads only
+/// `meta.records_issued`: the events stream past unkept.
 fn recorded_nothing(path: &Path) -> bool {
-    std::fs::read(path)
+    #[derive(serde::Deserialize)]
+    struct File {
+        meta: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        records_issued: u64,
+    }
+    std::fs::File::open(path)
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["meta"]["records_issued"].as_u64())
-        == Some(0)
+        .and_then(|f| serde_json::from_reader::<_, File>(std::io::BufReader::new(f)).ok())
+        .is_some_and(|f| f.meta.records_issued == 0)
 }
 
 fn file_stem(id: &str) -> String {

@@ -5,7 +5,7 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, FixedOffset, Local, TimeDelta};
 
 type Source = fn() -> DateTime<Local>;
 
@@ -15,6 +15,13 @@ static SOURCE: RwLock<Source> = RwLock::new(Local::now as Source);
 pub(crate) fn now() -> DateTime<Local> {
     let source = *SOURCE.read().unwrap_or_else(PoisonError::into_inner);
     source()
+}
+
+/// The time `ns` after `start`, in `start`'s offset from UTC: every time
+/// of a run reads in one offset (so the strings sort as the times do, across
+/// a DST change), and adding needs no time-zone lookup.
+pub(crate) fn after(start: DateTime<FixedOffset>, ns: u64) -> DateTime<FixedOffset> {
+    start + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64)
 }
 
 /// Replaces the wall clock's source, for tests that fake a jump.

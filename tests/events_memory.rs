@@ -5,15 +5,9 @@
 //! in the file). The one test in this file, so that nothing else moves RSS.
 
 mod common;
-use common::read_run_file;
+use common::{read_run_file, rss_bytes};
 use runmetrics::{Config, Events, Overflow, Recorder};
 use serde_json::Value;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 const MIB: f64 = 1048576.0;
 

@@ -49,8 +49,9 @@ fn record(phase: &'static str, n: u64) {
     });
 }
 
-/// The run files in `dir`, and whether an events sidecar is there.
-fn files(dir: &Path) -> (Vec<PathBuf>, bool) {
+/// The one run file in `dir`, parsed, and whether an events sidecar is
+/// beside it.
+fn the_run(dir: &Path) -> (Value, bool) {
     let mut runs = Vec::new();
     let mut sidecar = false;
     for e in std::fs::read_dir(dir).unwrap() {
@@ -61,7 +62,8 @@ fn files(dir: &Path) -> (Vec<PathBuf>, bool) {
             runs.push(path);
         }
     }
-    (runs, sidecar)
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    (read_run_file(&runs[0]), sidecar)
 }
 
 fn run_child(which: &str) -> tempfile::TempDir {
@@ -87,9 +89,7 @@ fn dropping_the_recorder_ends_the_run() {
         let _t = rec.phase("step", "shutdown");
     }
     drop(rec);
-    let (runs, sidecar) = files(dir.path());
-    assert_eq!(runs.len(), 1);
-    let file = read_run_file(&runs[0]);
+    let (file, sidecar) = the_run(dir.path());
     assert_eq!(file["meta"]["in_progress"], false);
     assert!(file["meta"]["ended_at"].is_string());
     assert_eq!(phase_count(&file, "step"), 1_000);
@@ -105,9 +105,7 @@ fn exit_after_end_run(dir: &Path) {
 
 fn exit_after_end_run_loses_nothing() {
     let dir = run_child("end_run");
-    let (runs, sidecar) = files(dir.path());
-    assert_eq!(runs.len(), 1);
-    let file = read_run_file(&runs[0]);
+    let (file, sidecar) = the_run(dir.path());
     assert_eq!(file["meta"]["in_progress"], false);
     assert_eq!(phase_count(&file, "step"), 10_000);
     assert_eq!(
@@ -129,9 +127,7 @@ fn exit_with_the_run_open(dir: &Path) {
 
 fn exit_with_the_run_open_keeps_the_last_snapshot() {
     let dir = run_child("open");
-    let (runs, sidecar) = files(dir.path());
-    assert_eq!(runs.len(), 1);
-    let file = read_run_file(&runs[0]);
+    let (file, sidecar) = the_run(dir.path());
     assert_eq!(file["meta"]["in_progress"], true, "the last snapshot");
     assert_eq!(file["meta"]["ended_at"], Value::Null);
     assert_eq!(phase_count(&file, "before"), 1_000);

@@ -9,15 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{phase_count, read_run_file};
+use common::{phase_count, read_run_file, rss_bytes};
 use runmetrics::{Config, Events, Recorder};
 use serde_json::Value;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 #[test]
 fn two_threads_for_minutes_keep_memory_flat_and_counts_exact() {

@@ -43,16 +43,6 @@ impl Metric {
             Metric::Total => Some(s.total),
         }
     }
-
-    fn of_entry(self, e: &Entry) -> Option<f64> {
-        match self {
-            Metric::P50 => e.p50_seconds,
-            Metric::P90 => e.p90_seconds,
-            Metric::P99 => e.p99_seconds,
-            Metric::Mean => e.mean_seconds,
-            Metric::Total => Some(e.total_seconds),
-        }
-    }
 }
 
 /// Why the sides could not be read.
@@ -113,18 +103,34 @@ pub fn expand(arg: &str) -> Result<Vec<PathBuf>, CompareError> {
 
 /// One side's view of one phase or function, over its runs.
 #[derive(Clone, Debug, Default)]
-struct Stats {
-    count: u64,
-    total: f64,
-    mean: Option<f64>,
-    p50: Option<f64>,
-    p90: Option<f64>,
-    p99: Option<f64>,
+pub struct Stats {
+    pub count: u64,
+    pub total: f64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
     /// The metric's value in each run that has the entry.
     per_run: Vec<f64>,
 }
 
-type Key = (Kind, String, String);
+impl From<&Entry> for Stats {
+    /// One run's own figures.
+    fn from(e: &Entry) -> Stats {
+        Stats {
+            count: e.count.unwrap_or(0),
+            total: e.total_seconds,
+            mean: e.mean_seconds,
+            p50: e.p50_seconds,
+            p90: e.p90_seconds,
+            p99: e.p99_seconds,
+            per_run: Vec::new(),
+        }
+    }
+}
+
+/// Kind, module, name.
+pub type Key = (Kind, String, String);
 
 /// Every entry of a side's runs, merged.
 fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
@@ -140,21 +146,19 @@ fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
     by_key
         .into_iter()
         .map(|(key, entries)| {
-            let count: u64 = entries.iter().filter_map(|e| e.count).sum();
-            let total: f64 = entries.iter().map(|e| e.total_seconds).sum();
-            let per_run = entries.iter().filter_map(|e| metric.of_entry(e)).collect();
+            let per_run = entries
+                .iter()
+                .filter_map(|e| metric.of(&Stats::from(*e)))
+                .collect();
             let stats = if let [one] = entries[..] {
                 // One run: its own figures, finer than the file's histogram.
                 Stats {
-                    count,
-                    total,
-                    mean: one.mean_seconds,
-                    p50: one.p50_seconds,
-                    p90: one.p90_seconds,
-                    p99: one.p99_seconds,
                     per_run,
+                    ..Stats::from(one)
                 }
             } else {
+                let count: u64 = entries.iter().filter_map(|e| e.count).sum();
+                let total: f64 = entries.iter().map(|e| e.total_seconds).sum();
                 let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
                 for e in &entries {
                     for &(lower, n) in &e.histogram_ns {
@@ -189,11 +193,7 @@ fn quantile(hist: &BTreeMap<u64, u64>, q: f64) -> Option<f64> {
     for (&lower, &count) in hist {
         seen += count;
         if seen >= rank {
-            let width = if lower < 128 {
-                1
-            } else {
-                1u64 << (63 - lower.leading_zeros() - 6)
-            };
+            let width = run_file::bucket_width(lower);
             return Some((lower as f64 + (width - 1) as f64 / 2.0) / 1e9);
         }
     }
@@ -213,7 +213,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Verdict::Improved => "improved",
             Verdict::Regressed => "regressed",
@@ -232,11 +232,26 @@ pub struct Options {
     pub threshold: f64,
 }
 
-struct Row {
-    key: Key,
-    base: Option<Stats>,
-    new: Option<Stats>,
-    verdict: Verdict,
+/// One phase's or function's comparison.
+pub struct Row {
+    pub key: Key,
+    pub base: Option<Stats>,
+    pub new: Option<Stats>,
+    /// The relative change of the metric, when both sides have it.
+    pub change: Option<f64>,
+    pub verdict: Verdict,
+}
+
+impl Row {
+    /// `module/name`, or the name alone when the module is empty.
+    pub fn label(&self) -> String {
+        let (_, module, name) = &self.key;
+        if module.is_empty() {
+            name.clone()
+        } else {
+            format!("{module}/{name}")
+        }
+    }
 }
 
 /// The result of a comparison.
@@ -249,6 +264,10 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
     pub fn regressed(&self) -> usize {
         self.count(Verdict::Regressed)
     }
@@ -285,29 +304,31 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Comparison {
         .map(|key| {
             let base = b.remove(&key);
             let new = n.remove(&key);
-            let verdict = match (&base, &new) {
-                (None, _) => Verdict::New,
-                (_, None) => Verdict::Gone,
-                (Some(bs), Some(ns)) => match (metric.of(bs), metric.of(ns)) {
-                    (Some(x), Some(y)) if x > 0.0 => {
-                        let rel = (y - x) / x;
-                        if rel.abs() <= options.threshold {
-                            Verdict::Unchanged
-                        } else if !beyond_noise(&bs.per_run, &ns.per_run) {
-                            Verdict::Noise
-                        } else if rel > 0.0 {
-                            Verdict::Regressed
-                        } else {
-                            Verdict::Improved
-                        }
-                    }
-                    _ => Verdict::Unchanged,
-                },
+            let change = match (
+                base.as_ref().and_then(|s| metric.of(s)),
+                new.as_ref().and_then(|s| metric.of(s)),
+            ) {
+                (Some(x), Some(y)) if x > 0.0 => Some((y - x) / x),
+                _ => None,
+            };
+            let verdict = match (&base, &new, change) {
+                (None, _, _) => Verdict::New,
+                (_, None, _) => Verdict::Gone,
+                (Some(_), Some(_), None) => Verdict::Unchanged,
+                (Some(_), Some(_), Some(rel)) if rel.abs() <= options.threshold => {
+                    Verdict::Unchanged
+                }
+                (Some(bs), Some(ns), Some(_)) if !beyond_noise(&bs.per_run, &ns.per_run) => {
+                    Verdict::Noise
+                }
+                (Some(_), Some(_), Some(rel)) if rel > 0.0 => Verdict::Regressed,
+                (Some(_), Some(_), Some(_)) => Verdict::Improved,
             };
             Row {
                 key,
                 base,
                 new,
+                change,
                 verdict,
             }
         })
@@ -370,13 +391,8 @@ pub fn text(c: &Comparison) -> String {
             let get = |f: fn(&Stats) -> Option<f64>| {
                 cell(r.base.as_ref().and_then(f), r.new.as_ref().and_then(f))
             };
-            let label = if r.key.1.is_empty() {
-                r.key.2.clone()
-            } else {
-                format!("{}/{}", r.key.1, r.key.2)
-            };
             table.row(vec![
-                label,
+                r.label(),
                 get(|s| s.p50),
                 get(|s| s.p99),
                 get(|s| s.mean),
@@ -415,17 +431,10 @@ pub fn json(c: &Comparison) -> Value {
         .rows
         .iter()
         .map(|r| {
-            let change = match (
-                r.base.as_ref().and_then(|s| c.metric.of(s)),
-                r.new.as_ref().and_then(|s| c.metric.of(s)),
-            ) {
-                (Some(b), Some(n)) if b > 0.0 => Some((n - b) / b),
-                _ => None,
-            };
             json!({
                 "kind": r.key.0.name(), "module": r.key.1, "name": r.key.2,
                 "base": stats(&r.base), "new": stats(&r.new),
-                "change": change, "verdict": r.verdict.name(),
+                "change": r.change, "verdict": r.verdict.name(),
             })
         })
         .collect();

@@ -105,24 +105,23 @@ fn entry_table(out: &mut String, run: &Run) {
     out.push_str("</table>\n");
 }
 
-fn comparison_table(out: &mut String, rows: &[Value]) {
+fn comparison_table(out: &mut String, rows: &[compare::Row]) {
     out.push_str("<table><tr><th>phase / function</th><th>base p50</th><th>p50</th><th>base p99</th><th>p99</th><th>change (p50)</th><th>verdict</th></tr>\n");
     for r in rows {
-        let stat = |side: &str, k: &str| maybe_seconds(r[side][k].as_f64());
-        let verdict = r["verdict"].as_str().unwrap_or("");
+        let stat = |side: &Option<compare::Stats>, f: fn(&compare::Stats) -> Option<f64>| {
+            maybe_seconds(side.as_ref().and_then(f))
+        };
+        let verdict = r.verdict.name();
         let _ = writeln!(
             out,
-            "<tr><td>{} {}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{verdict}\">{verdict}</td></tr>",
-            r["kind"].as_str().unwrap_or(""),
-            escape(r["module"].as_str().unwrap_or("")),
-            escape(r["name"].as_str().unwrap_or("")),
-            stat("base", "p50_seconds"),
-            stat("new", "p50_seconds"),
-            stat("base", "p99_seconds"),
-            stat("new", "p99_seconds"),
-            r["change"]
-                .as_f64()
-                .map_or("-".to_owned(), crate::format::change),
+            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{verdict}\">{verdict}</td></tr>",
+            r.key.0.name(),
+            escape(&r.label()),
+            stat(&r.base, |s| s.p50),
+            stat(&r.new, |s| s.p50),
+            stat(&r.base, |s| s.p99),
+            stat(&r.new, |s| s.p99),
+            r.change.map_or("-".to_owned(), crate::format::change),
         );
     }
     out.push_str("</table>\n");
@@ -182,24 +181,23 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> String {
                 threshold: 0.05,
             },
         );
-        let json = compare::json(&c);
-        let rows = json["rows"].as_array().cloned().unwrap_or_default();
         out.push_str("<h2>Against the base run</h2>\n");
-        comparison_table(&mut out, &rows);
-        for (id, key, title) in [
-            ("compare-p50", "p50_seconds", "p50, base and run"),
-            ("compare-p99", "p99_seconds", "p99, base and run"),
+        comparison_table(&mut out, c.rows());
+        for (id, stat, title) in [
+            (
+                "compare-p50",
+                (|s| s.p50) as fn(&compare::Stats) -> Option<f64>,
+                "p50, base and run",
+            ),
+            ("compare-p99", |s| s.p99, "p99, base and run"),
         ] {
-            let bars: Vec<(String, Vec<f64>)> = rows
+            let bars: Vec<(String, Vec<f64>)> = c
+                .rows()
                 .iter()
                 .map(|r| {
-                    let label = format!(
-                        "{}/{}",
-                        r["module"].as_str().unwrap_or(""),
-                        r["name"].as_str().unwrap_or("")
-                    );
-                    let v = |side: &str| r[side][key].as_f64().unwrap_or(0.0);
-                    (label, vec![v("base"), v("new")])
+                    let v =
+                        |side: &Option<compare::Stats>| side.as_ref().and_then(stat).unwrap_or(0.0);
+                    (r.label(), vec![v(&r.base), v(&r.new)])
                 })
                 .collect();
             out.push_str(&svg::bars(

@@ -97,6 +97,17 @@ impl Entry {
     }
 }
 
+/// The width in ns of the `histogram_ns` bucket whose lower bound is
+/// `lower`: 1 under 128 ns, then 64 buckets per power of two (the rule
+/// runmetrics writes them by).
+pub fn bucket_width(lower: u64) -> u64 {
+    if lower < 128 {
+        1
+    } else {
+        1 << (63 - lower.leading_zeros() - 6)
+    }
+}
+
 /// One count name's summary.
 #[derive(Clone, Debug)]
 pub struct Count {

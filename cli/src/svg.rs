@@ -74,6 +74,26 @@ fn y_grid(s: &mut String, ticks: &[f64], y: impl Fn(f64) -> f64, suffix: &str) {
     }
 }
 
+/// Vertical grid lines at `ticks` in a chart `height` high, labelled below.
+fn x_grid(
+    s: &mut String,
+    ticks: &[f64],
+    x: impl Fn(f64) -> f64,
+    height: f64,
+    label: impl Fn(f64) -> String,
+) {
+    for &t in ticks {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx}" x2="{xx}" y1="{TOP}" y2="{}" stroke="#ddd"/><text x="{xx}" y="{}" text-anchor="middle">{}</text>"##,
+            height - BOTTOM,
+            height - BOTTOM + 16.0,
+            label(t),
+            xx = x(t),
+        );
+    }
+}
+
 /// Round numbers for an axis from 0 to at least `max`.
 fn ticks(max: f64) -> (f64, Vec<f64>) {
     if max <= 0.0 || !max.is_finite() {
@@ -205,11 +225,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
         );
     }
     let bar_w = |lower: u64| {
-        let width = if lower < 128 {
-            1.0
-        } else {
-            (1u64 << (63 - lower.leading_zeros() - 6)) as f64
-        };
+        let width = crate::run_file::bucket_width(lower) as f64;
         (x(lower as f64 + width) - x(lower as f64)).max(1.5)
     };
     for (n, (label, colour, buckets)) in series.iter().enumerate() {
@@ -250,16 +266,7 @@ pub fn bars(id: &str, title: &str, series: &[(&str, &str)], rows: &[(String, Vec
     let (top, x_ticks) = ticks(max);
     let plot_w = WIDTH - left - RIGHT;
     let x = |v: f64| left + v / top * plot_w;
-    for t in &x_ticks {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{xx}" x2="{xx}" y1="{TOP}" y2="{}" stroke="#ddd"/><text x="{xx}" y="{}" text-anchor="middle">{}</text>"##,
-            height - BOTTOM,
-            height - BOTTOM + 16.0,
-            crate::format::seconds(*t),
-            xx = x(*t),
-        );
-    }
+    x_grid(&mut s, &x_ticks, x, height, crate::format::seconds);
     for (i, (label, values)) in rows.iter().enumerate() {
         let gy = TOP + i as f64 * group;
         let _ = writeln!(
@@ -305,16 +312,7 @@ pub fn timeline(
     let (top, x_ticks) = ticks(seconds.max(1e-9));
     let plot_w = WIDTH - left - RIGHT;
     let x = |v: f64| left + v / top * plot_w;
-    for t in &x_ticks {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{xx}" x2="{xx}" y1="{TOP}" y2="{}" stroke="#eee"/><text x="{xx}" y="{}" text-anchor="middle">{} s</text>"##,
-            height - BOTTOM,
-            height - BOTTOM + 16.0,
-            number(*t),
-            xx = x(*t),
-        );
-    }
+    x_grid(&mut s, &x_ticks, x, height, |t| format!("{} s", number(t)));
     for (i, lane) in lanes.iter().enumerate() {
         let _ = writeln!(
             s,

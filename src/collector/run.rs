@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chrono::{DateTime, Local, TimeDelta};
+use chrono::{DateTime, FixedOffset};
 
 use super::aggregate::{CountStats, Durations, WindowStats};
 use super::events::{Event, EventLog};
@@ -52,7 +52,8 @@ enum Previous {
 pub(crate) struct RunState {
     pub(crate) run_id: String,
     pub(crate) path: PathBuf,
-    pub(crate) started_at: DateTime<Local>,
+    /// The wall clock at the start, in its offset from UTC then.
+    pub(crate) started_at: DateTime<FixedOffset>,
     /// Raw clock value at the start: event times count from here.
     pub(crate) t0: u64,
     /// Raw clock value before which a record belongs to an earlier run: `t0`,
@@ -91,7 +92,7 @@ impl RunState {
             events: EventLog::new(events, &path),
             run_id,
             path,
-            started_at: crate::wall_clock::now(),
+            started_at: crate::wall_clock::now().fixed_offset(),
             t0,
             accept_from: t0,
             previous_run_id: None,
@@ -124,9 +125,8 @@ impl RunState {
         clock: &quanta::Clock,
     ) -> RunState {
         let mut run = RunState::new(run_id, path, t0, previous.events.mode);
-        let since = clock.delta_as_nanos(previous.t0, t0);
         run.started_at =
-            previous.started_at + TimeDelta::nanoseconds(since.min(i64::MAX as u64) as i64);
+            crate::wall_clock::after(previous.started_at, clock.delta_as_nanos(previous.t0, t0));
         run.accept_from = previous.accept_from;
         run.previous_run_id = Some(previous.run_id.clone());
         run
@@ -151,7 +151,7 @@ impl RunState {
     pub(crate) fn settle_events(&mut self, drain_ns: u64, sites: &[SiteInfo]) {
         let text = EventText {
             sites,
-            started_at: self.started_at.fixed_offset(),
+            started_at: self.started_at,
         };
         if let Err(e) = self.events.settle(drain_ns, &text) {
             let file = self.events.sidecar.file_name();

@@ -3,16 +3,17 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta};
-use serde::ser::{SerializeMap, SerializeSeq};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::RunSnapshot;
 use crate::collector::aggregate::{DurationStats, ResourceTotals, WindowStats};
-use crate::collector::events::{Event, EventLog};
+use crate::collector::events::Event;
 use crate::config::Events as EventMode;
 use crate::site::{Kind, SiteInfo};
+use crate::wall_clock::after;
 
 /// The version of this layout, written as `meta.layout_version`. Raised only
 /// when a reader of the old layout would misread the new one.
@@ -66,13 +67,6 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// The time `ns` after `start`, in the start's offset from UTC: adding to
-/// a fixed offset needs no time-zone lookup, and every time of a run reads
-/// in one offset (so the strings sort as the times do, across a DST change).
-fn at(start: DateTime<FixedOffset>, ns: u64) -> DateTime<FixedOffset> {
-    start + TimeDelta::nanoseconds(ns.min(i64::MAX as u64) as i64)
-}
-
 fn timestamp(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
@@ -80,18 +74,19 @@ fn timestamp(at: DateTime<FixedOffset>) -> String {
 #[derive(Serialize)]
 pub(crate) struct RunFile<'a> {
     meta: Meta<'a>,
-    events: EventList<'a>,
+    /// Always empty here: [`write`] streams the events in.
+    events: [(); 0],
 }
 
 impl<'a> RunFile<'a> {
     pub(crate) fn new(s: &'a RunSnapshot<'a>) -> RunFile<'a> {
         let run = s.run;
-        let start = run.started_at.fixed_offset();
-        let written_at = at(start, s.written_ns);
+        let start = run.started_at;
+        let written_at = after(start, s.written_ns);
         let mut phases = Vec::new();
         let mut functions = Vec::new();
         let mut window = WindowOut {
-            started_at: timestamp(at(start, run.window_start_ns)),
+            started_at: timestamp(after(start, run.window_start_ns)),
             seconds: secs(s.written_ns.saturating_sub(run.window_start_ns)),
             phases: Vec::new(),
             functions: Vec::new(),
@@ -207,13 +202,7 @@ impl<'a> RunFile<'a> {
                 events_write_failures: run.events.write_failures,
                 extra: s.extra_meta,
             },
-            events: EventList {
-                log: &run.events,
-                text: EventText {
-                    sites: s.sites,
-                    started_at: start,
-                },
-            },
+            events: [],
         }
     }
 }
@@ -426,19 +415,6 @@ impl Serialize for Grouping<'_> {
     }
 }
 
-/// The event log's place in [`RunFile`]: serialized empty, and filled by
-/// [`write`] with the events streamed in.
-struct EventList<'a> {
-    log: &'a EventLog,
-    text: EventText<'a>,
-}
-
-impl Serialize for EventList<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_seq(Some(0))?.end()
-    }
-}
-
 /// The pretty printer's end of a file whose `events` is empty.
 const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
 
@@ -456,7 +432,11 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
         .strip_suffix(EMPTY_EVENTS_END)
         .expect("runmetrics: `events` is the run file's last key");
     out.write_all(head)?;
-    let EventList { log, text } = &file.events;
+    let log = &s.run.events;
+    let text = EventText {
+        sites: s.sites,
+        started_at: s.run.started_at,
+    };
     let held = log.held();
     let mut order: Vec<u32> = (0..held.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
@@ -506,9 +486,7 @@ impl ShallowPretty {
     fn compact(&self) -> bool {
         self.depth >= Self::COMPACT_FROM
     }
-}
 
-impl ShallowPretty {
     /// Opens an array or object: `open` by hand when deeper than the
     /// pretty levels, else the pretty printer's way.
     fn begin<W: ?Sized + Write>(
@@ -627,7 +605,7 @@ impl<'a> EventText<'a> {
     }
 
     fn at(&self, ns: u64) -> String {
-        timestamp(at(self.started_at, ns))
+        timestamp(after(self.started_at, ns))
     }
 
     fn site(&self, id: u32) -> Option<&'a SiteInfo> {

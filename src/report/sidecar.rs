@@ -24,7 +24,8 @@ pub(crate) struct Sidecar {
     file: Option<File>,
     /// Bytes of complete lines: a failed append is cut back to this.
     len: u64,
-    /// Where each sorted stretch starts.
+    /// Where each sorted stretch starts (the first at 0, also while the
+    /// file is empty).
     runs: Vec<u64>,
     /// The last line's `offset_ns`: an earlier line starts a new stretch.
     last_ns: u64,
@@ -43,7 +44,7 @@ impl Sidecar {
             path: Sidecar::path_for(run_path),
             file: None,
             len: 0,
-            runs: Vec::new(),
+            runs: vec![0],
             last_ns: 0,
             lines: 0,
             buf: Vec::new(),
@@ -87,9 +88,8 @@ impl Sidecar {
         let result = (|| {
             for e in events {
                 let at = e.at_ns();
-                let offset = self.len + written + self.buf.len() as u64;
-                if self.runs.is_empty() && runs.is_empty() || at < last {
-                    runs.push(offset);
+                if at < last {
+                    runs.push(self.len + written + self.buf.len() as u64);
                 }
                 last = at;
                 text.write_line(&mut self.buf, e)?;
@@ -150,8 +150,7 @@ impl Sidecar {
     /// The file's lines in time order (ties in the order they were written).
     pub(crate) fn merge(&self) -> std::io::Result<Merge<'_>> {
         let mut merge = Merge {
-            readers: Vec::new(),
-            lines: Vec::new(),
+            stretches: Vec::new(),
             heap: BinaryHeap::new(),
             current: None,
         };
@@ -165,10 +164,10 @@ impl Sidecar {
                 pos: start,
                 end,
             };
-            merge
-                .readers
-                .push(BufReader::with_capacity(READ_BUFFER, span));
-            merge.lines.push(Vec::new());
+            merge.stretches.push(Stretch {
+                reader: BufReader::with_capacity(READ_BUFFER, span),
+                line: Vec::new(),
+            });
             merge.advance(i)?;
         }
         Ok(merge)
@@ -184,8 +183,7 @@ impl Sidecar {
 
 /// A merge of the sidecar's sorted stretches.
 pub(crate) struct Merge<'a> {
-    readers: Vec<BufReader<Span<'a>>>,
-    lines: Vec<Vec<u8>>,
+    stretches: Vec<Stretch<'a>>,
     /// (time, stretch) of each stretch's next line.
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// The stretch whose line was handed out last, to read its next.
@@ -208,13 +206,13 @@ impl Merge<'_> {
             return Ok(None);
         };
         self.current = Some(i);
-        Ok(Some((at, &self.lines[i])))
+        Ok(Some((at, &self.stretches[i].line)))
     }
 
     fn advance(&mut self, i: usize) -> std::io::Result<()> {
-        let line = &mut self.lines[i];
+        let Stretch { reader, line } = &mut self.stretches[i];
         line.clear();
-        if self.readers[i].read_until(b'\n', line)? == 0 {
+        if reader.read_until(b'\n', line)? == 0 {
             return Ok(());
         }
         let at = line_ns(line).ok_or_else(|| {
@@ -229,6 +227,12 @@ impl Merge<'_> {
         self.heap.push(Reverse((at, i)));
         Ok(())
     }
+}
+
+/// One sorted stretch being merged: its reader and its next line.
+struct Stretch<'a> {
+    reader: BufReader<Span<'a>>,
+    line: Vec<u8>,
 }
 
 /// The `offset_ns` a line ends with: `...,"offset_ns":123}\n`.

@@ -21,6 +21,13 @@ pub const SEED_META_KEYS: [&str; 10] = [
     "all_functions_duration_seconds_total",
 ];
 
+/// This process's resident memory in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
 /// The run file at `path`, parsed.
 pub fn read_run_file(path: impl AsRef<Path>) -> serde_json::Value {
     let path = path.as_ref();
