@@ -243,14 +243,8 @@ pub struct Row {
 }
 
 impl Row {
-    /// `module/name`, or the name alone when the module is empty.
     pub fn label(&self) -> String {
-        let (_, module, name) = &self.key;
-        if module.is_empty() {
-            name.clone()
-        } else {
-            format!("{module}/{name}")
-        }
+        run_file::label(&self.key.1, &self.key.2)
     }
 }
 

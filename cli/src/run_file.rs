@@ -87,13 +87,17 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// `module/name`, or the name alone when the module is empty.
     pub fn label(&self) -> String {
-        if self.module.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{}/{}", self.module, self.name)
-        }
+        label(&self.module, &self.name)
+    }
+}
+
+/// `module/name`, or the name alone when the module is empty.
+pub fn label(module: &str, name: &str) -> String {
+    if module.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{module}/{name}")
     }
 }
 
