@@ -80,6 +80,8 @@ mod report;
 mod shared;
 mod site;
 mod slot;
+#[allow(unsafe_code)]
+mod ticks;
 mod wall_clock;
 
 use std::path::{Path, PathBuf};

@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     /// The raw clock at the open run's start: a region that started earlier
     /// is not counted in the tally (it belongs to an earlier run).
     run_start: AtomicU64,
-    pub(crate) clock: quanta::Clock,
+    pub(crate) clock: crate::ticks::Clock,
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
     wake: Sender<()>,
@@ -71,7 +71,7 @@ impl Shared {
             run_open: AtomicBool::new(false),
             events_open: AtomicBool::new(false),
             run_start: AtomicU64::new(0),
-            clock: quanta::Clock::new(),
+            clock: crate::ticks::Clock::new(),
             overflow,
             ring_capacity,
             wake,

@@ -3,6 +3,7 @@
 use hdrhistogram::Histogram;
 
 use crate::local::tally::Delta;
+use crate::ticks::Clock;
 
 /// Sub-buckets per power of two of the histogram a run file carries per
 /// phase and function: a bucket is at most 1/64 (1.6 %) of its values wide,
@@ -83,12 +84,14 @@ impl Durations {
 
     /// Adds what a thread's tally counted: each bucket's regions at the
     /// bucket's middle, and the exact count, total, min and max.
-    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &quanta::Clock) {
+    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &Clock) {
         let ns = |ticks: u64| clock.delta_as_nanos(0, ticks);
         self.count += delta.count();
         self.total_ns = self.total_ns.saturating_add(ns(delta.ticks));
-        if let Some((min, max)) = delta.min_max() {
+        if let Some(min) = delta.min() {
             self.min_ns = self.min_ns.min(ns(min));
+        }
+        if let Some(max) = delta.max() {
             self.max_ns = self.max_ns.max(ns(max));
         }
         for &((low, width), n) in &delta.buckets {

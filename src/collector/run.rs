@@ -14,6 +14,7 @@ use crate::local::tally::Delta;
 use crate::report::EventText;
 use crate::site::{Kind, SiteInfo};
 use crate::slot::slot;
+use crate::ticks::Clock;
 
 /// Samples whose window is shorter do not count toward `cpu_percent_max`.
 pub(crate) const MIN_PEAK_WINDOW_SECONDS: f64 = 0.01;
@@ -122,7 +123,7 @@ impl RunState {
         run_id: String,
         path: PathBuf,
         t0: u64,
-        clock: &quanta::Clock,
+        clock: &Clock,
     ) -> RunState {
         let mut run = RunState::new(run_id, path, t0, previous.events.mode);
         run.started_at =
@@ -182,7 +183,7 @@ impl RunState {
     }
 
     /// Adds what one thread's tally counted since the collector last looked.
-    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &quanta::Clock) {
+    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &Clock) {
         let n = delta.count();
         slot(&mut self.durations, delta.site as usize)
             .get_or_insert_with(Durations::new)
@@ -265,7 +266,7 @@ impl RunState {
         };
     }
 
-    fn count(&mut self, thread: u32, site: u32, at: u64, value: i64, clock: &quanta::Clock) {
+    fn count(&mut self, thread: u32, site: u32, at: u64, value: i64, clock: &Clock) {
         if at < self.accept_from {
             self.outside_run += 1;
             return;
@@ -343,7 +344,7 @@ impl RunState {
 pub(crate) struct Source<'a> {
     pub(crate) thread: u32,
     /// Converts raw values.
-    pub(crate) clock: &'a quanta::Clock,
+    pub(crate) clock: &'a Clock,
     /// Knows every id's kind.
     pub(crate) sites: &'a [SiteInfo],
 }
@@ -371,7 +372,7 @@ mod tests {
         let phase = intern(Kind::Phase, "run_test", "long");
         let count = intern(Kind::Count, "run_test_count", "");
         let sites = sites();
-        let clock = quanta::Clock::new();
+        let clock = Clock::new();
         let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
         let from = Source {
             thread: 0,
@@ -408,7 +409,7 @@ mod tests {
     fn records_from_before_the_run_are_outside_it() {
         let phase = intern(Kind::Phase, "run_test_early", "m");
         let sites = sites();
-        let clock = quanta::Clock::new();
+        let clock = Clock::new();
         let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
         let from = Source {
             thread: 0,

@@ -8,6 +8,15 @@
 //! what it saw last in [`Seen`], so each look yields what changed since; it
 //! also resets the min and max it has taken.
 //!
+//! A region's bucket is counted one region late. Its duration waits in the
+//! site's `pending` word, and the site's next region on the thread counts it
+//! into its bucket. A store whose address comes from the clock read just
+//! before it (the bucket of this very region) held the processor until that
+//! read completed, which made a region cost a third more than the two clock
+//! reads alone; the waiting duration's address is known long before. When
+//! the thread is not in the middle of a region of the site, the collector
+//! counts the waiting region itself (see [`Tally::collect`]).
+//!
 //! Places are made lazily, by the recording thread: a site's first region
 //! on a thread allocates its chunk and the rows for half to 16 times its
 //! duration, and a later region of a power of two not seen before allocates
@@ -29,6 +38,12 @@ const SUB_BITS: u32 = 7;
 const SUB: usize = 1 << SUB_BITS;
 /// Row 0 holds 0..128 ticks one by one; row r >= 1 holds [2^(r+6), 2^(r+7)).
 const ROWS: usize = 42;
+/// A region shorter than this many ticks (1.6 s at 2.6 GHz) waits in
+/// `pending`, its duration in the low bits; a longer one is counted at once.
+const WAITS_UNDER: u64 = 1 << 32;
+/// `pending`'s tag, in the high bits: one more with every region that waits,
+/// so that no two regions in a row leave the same word.
+const TAG_ONE: u64 = WAITS_UNDER;
 /// Sites per chunk, and chunks per tally: sites with larger ids always go
 /// through the ring and the collector aggregates them.
 const CHUNK: usize = 32;
@@ -41,6 +56,13 @@ struct SiteTally {
     /// The sum of the regions' ticks, each at least 1, so it moves with every
     /// region: written last, it tells the collector when to look.
     sum: AtomicU64,
+    /// The last region's duration (low 32 bits; 0 before the first), not yet
+    /// in its bucket, min or max, and a tag (high 32 bits) that changes with
+    /// every region. Stored when a region begins its counting...
+    pending: AtomicU64,
+    /// ...and stored here, the same word, when it is done: the thread is in
+    /// the middle of counting while the two differ.
+    done: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
     /// Null until made; never freed before the tally.
@@ -51,6 +73,8 @@ impl SiteTally {
     fn new() -> SiteTally {
         SiteTally {
             sum: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
             rows: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
@@ -64,6 +88,34 @@ impl SiteTally {
         // `Tally::make_row`, is published with release once, and is freed
         // only when the tally drops, which no `&self` outlives.
         unsafe { ptr.as_ref() }
+    }
+
+    /// Counts a region in its bucket `column` of `row`.
+    #[inline]
+    fn count(row: &Row, column: usize) {
+        // Release: a collector that sees this count sees the `pending`
+        // stored before it.
+        let bucket = &row[column];
+        bucket.store(
+            bucket.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+    }
+
+    /// Adds a region of `ticks` to the min, max and sum.
+    #[inline]
+    fn add_to_sum(&self, ticks: u64) {
+        if ticks < self.min.load(Ordering::Relaxed) {
+            self.min.store(ticks, Ordering::Relaxed);
+        }
+        if ticks > self.max.load(Ordering::Relaxed) {
+            self.max.store(ticks, Ordering::Relaxed);
+        }
+        // Release: a collector that sees the sum move sees what came before.
+        self.sum.store(
+            self.sum.load(Ordering::Relaxed).wrapping_add(ticks),
+            Ordering::Release,
+        );
     }
 }
 
@@ -131,16 +183,6 @@ fn make_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
     }
 }
 
-/// A single-writer increment: a load and a store, which only the recording
-/// thread does, so no update is lost and no locked instruction is needed.
-#[inline]
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
-}
-
 impl Tally {
     pub(crate) fn new() -> Tally {
         Tally {
@@ -161,44 +203,57 @@ impl Tally {
         Some(&chunk[site as usize % CHUNK])
     }
 
-    /// Counts one region of `ticks` for `site`; `false` when the tally has no
-    /// place for it yet ([`Tally::add_slow`] makes it). Only the owning
+    /// Counts one region of `ticks` for `site`: counts the site's waiting
+    /// region in its bucket and leaves this one waiting. `false`, having
+    /// changed nothing, when the tally has no place for the waiting region
+    /// yet, or for a region of 0 ticks (a clock that went backwards) or of
+    /// 2^32 ticks or more: [`Tally::add_slow`] counts those. Only the owning
     /// thread may call this.
-    /// A region of 0 ticks (a clock that went backwards) counts as 1.
     #[inline]
     pub(crate) fn add(&self, site: u32, ticks: u64) -> bool {
+        if ticks.wrapping_sub(1) >= WAITS_UNDER - 1 {
+            return false;
+        }
         let Some(s) = self.site(site) else {
             return false;
         };
-        let ticks = ticks.max(1);
-        let (row, column) = bucket(ticks);
-        let Some(row) = s.row(row) else {
-            return false;
+        let pending = s.pending.load(Ordering::Relaxed);
+        let waiting = pending % WAITS_UNDER;
+        let place = if waiting != 0 {
+            let (row, column) = bucket(waiting);
+            let Some(row) = s.row(row) else {
+                return false;
+            };
+            Some((row, column))
+        } else {
+            None
         };
-        bump(&row[column], 1);
-        if ticks < s.min.load(Ordering::Relaxed) {
-            s.min.store(ticks, Ordering::Relaxed);
+        let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
+        s.pending.store(next, Ordering::Relaxed);
+        if let Some((row, column)) = place {
+            SiteTally::count(row, column);
         }
-        if ticks > s.max.load(Ordering::Relaxed) {
-            s.max.store(ticks, Ordering::Relaxed);
-        }
-        // Last, with release: a collector that sees the sum move sees the bucket.
-        s.sum.store(
-            s.sum.load(Ordering::Relaxed).wrapping_add(ticks),
-            Ordering::Release,
-        );
+        s.add_to_sum(ticks);
+        // Last, with release: a collector that sees it sees all of the above.
+        s.done.store(next, Ordering::Release);
         true
     }
 
-    /// [`Tally::add`] for a region that found no place: makes it and counts
-    /// the region. A site's first region on this thread also makes the rows
-    /// for half to 16 times its duration, so that a tight loop whose regions
-    /// straddle a power of two does not come here again. Only the owning
-    /// thread may call this; `false` only for a site beyond the tally.
+    /// [`Tally::add`] for a region it did not count: makes the places needed
+    /// and counts the region. A site's first region on this thread also makes
+    /// the rows for half to 16 times its duration, so that a tight loop whose
+    /// regions straddle a power of two does not come here again. A region of
+    /// 0 ticks counts as 1; one of 2^32 ticks or more is counted at once,
+    /// without waiting. Only the owning thread may call this; `false` only
+    /// for a site beyond the tally.
     #[cold]
     #[inline(never)]
     pub(crate) fn add_slow(&self, site: u32, ticks: u64) -> bool {
-        let (row, _) = bucket(ticks.max(1));
+        let ticks = ticks.max(1);
+        if site as usize >= CHUNKS * CHUNK {
+            return false;
+        }
+        let (row, _) = bucket(ticks);
         let first = self
             .site(site)
             .is_none_or(|s| s.sum.load(Ordering::Relaxed) == 0);
@@ -210,7 +265,21 @@ impl Tally {
         for row in rows {
             self.make_row(site, row);
         }
-        self.add(site, ticks)
+        let s = self
+            .site(site)
+            .expect("runmetrics: the site's chunk was made just above");
+        let waiting = s.pending.load(Ordering::Relaxed) % WAITS_UNDER;
+        if waiting != 0 {
+            self.make_row(site, bucket(waiting).0);
+        }
+        if ticks < WAITS_UNDER {
+            return self.add(site, ticks);
+        }
+        let (row, column) = bucket(ticks);
+        let row = s.row(row).expect("runmetrics: the row was made just above");
+        SiteTally::count(row, column);
+        s.add_to_sum(ticks);
+        true
     }
 
     /// Only the owning thread may call this.
@@ -231,6 +300,20 @@ impl Tally {
 
     /// Hands what changed since the last call, site by site, to `f`. Only
     /// the collector calls this.
+    ///
+    /// The buckets count every region but the waiting one, once the thread
+    /// is done with them. A region of a site goes: `pending` (the new
+    /// region), the bucket of the one it replaced (with release), the sum,
+    /// then `done` (with release). This reads `done`, `pending`, the buckets
+    /// (with acquire), `pending` again. When all three words are the same,
+    /// the thread was between regions of the site for the whole look: the
+    /// buckets hold exactly the regions before the waiting one, and this
+    /// counts the waiting one in its bucket too, so each count is exact.
+    /// Otherwise the thread was counting, and the buckets alone are a count
+    /// that is never too high. Each bucket's copy in [`Seen`] takes the
+    /// greater of itself and the new count: no region is counted twice (a
+    /// region counted waiting is taken again by the thread's own count of
+    /// it), and the next look between regions counts what is missing.
     pub(crate) fn collect(&self, mut f: impl FnMut(&Delta)) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let seen = &mut *seen;
@@ -242,24 +325,41 @@ impl Tally {
             };
             for (i, s) in chunk.iter().enumerate() {
                 let site = (c * CHUNK + i) as u32;
-                // First, with acquire: every bucket counted in this sum is seen.
+                // First, with acquire: every region `done` names is counted,
+                // and every long one in the sum.
+                let done = s.done.load(Ordering::Acquire);
                 let sum = s.sum.load(Ordering::Acquire);
-                let last = seen.sites.get(site as usize).map_or(0, |l| l.sum);
-                if sum == last {
+                let last = seen.sites.get(site as usize);
+                if last.map_or((0, 0), |l| (l.done, l.sum)) == (done, sum) {
                     continue;
                 }
+                let pending = s.pending.load(Ordering::Acquire);
+                // The buckets, then `pending` again.
+                let counts = &mut seen.counts;
+                counts.clear();
+                counts.extend((0..ROWS).map(|r| {
+                    s.row(r)
+                        .map(|row| std::array::from_fn(|c| row[c].load(Ordering::Acquire)))
+                }));
+                let settled = done == pending && s.pending.load(Ordering::Acquire) == pending;
+                // Settled, the waiting region is counted as if in its bucket.
+                let waiting = pending % WAITS_UNDER;
+                let more = (settled && waiting != 0).then(|| bucket(waiting));
                 let last = slot(&mut seen.sites, site as usize);
                 delta.site = site;
                 delta.buckets.clear();
-                for r in 0..ROWS {
-                    let Some(row) = s.row(r) else { continue };
+                for (r, row) in counts.iter().enumerate() {
+                    if row.is_none() && more.is_none_or(|(more, _)| more != r) {
+                        continue;
+                    }
                     let last_row = slot(&mut last.rows, r);
                     if last_row.is_empty() {
                         last_row.resize(SUB, 0);
                     }
-                    for (column, (now, before)) in row.iter().zip(last_row.iter_mut()).enumerate() {
-                        let now = now.load(Ordering::Relaxed);
-                        if now != *before {
+                    for (column, before) in last_row.iter_mut().enumerate() {
+                        let now =
+                            row.map_or(0, |row| row[column]) + u64::from(more == Some((r, column)));
+                        if now > *before {
                             delta
                                 .buckets
                                 .push((bucket_bounds(r, column), now - *before));
@@ -269,10 +369,12 @@ impl Tally {
                 }
                 delta.ticks = sum.wrapping_sub(last.sum);
                 last.sum = sum;
+                last.done = done;
                 delta.min = s.min.swap(u64::MAX, Ordering::Relaxed);
                 delta.max = s.max.swap(0, Ordering::Relaxed);
                 // No bucket moved when the regions were counted at the last
-                // look and only their sum arrived since.
+                // look and only their sum arrived since, or when the thread
+                // only counted the region this collector counted waiting.
                 f(&delta);
             }
         }
@@ -287,9 +389,10 @@ pub(crate) struct Delta {
     pub(crate) buckets: Vec<((u64, u64), u64)>,
     /// The exact sum of the new regions' ticks.
     pub(crate) ticks: u64,
-    /// The least and greatest region since the last look, exact unless a
-    /// region ended during the look (then it may be `u64::MAX` and `0`);
-    /// [`Delta::min_max`] bounds them by the buckets.
+    /// The least and greatest region the thread counted since the last
+    /// look (`u64::MAX` and `0` for none). Every region's duration is at
+    /// least one min and at most one max the collector takes, though one
+    /// that ended during a look may be in the next look's.
     min: u64,
     max: u64,
 }
@@ -300,15 +403,14 @@ impl Delta {
         self.buckets.iter().map(|(_, n)| n).sum()
     }
 
-    /// The least and greatest region in ticks, kept within the lowest and
-    /// highest bucket that grew; `None` when none did.
-    pub(crate) fn min_max(&self) -> Option<(u64, u64)> {
-        let ((low, low_width), _) = *self.buckets.first()?;
-        let ((high, high_width), _) = *self.buckets.last()?;
-        Some((
-            self.min.clamp(low, low + low_width - 1),
-            self.max.clamp(high, high + high_width - 1),
-        ))
+    /// The least region in ticks, if the thread left one.
+    pub(crate) fn min(&self) -> Option<u64> {
+        (self.min != u64::MAX).then_some(self.min)
+    }
+
+    /// The greatest region in ticks, if the thread left one.
+    pub(crate) fn max(&self) -> Option<u64> {
+        (self.max != 0).then_some(self.max)
     }
 }
 
@@ -316,11 +418,17 @@ impl Delta {
 #[derive(Default)]
 struct Seen {
     sites: Vec<SeenSite>,
+    /// The buckets of the site being read, row by row.
+    counts: Vec<Option<[u64; SUB]>>,
 }
 
 #[derive(Default)]
 struct SeenSite {
     sum: u64,
+    done: u64,
+    /// Each bucket's count as far as the collector has counted it: the
+    /// thread's count, or one more while the region counted waiting is not
+    /// in the thread's count yet.
     rows: Vec<Vec<u64>>,
 }
 
@@ -345,8 +453,33 @@ mod tests {
         assert_eq!(bucket(u64::MAX), (ROWS - 1, SUB - 1));
     }
 
+    /// A delta in short: site, count, ticks, and min and max.
+    type Short = (u32, u64, u64, Option<(u64, u64)>);
+
+    /// Everything `collect` handed over, and the count per bucket.
+    #[derive(Debug, Default, PartialEq)]
+    struct Collected {
+        deltas: Vec<Short>,
+        buckets: std::collections::BTreeMap<(u64, u64), u64>,
+    }
+
+    fn collect(tally: &Tally, into: &mut Collected) {
+        tally.collect(|d| {
+            into.deltas
+                .push((d.site, d.count(), d.ticks, d.min().zip(d.max())));
+            for &(bounds, n) in &d.buckets {
+                *into.buckets.entry(bounds).or_default() += n;
+            }
+        });
+    }
+
+    fn bounds(ticks: u64) -> (u64, u64) {
+        let (row, column) = bucket(ticks);
+        bucket_bounds(row, column)
+    }
+
     #[test]
-    fn counts_what_has_room_and_reports_each_change_once() {
+    fn counts_what_has_room_and_reports_each_region_once() {
         let tally = Tally::new();
         assert!(!tally.add(5, 1_000), "no room before the first region");
         assert!(tally.add_slow(5, 1_000), "the first region makes its room");
@@ -354,46 +487,108 @@ mod tests {
             assert!(tally.add(5, ticks));
         }
         assert!(tally.add(5, 600), "rows near the first region have room");
-        assert!(!tally.add(5, 10), "another row has no room yet");
-        assert!(tally.add_slow(5, 10), "until a region needs it");
-        assert!(tally.add(5, 10));
+        assert!(tally.add(5, 10), "a region waits before it needs its row");
+        assert!(!tally.add(5, 11), "counting the waiting one needs its row");
+        assert!(tally.add_slow(5, 11), "which the slow path makes");
+        assert!(!tally.add(5, 0), "0 ticks");
+        assert!(tally.add_slow(5, 0), "counts as 1");
+        assert!(!tally.add(5, 1 << 33), "a long region");
+        assert!(tally.add_slow(5, 1 << 33), "is counted at once");
         assert!(!tally.add_slow(u32::MAX, 10), "a site beyond the tally");
-        let mut deltas = Vec::new();
-        tally.collect(|d| deltas.push((d.site, d.count(), d.ticks, d.min_max())));
-        assert_eq!(deltas, vec![(5, 6, 3_624, Some((10, 1_003)))]);
-        deltas.clear();
-        tally.collect(|d| deltas.push((d.site, d.count(), d.ticks, d.min_max())));
-        assert!(deltas.is_empty(), "nothing new");
+        let mut got = Collected::default();
+        collect(&tally, &mut got);
+        let sum = 1_000 + 1_001 + 1_003 + 600 + 10 + 11 + 1 + (1 << 33);
+        assert_eq!(got.deltas, vec![(5, 8, sum, Some((1, 1 << 33)))]);
+        let want: Vec<_> = [1, 10, 11, 600, 1_000, 1_001, 1_003, 1 << 33]
+            .into_iter()
+            .map(|t| (bounds(t), 1))
+            .collect();
+        let mut want_buckets = std::collections::BTreeMap::new();
+        for (b, n) in want {
+            *want_buckets.entry(b).or_default() += n;
+        }
+        assert_eq!(got.buckets, want_buckets, "the waiting region (1) too");
+
+        let mut again = Collected::default();
+        collect(&tally, &mut again);
+        assert!(again.deltas.is_empty(), "nothing new");
         assert!(tally.add(5, 1_002));
-        tally.collect(|d| deltas.push((d.site, d.count(), d.ticks, d.min_max())));
-        assert_eq!(deltas, vec![(5, 1, 1_002, Some((1_002, 1_002)))]);
+        collect(&tally, &mut again);
+        assert_eq!(
+            again.deltas,
+            vec![(5, 1, 1_002, Some((1_002, 1_002)))],
+            "the region counted waiting (1) is not counted again when the thread counts it"
+        );
     }
 
     #[test]
     fn a_concurrent_reader_sees_every_region_once() {
         let tally = std::sync::Arc::new(Tally::new());
-        assert!(tally.add_slow(1, 40));
-        const N: u64 = 1_000_000;
+        const N: u64 = 300_000;
+        // Durations all over the rows, from a fixed pseudo-random sequence.
+        let ticks = |i: u64| {
+            let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            1 + (x % 5_000) * (1 + i % 7)
+        };
+        let finished = std::sync::Arc::new(AtomicU64::new(0));
         let producer = {
-            let tally = tally.clone();
+            let (tally, finished) = (tally.clone(), finished.clone());
             std::thread::spawn(move || {
-                for _ in 0..N {
-                    assert!(tally.add(1, 40));
+                for i in 0..N {
+                    let t = ticks(i);
+                    assert!(tally.add(1, t) || tally.add_slow(1, t));
+                    finished.store(i + 1, Ordering::Release);
+                    // Work between regions, and now and then a pause: the
+                    // reader looks during regions and between them.
+                    for _ in 0..i % 300 {
+                        std::hint::black_box(());
+                    }
+                    if i % 4_096 == 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
                 }
             })
         };
-        let (mut count, mut ticks) = (0, 0);
-        while !producer.is_finished() {
-            tally.collect(|d| {
-                count += d.count();
-                ticks += d.ticks;
-            });
+        let mut got = Collected::default();
+        // The regions finished so far, per bucket.
+        let (mut want, mut known) = (std::collections::BTreeMap::new(), 0);
+        let mut settled_looks = 0;
+        loop {
+            let done = producer.is_finished();
+            let before = got.deltas.len();
+            collect(&tally, &mut got);
+            let now = finished.load(Ordering::Acquire);
+            for i in known..now {
+                *want.entry(bounds(ticks(i))).or_default() += 1;
+            }
+            known = now;
+            for d in &got.deltas[before..] {
+                assert!(d.1 <= now, "counted {} regions of {now}", d.1);
+            }
+            let over = got
+                .buckets
+                .iter()
+                .find(|&(b, n)| *n > want.get(b).copied().unwrap_or(0));
+            assert_eq!(over, None, "a bucket counted more regions than finished");
+            if got.buckets == want {
+                settled_looks += 1;
+            }
+            if done {
+                break;
+            }
         }
         producer.join().unwrap();
-        tally.collect(|d| {
-            count += d.count();
-            ticks += d.ticks;
-        });
-        assert_eq!((count, ticks), (N + 1, 40 * (N + 1)));
+        assert!(
+            settled_looks > 1,
+            "the reader found the thread between regions"
+        );
+        let count: u64 = got.deltas.iter().map(|d| d.1).sum();
+        let sum: u64 = got.deltas.iter().map(|d| d.2).sum();
+        assert_eq!((count, sum), (N, (0..N).map(ticks).sum()));
+        assert_eq!(got.buckets, want, "every region in its bucket, once");
+        let min = got.deltas.iter().filter_map(|d| d.3).map(|m| m.0).min();
+        let max = got.deltas.iter().filter_map(|d| d.3).map(|m| m.1).max();
+        assert_eq!(min, (0..N).map(ticks).min());
+        assert_eq!(max, (0..N).map(ticks).max());
     }
 }
