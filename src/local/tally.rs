@@ -337,9 +337,9 @@ impl Tally {
                 // The buckets, then `pending` again.
                 let counts = &mut seen.counts;
                 counts.clear();
-                counts.extend((0..ROWS).map(|r| {
-                    s.row(r)
-                        .map(|row| std::array::from_fn(|c| row[c].load(Ordering::Acquire)))
+                counts.extend((0..ROWS).filter_map(|r| {
+                    let row = s.row(r)?;
+                    Some((r, std::array::from_fn(|c| row[c].load(Ordering::Acquire))))
                 }));
                 let settled = done == pending && s.pending.load(Ordering::Acquire) == pending;
                 // Settled, the waiting region is counted as if in its bucket.
@@ -348,17 +348,19 @@ impl Tally {
                 let last = slot(&mut seen.sites, site as usize);
                 delta.site = site;
                 delta.buckets.clear();
-                for (r, row) in counts.iter().enumerate() {
-                    if row.is_none() && more.is_none_or(|(more, _)| more != r) {
-                        continue;
-                    }
+                // The waiting region's row may not be made yet.
+                if let Some((r, _)) = more.filter(|&(r, _)| counts.iter().all(|&(c, _)| c != r)) {
+                    counts.push((r, [0; SUB]));
+                    counts.sort_unstable_by_key(|&(r, _)| r);
+                }
+                for (r, row) in counts.iter() {
+                    let r = *r;
                     let last_row = slot(&mut last.rows, r);
                     if last_row.is_empty() {
                         last_row.resize(SUB, 0);
                     }
                     for (column, before) in last_row.iter_mut().enumerate() {
-                        let now =
-                            row.map_or(0, |row| row[column]) + u64::from(more == Some((r, column)));
+                        let now = row[column] + u64::from(more == Some((r, column)));
                         if now > *before {
                             delta
                                 .buckets
@@ -418,8 +420,8 @@ impl Delta {
 #[derive(Default)]
 struct Seen {
     sites: Vec<SeenSite>,
-    /// The buckets of the site being read, row by row.
-    counts: Vec<Option<[u64; SUB]>>,
+    /// The rows of the site being read, with their index.
+    counts: Vec<(usize, [u64; SUB])>,
 }
 
 #[derive(Default)]
