@@ -94,6 +94,8 @@ impl Drop for Gone {
 /// fast: the next look comes after [`BUSY_POLL`] instead of `poll_interval`.
 const BUSY_DRAIN: u64 = 4_096;
 const BUSY_POLL: Duration = Duration::from_micros(200);
+/// How many more drains `end_run` makes while a thread is caught counting.
+const SETTLE_TRIES: u32 = 100;
 
 struct Collector {
     shared: Arc<Shared>,
@@ -111,6 +113,9 @@ struct Collector {
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
+    /// The last drain found a thread in the middle of counting a region
+    /// (see `Tally::collect`).
+    unsettled: bool,
     /// Always `None` without the `prometheus` feature.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     publisher: Option<Publisher>,
@@ -139,6 +144,7 @@ impl Collector {
             next_rotate: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
+            unsettled: false,
             publisher: sinks.publisher,
             #[cfg(feature = "push")]
             pusher: sinks.pusher,
@@ -249,6 +255,7 @@ impl Collector {
     /// Takes every published record and every tally's news from every
     /// thread; returns how many records the rings held.
     fn drain(&mut self) -> u64 {
+        self.unsettled = false;
         {
             let registered = self.shared.lock_rings();
             self.rings.clear();
@@ -299,7 +306,7 @@ impl Collector {
             // After the ring: a tallied region's event record was published
             // after its count, so the count is seen no later than the event.
             let mut collected = 0;
-            ring.tally.collect(|delta| match run.as_mut() {
+            self.unsettled |= !ring.tally.collect(|delta| match run.as_mut() {
                 Some(run) => {
                     // A site whose regions all stayed in the tally (no event
                     // sent) is named here first.
@@ -530,6 +537,15 @@ impl Collector {
         self.shared.set_run_open(false);
         self.shared.set_events_open(false);
         self.drain();
+        // A thread caught counting a region leaves the region before it
+        // for the next look; with the gate closed it is done in moments.
+        for _ in 0..SETTLE_TRIES {
+            if !self.unsettled {
+                break;
+            }
+            std::thread::yield_now();
+            self.drain();
+        }
         self.sample();
         match self.write_run_file(true, extra_meta) {
             Ok(path) => {
