@@ -53,12 +53,12 @@ type Row = [AtomicU64; SUB];
 
 /// One site's counters on one thread.
 struct SiteTally {
-    /// The sum of the regions' ticks, each at least 1, so it moves with every
-    /// region: written last, it tells the collector when to look.
+    /// The sum of the regions' ticks, the waiting one's too (each region at
+    /// least 1 tick).
     sum: AtomicU64,
     /// The last region's duration (low 32 bits; 0 before the first), not yet
-    /// in its bucket, min or max, and a tag (high 32 bits) that changes with
-    /// every region. Stored when a region begins its counting...
+    /// in its bucket, and a tag (high 32 bits) that changes with every
+    /// region. Stored when a region begins its counting...
     pending: AtomicU64,
     /// ...and stored here, the same word, when it is done: the thread is in
     /// the middle of counting while the two differ.

@@ -22,7 +22,7 @@ impl Retention {
     /// Removes the oldest run files of `dir` (by modification time) until at
     /// most `keep_runs` are left and they take at most `max_bytes`. A run's
     /// events sidecar (left by a run that never ended) counts with it and
-    /// goes with it. The `open` run's files always stay and count toward
+    /// goes with it, and so does a compaction of it a kill left behind. The `open` run's files always stay and count toward
     /// both; other files in `dir` are never touched. Returns how many run
     /// files were removed.
     pub(crate) fn prune(&self, dir: &Path, open: &Path) -> usize {
@@ -55,7 +55,9 @@ impl Retention {
             if removing && path != open {
                 if std::fs::remove_file(&path).is_ok() {
                     removed += 1;
-                    let _ = std::fs::remove_file(Sidecar::path_for(&path));
+                    let sidecar = Sidecar::path_for(&path);
+                    let _ = std::fs::remove_file(Sidecar::compaction_path(&sidecar));
+                    let _ = std::fs::remove_file(sidecar);
                 }
             } else {
                 kept += 1;
@@ -103,12 +105,11 @@ mod tests {
             run_file(d, n, 100, 50 - u64::from(n) * 5);
         }
         std::fs::write(d.join("notes.json"), "{}").unwrap();
-        // The oldest closed run never ended: its sidecar goes with it.
-        std::fs::write(
-            Sidecar::path_for(&d.join("20260101-000001-abcdef.json")),
-            "x",
-        )
-        .unwrap();
+        // The oldest closed run never ended: its sidecar goes with it, and
+        // the compaction of it that a kill left.
+        let sidecar = Sidecar::path_for(&d.join("20260101-000001-abcdef.json"));
+        std::fs::write(&sidecar, "x").unwrap();
+        std::fs::write(Sidecar::compaction_path(&sidecar), "x").unwrap();
         let keep = Retention {
             keep_runs: Some(4),
             max_bytes: None,

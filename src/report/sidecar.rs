@@ -39,6 +39,12 @@ impl Sidecar {
         run_path.with_extension("events.jsonl")
     }
 
+    /// The file a compaction of the sidecar at `path` writes before it
+    /// takes the sidecar's place; a kill in between leaves it behind.
+    pub(crate) fn compaction_path(path: &Path) -> PathBuf {
+        path.with_extension("jsonl.tmp")
+    }
+
     pub(crate) fn new(run_path: &Path) -> Sidecar {
         Sidecar {
             path: Sidecar::path_for(run_path),
@@ -122,7 +128,7 @@ impl Sidecar {
 
     /// Rewrites the file as one sorted stretch.
     fn compact(&mut self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("jsonl.tmp");
+        let tmp = Sidecar::compaction_path(&self.path);
         let result = (|| {
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
             let mut merge = self.merge()?;
