@@ -139,10 +139,15 @@ fn print_targets(cells: &[Cell], counts: &[usize]) {
     let regions = ["PhaseTimer::new", "#[measure]", "measure_fn", "phase!"];
     for &t in counts {
         let floor = ns_of(cells, "floor: TSC pair", t);
-        let worst = regions
+        // Only the regions measured (`--only` may leave some out).
+        let Some(worst) = regions
             .iter()
             .map(|r| ns_of(cells, r, t))
-            .fold(f64::MIN, f64::max);
+            .filter(|ns| ns.is_finite())
+            .max_by(f64::total_cmp)
+        else {
+            continue;
+        };
         let (peer, peer_ns) = cells
             .iter()
             .filter(|c| c.threads == t && c.contender.kind == Kind::Peer)
