@@ -3,8 +3,8 @@
 //!
 //! `quanta::Clock::raw` is an out-of-line call that matches on its clock
 //! source every time; with the TSC as that source it is one `rdtsc`. A region
-//! reads the clock twice, and the call (with the registers it clobbers) was a
-//! tenth of a region's cost. So when quanta reads the TSC, [`Clock::raw`]
+//! reads the clock twice, and the calls (with the registers they clobber)
+//! were about 7 % of a region's cost (BENCHMARKS.md). So when quanta reads the TSC, [`Clock::raw`]
 //! executes `rdtsc` itself: the same instruction, so the same values, which
 //! quanta then converts to nanoseconds as before.
 
