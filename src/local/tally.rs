@@ -90,18 +90,6 @@ impl SiteTally {
         unsafe { ptr.as_ref() }
     }
 
-    /// Counts a region in its bucket `column` of `row`.
-    #[inline]
-    fn count(row: &Row, column: usize) {
-        // Release: a collector that sees this count sees the `pending`
-        // stored before it.
-        let bucket = &row[column];
-        bucket.store(
-            bucket.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
-    }
-
     /// Adds a region of `ticks` to the min, max and sum.
     #[inline]
     fn add_to_sum(&self, ticks: u64) {
@@ -175,6 +163,17 @@ pub(crate) fn bucket_bounds(row: usize, column: usize) -> (u64, u64) {
     }
 }
 
+/// Counts a region in `bucket`: a single-writer increment (a load and a
+/// store, no locked instruction), with release, so that a collector that
+/// sees the count sees the `pending` stored before it.
+#[inline]
+fn count_in(bucket: &AtomicU64) {
+    bucket.store(
+        bucket.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Release,
+    );
+}
+
 /// Stores a new box in `slot` unless it holds one. Only the owning thread
 /// makes chunks and rows, so a plain check and a release store suffice.
 fn make_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
@@ -224,14 +223,14 @@ impl Tally {
             let Some(row) = s.row(row) else {
                 return false;
             };
-            Some((row, column))
+            Some(&row[column])
         } else {
             None
         };
         let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
         s.pending.store(next, Ordering::Relaxed);
-        if let Some((row, column)) = place {
-            SiteTally::count(row, column);
+        if let Some(bucket) = place {
+            count_in(bucket);
         }
         s.add_to_sum(ticks);
         // Last, with release: a collector that sees it sees all of the above.
@@ -277,7 +276,7 @@ impl Tally {
         }
         let (row, column) = bucket(ticks);
         let row = s.row(row).expect("runmetrics: the row was made just above");
-        SiteTally::count(row, column);
+        count_in(&row[column]);
         s.add_to_sum(ticks);
         true
     }
@@ -339,25 +338,28 @@ impl Tally {
                     continue;
                 }
                 let pending = s.pending.load(Ordering::Acquire);
-                // The buckets, then `pending` again.
+                let waiting = pending % WAITS_UNDER;
+                let waiting_at = (waiting != 0).then(|| bucket(waiting));
+                // The buckets (the waiting region's row as zeros while it is
+                // not made), then `pending` again.
                 let counts = &mut seen.counts;
                 counts.clear();
                 counts.extend((0..ROWS).filter_map(|r| {
-                    let row = s.row(r)?;
-                    Some((r, std::array::from_fn(|c| row[c].load(Ordering::Acquire))))
+                    match s.row(r) {
+                        Some(row) => {
+                            Some((r, std::array::from_fn(|c| row[c].load(Ordering::Acquire))))
+                        }
+                        None => waiting_at
+                            .is_some_and(|(w, _)| w == r)
+                            .then_some((r, [0; SUB])),
+                    }
                 }));
                 let settled = done == pending && s.pending.load(Ordering::Acquire) == pending;
                 // Settled, the waiting region is counted as if in its bucket.
-                let waiting = pending % WAITS_UNDER;
-                let more = (settled && waiting != 0).then(|| bucket(waiting));
+                let more = waiting_at.filter(|_| settled);
                 let last = slot(&mut seen.sites, site as usize);
                 delta.site = site;
                 delta.buckets.clear();
-                // The waiting region's row may not be made yet.
-                if let Some((r, _)) = more.filter(|&(r, _)| counts.iter().all(|&(c, _)| c != r)) {
-                    counts.push((r, [0; SUB]));
-                    counts.sort_unstable_by_key(|&(r, _)| r);
-                }
                 for (r, row) in counts.iter() {
                     let r = *r;
                     let last_row = slot(&mut last.rows, r);
@@ -532,6 +534,17 @@ mod tests {
             vec![(5, 1, 1_002, Some((1_002, 1_002)))],
             "the region counted waiting (1) is not counted again when the thread counts it"
         );
+    }
+
+    #[test]
+    fn a_waiting_region_is_counted_before_its_row_is_made() {
+        let tally = Tally::new();
+        assert!(tally.add_slow(3, 1_000), "makes rows near 1 000 ticks only");
+        assert!(tally.add(3, 10), "waits; row 0 is not made");
+        let mut got = Collected::default();
+        assert!(collect(&tally, &mut got));
+        assert_eq!(got.deltas, vec![(3, 2, 1_010, Some((10, 1_000)))]);
+        assert_eq!(got.buckets.get(&bounds(10)), Some(&1));
     }
 
     #[test]
