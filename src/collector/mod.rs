@@ -97,6 +97,14 @@ const BUSY_POLL: Duration = Duration::from_micros(200);
 /// How many more drains `end_run` makes while a thread is caught counting.
 const SETTLE_TRIES: u32 = 100;
 
+/// What one [`Collector::drain`] found.
+struct Drained {
+    /// Records the rings held.
+    records: u64,
+    /// Every thread was between regions (see `Tally::collect`).
+    settled: bool,
+}
+
 struct Collector {
     shared: Arc<Shared>,
     config: Config,
@@ -113,9 +121,6 @@ struct Collector {
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
-    /// The last drain found a thread in the middle of counting a region
-    /// (see `Tally::collect`).
-    unsettled: bool,
     /// Always `None` without the `prometheus` feature.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     publisher: Option<Publisher>,
@@ -144,7 +149,6 @@ impl Collector {
             next_rotate: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
-            unsettled: false,
             publisher: sinks.publisher,
             #[cfg(feature = "push")]
             pusher: sinks.pusher,
@@ -192,7 +196,7 @@ impl Collector {
                     recv(wake) -> _ => None,
                 },
             };
-            busy = self.drain() >= BUSY_DRAIN;
+            busy = self.drain().records >= BUSY_DRAIN;
             match command {
                 None => {}
                 Some(Ok(Command::StartRun {
@@ -253,9 +257,9 @@ impl Collector {
     }
 
     /// Takes every published record and every tally's news from every
-    /// thread; returns how many records the rings held.
-    fn drain(&mut self) -> u64 {
-        self.unsettled = false;
+    /// thread.
+    fn drain(&mut self) -> Drained {
+        let mut settled = true;
         {
             let registered = self.shared.lock_rings();
             self.rings.clear();
@@ -306,7 +310,7 @@ impl Collector {
             // After the ring: a tallied region's event record was published
             // after its count, so the count is seen no later than the event.
             let mut collected = 0;
-            self.unsettled |= !ring.tally.collect(|delta| match run.as_mut() {
+            settled &= ring.tally.collect(|delta| match run.as_mut() {
                 Some(run) => {
                     // A site whose regions all stayed in the tally (no event
                     // sent) is named here first.
@@ -350,7 +354,10 @@ impl Collector {
                 .lock_rings()
                 .retain(|r| !finished.contains(&Arc::as_ptr(r)) || r.published() != r.consumed());
         }
-        total
+        Drained {
+            records: total,
+            settled,
+        }
     }
 
     /// When the next Prometheus snapshot (or periodic push) is due.
@@ -536,15 +543,12 @@ impl Collector {
         // No new region joins this run from here; then take what was published.
         self.shared.set_run_open(false);
         self.shared.set_events_open(false);
-        self.drain();
         // A thread caught counting a region leaves the region before it
         // for the next look; with the gate closed it is done in moments.
-        for _ in 0..SETTLE_TRIES {
-            if !self.unsettled {
-                break;
-            }
+        let mut tries = 0;
+        while !self.drain().settled && tries < SETTLE_TRIES {
+            tries += 1;
             std::thread::yield_now();
-            self.drain();
         }
         self.sample();
         match self.write_run_file(true, extra_meta) {
