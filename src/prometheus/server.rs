@@ -65,6 +65,21 @@ pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// them: a burst of connects beyond it waits for SYN retries (a second or
 /// more), so it is larger than std's 128.
 const BACKLOG: u32 = 1024;
+/// How long a connection lives: [`MAX_CONNECTION_AGE`], then
+/// [`WRITE_STALL_TIMEOUT`] to finish its answer.
+const LIFETIME: Lifetime = Lifetime {
+    age: MAX_CONNECTION_AGE,
+    grace: WRITE_STALL_TIMEOUT,
+};
+
+#[derive(Clone, Copy, Debug)]
+struct Lifetime {
+    /// Then the connection takes no further request.
+    age: Duration,
+    /// Then it is dropped, answer sent or not.
+    grace: Duration,
+}
+
 /// The pause after a failed `accept` (out of file descriptors) before the
 /// next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -101,6 +116,16 @@ impl MetricsServer {
         addr: SocketAddr,
         published: Arc<Published>,
     ) -> std::io::Result<MetricsServer> {
+        MetricsServer::start_with(addr, published, LIFETIME)
+    }
+
+    /// [`start`](Self::start) with a connection lifetime of its own (the
+    /// tests' is short).
+    fn start_with(
+        addr: SocketAddr,
+        published: Arc<Published>,
+        lifetime: Lifetime,
+    ) -> std::io::Result<MetricsServer> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -119,7 +144,7 @@ impl MetricsServer {
             socket.listen(BACKLOG)?
         };
         let addr = listener.local_addr()?;
-        let accepting = runtime.spawn(accept(listener, published));
+        let accepting = runtime.spawn(accept(listener, published, lifetime));
         let stop = accepting.abort_handle();
         let thread = std::thread::Builder::new()
             .name("runmetrics-http".to_owned())
@@ -200,7 +225,7 @@ fn lock(connections: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connectio
     connections.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn accept(listener: TcpListener, published: Arc<Published>) {
+async fn accept(listener: TcpListener, published: Arc<Published>, lifetime: Lifetime) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -243,6 +268,7 @@ async fn accept(listener: TcpListener, published: Arc<Published>) {
             activity.clone(),
             published.clone(),
             registered,
+            lifetime,
         ));
         // The task cannot run before this: the runtime has one thread, and
         // it is here.
@@ -278,6 +304,7 @@ async fn serve(
     activity: Arc<Activity>,
     published: Arc<Published>,
     registered: Registered,
+    lifetime: Lifetime,
 ) {
     let _registered = registered;
     let io = Guarded {
@@ -290,7 +317,7 @@ async fn serve(
         std::future::ready(Ok::<_, Infallible>(respond(&request, &published)))
     });
     let mut connection = std::pin::pin!(http.serve_connection(io, service));
-    let mut age = std::pin::pin!(tokio::time::sleep(MAX_CONNECTION_AGE));
+    let mut age = std::pin::pin!(tokio::time::sleep(lifetime.age));
     let mut closing = false;
     // The connection, until it ends or grows too old: then it finishes its
     // response (the write-stall timeout still applies) within a last grace.
@@ -305,7 +332,7 @@ async fn serve(
             closing = true;
             connection.as_mut().graceful_shutdown();
             age.as_mut()
-                .reset(tokio::time::Instant::now() + WRITE_STALL_TIMEOUT);
+                .reset(tokio::time::Instant::now() + lifetime.grace);
             if connection.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
@@ -503,5 +530,115 @@ impl Write for Guarded {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_shutdown(cx);
         this.mind(cx, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    const SHORT: Lifetime = Lifetime {
+        age: Duration::from_millis(300),
+        grace: Duration::from_millis(300),
+    };
+
+    fn server(text: Vec<u8>) -> MetricsServer {
+        let published = Arc::new(Published::default());
+        published.set(text);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        MetricsServer::start_with(addr, published, SHORT).unwrap()
+    }
+
+    /// Reads one response with a Content-Length; `None` at EOF or a reset.
+    fn response(s: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                Ok(_) => return None,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).unwrap();
+        Some(body)
+    }
+
+    #[test]
+    fn a_busy_keep_alive_connection_closes_between_answers_at_its_age() {
+        let server = server(b"text\n".to_vec());
+        let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let start = Instant::now();
+        let mut answered = 0;
+        loop {
+            if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+                .is_err()
+            {
+                break;
+            }
+            match response(&mut s) {
+                Some(body) => {
+                    assert_eq!(body, b"text\n", "every answer is whole");
+                    answered += 1;
+                }
+                None => break,
+            }
+            assert!(start.elapsed() < Duration::from_secs(3), "still open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lived = start.elapsed();
+        assert!(answered > 5, "served until its age: {answered}");
+        assert!(
+            lived >= SHORT.age,
+            "closed at its age, not before: {lived:?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_past_its_age_is_dropped_after_the_grace_even_unread() {
+        let big = vec![b'a'; 32 << 20];
+        let server = server(big);
+        let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        // Well past age + grace, well before the 5 s write stall.
+        std::thread::sleep(SHORT.age + SHORT.grace + Duration::from_millis(700));
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut got = Vec::new();
+        let end = s.read_to_end(&mut got);
+        assert!(
+            end.is_ok()
+                || end
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+            "closed, not waiting: {end:?}"
+        );
+        assert!(got.len() < 32 << 20, "dropped mid-answer: {}", got.len());
+    }
+
+    #[test]
+    fn a_request_with_a_body_is_answered_and_closed() {
+        let server = server(b"text\n".to_vec());
+        let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("connection: close"), "{text}");
+        assert!(text.ends_with("\r\n\r\ntext\n"), "{text}");
     }
 }
