@@ -42,25 +42,25 @@ use super::{Body, CONTENT_TYPE};
 /// scrapers (one or two Prometheus servers) are always the most recently
 /// active, so a flood of connections cannot lock them out, and the
 /// recording process keeps its file descriptors for its run files.
-pub(crate) const MAX_CONNECTIONS: usize = 128;
+const MAX_CONNECTIONS: usize = 128;
 /// A request head (request line and headers) larger than this is answered
 /// 431 and closed; hyper never buffers more than [`MAX_BUF_BYTES`].
-pub(crate) const MAX_HEAD_BYTES: usize = 8 << 10;
+const MAX_HEAD_BYTES: usize = 8 << 10;
 /// hyper's read buffer (pipelined requests included) and write queue.
 const MAX_BUF_BYTES: usize = 16 << 10;
 /// More headers than this is answered 431 (Prometheus sends about six).
-pub(crate) const MAX_HEADERS: usize = 32;
+const MAX_HEADERS: usize = 32;
 /// A request head must be complete this long after the server starts
 /// waiting for it, on a new connection or between keep-alive requests, so
 /// this is also the idle timeout. Prometheus reconnects after it.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A response that cannot write a byte for this long (its client stopped
 /// reading) drops the connection.
-pub(crate) const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The oldest a connection gets: then it closes once its current response is
 /// sent, or [`WRITE_STALL_TIMEOUT`] later at the latest (a client reading a
 /// byte at a time cannot keep one, and an old exposition, for ever).
-pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// Connections the kernel completes and queues before the server accepts
 /// them: a burst of connects beyond it waits for SYN retries (a second or
 /// more), so it is larger than std's 128.
