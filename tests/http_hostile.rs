@@ -91,6 +91,10 @@ fn closed_by_server(s: &mut TcpStream, within: Duration) -> (bool, Vec<u8>) {
     }
 }
 
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
 fn threads() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -335,11 +339,14 @@ fn two_thousand_idle_connections_hold_no_threads_and_are_closed() {
     let addr = rec.metrics_addr().unwrap();
     assert_scrape_answers(addr, "nothing");
     let threads_before = threads();
+    let fds_before = open_fds();
     let mut idle: Vec<TcpStream> = (0..2_000)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let threads_during = threads();
+    // The test's own 2 000 ends, and the server's, at most 128.
+    let server_fds = open_fds().saturating_sub(fds_before + 2_000);
     let best = assert_scrape_answers(addr, "2 000 idle connections");
     eprintln!(
         "2 000 idle connections: threads {threads_before} -> {threads_during}, scrape {best:?}"
@@ -347,6 +354,11 @@ fn two_thousand_idle_connections_hold_no_threads_and_are_closed() {
     assert!(
         threads_during <= threads_before + 2,
         "idle connections hold no threads: {threads_before} -> {threads_during}"
+    );
+    eprintln!("2 000 idle connections: the server holds {server_fds} of them");
+    assert!(
+        server_fds <= 128 + 4,
+        "the server caps its connections: it holds {server_fds}"
     );
     // A keep-alive scraper made after the flood is served, then closed once
     // it sits idle as long as the idle timeout.
