@@ -540,6 +540,9 @@ fn count(c: &Value) -> Option<Count> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
