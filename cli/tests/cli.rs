@@ -618,4 +618,11 @@ fn extra_meta_at_the_writers_depth_limit_loads_in_every_command() {
         "{}",
         stderr(&o)
     );
+    // The reader's idea of the deepest written file is the writer's limit
+    // plus the file's own object.
+    assert!(
+        stderr(&o).contains(&format!("({} at most)", limit + 1)),
+        "{}",
+        stderr(&o)
+    );
 }
