@@ -308,10 +308,14 @@ fn beyond_noise(base: &[f64], new: &[f64]) -> bool {
     if base.len() < 2 || new.len() < 2 {
         return true;
     }
+    // Scaled to at most 1, so that no sum or square of a file's figures
+    // (each finite, up to f64::MAX) overflows; the verdict does not change.
+    let scale = base.iter().chain(new).fold(0.0, |m: f64, x| m.max(x.abs()));
+    let scale = if scale > 0.0 { scale } else { 1.0 };
     let stats = |v: &[f64]| {
         let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let mean = v.iter().map(|x| x / scale).sum::<f64>() / n;
+        let var = v.iter().map(|x| (x / scale - mean).powi(2)).sum::<f64>() / (n - 1.0);
         (mean, var / n)
     };
     let ((mb, sb), (mn, sn)) = (stats(base), stats(new));
@@ -578,5 +582,15 @@ mod tests {
         );
         assert!(!beyond_noise(&[1.0, 1.2, 0.8], &[1.1, 1.3, 0.9]));
         assert!(beyond_noise(&[1.0, 1.01, 0.99], &[1.2, 1.21, 1.19]));
+        // Figures near f64::MAX: the same verdicts, not overflowed sums.
+        let huge = |v: &[f64]| v.iter().map(|x| x * 1e307).collect::<Vec<_>>();
+        assert!(!beyond_noise(
+            &huge(&[1.0, 1.2, 0.8]),
+            &huge(&[1.1, 1.3, 0.9])
+        ));
+        assert!(beyond_noise(
+            &huge(&[10.0, 10.1, 9.9]),
+            &huge(&[12.0, 12.1, 11.9])
+        ));
     }
 }

@@ -50,7 +50,7 @@ impl Loaded {
             if e["event"] == "process_sample" {
                 samples.push(e);
             } else if e["event"] == "phase_timing" || e["event"] == "func_timing" {
-                timed_total += 1;
+                timed_total = u64::saturating_add(timed_total, 1);
                 if timed.len() < MAX_SPANS {
                     timed.push(e);
                 }

@@ -77,12 +77,8 @@ fn read_both(bytes: &[u8]) -> Result<(Loaded, Loaded), String> {
         let (tx, rx) = mpsc::channel();
         let path = path.clone();
         std::thread::spawn(move || {
-            let mut events = 0u64;
             let run = if each {
-                load_each(&path, &mut |_, _| {
-                    events += 1;
-                    Ok(())
-                })
+                load_each(&path, &mut |_, _| Ok(()))
             } else {
                 load(&path)
             };
@@ -426,12 +422,24 @@ proptest! {
     fn mutated_values_load_or_say_why(
         seed in 0..64usize,
         changes in prop::collection::vec((any::<usize>(), prop::option::of(any_json())), 1..4),
+        deepen in prop::option::of((any::<usize>(), 1..300usize)),
         pretty in any::<bool>(),
     ) {
         let seeds = json_seeds();
         let mut file = seeds[seed % seeds.len()].clone();
         for (pick, with) in changes {
             replace_value(&mut file, pick, with);
+        }
+        // A value wrapped in up to 300 lists: around the reader's limit.
+        if let Some((pick, levels)) = deepen {
+            let all = pointers(&file);
+            if let Some(slot) = file.pointer_mut(&all[pick % all.len()]) {
+                let mut v = slot.take();
+                for _ in 0..levels {
+                    v = Value::Array(vec![v]);
+                }
+                *slot = v;
+            }
         }
         let bytes = if pretty {
             serde_json::to_vec_pretty(&file).unwrap()
