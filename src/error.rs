@@ -150,6 +150,17 @@ pub enum EndRunError {
         /// What was given: `array`, `string`, `number` or `bool`.
         found: &'static str,
     },
+    /// `extra_meta` nests arrays and objects more than `limit` (64) levels
+    /// deep, `extra_meta` itself being level 1.
+    #[error(
+        "extra_meta nests arrays and objects more than {limit} levels deep (extra_meta itself \
+         is level 1); flatten it, or store the deep part as a string \
+         (serde_json::to_string); the run is still open"
+    )]
+    ExtraMetaTooDeep {
+        /// The deepest level allowed.
+        limit: usize,
+    },
     /// A key of `extra_meta` is one runmetrics writes itself.
     #[error(
         "extra_meta key {key:?} is reserved by runmetrics (it writes that key itself); rename it"

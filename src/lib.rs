@@ -177,6 +177,9 @@ pub fn start_run(log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
 
 /// Ends the open run of the global recorder and writes its file atomically;
 /// returns its path. `extra_meta` (a JSON object, or null) is added to `meta`.
+/// It may nest arrays and objects 64 levels deep, itself level 1; a deeper
+/// one is refused with [`EndRunError::ExtraMetaTooDeep`] and the run stays
+/// open, so every run file loads in every JSON reader.
 ///
 /// Every region that finished before this call, on any thread (parked and
 /// exited ones included), is in the file. If writing the file fails the run
@@ -194,7 +197,10 @@ pub fn start_run(log_dir: impl AsRef<Path>) -> Result<String, StartRunError> {
 pub fn end_run(extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
     match recorder::global() {
         Some(r) => r.end_run(extra_meta),
-        None => Err(EndRunError::NoOpenRun),
+        None => {
+            recorder::drop_flat(extra_meta);
+            Err(EndRunError::NoOpenRun)
+        }
     }
 }
 

@@ -137,6 +137,7 @@ impl Recorder {
     /// [`end_run`](crate::end_run).
     pub fn end_run(&self, extra_meta: serde_json::Value) -> Result<PathBuf, EndRunError> {
         if self.shared.forked() {
+            drop_flat(extra_meta);
             return Err(EndRunError::ForkedChild);
         }
         let extra_meta = extra_meta_object(extra_meta)?;
@@ -331,10 +332,56 @@ fn check_writable(dir: &Path) -> Result<(), StartRunError> {
     })
 }
 
+/// How deep `extra_meta` may nest arrays and objects, itself level 1
+/// (`{"a": {"b": [1]}}` is 3 levels). The run file adds one level, so every
+/// file nests at most 65, well within what JSON readers accept (serde_json's
+/// default limit, which the `runmetrics` command keeps, is 128).
+pub(crate) const MAX_EXTRA_META_DEPTH: usize = 64;
+
+/// Whether `v` (level 1) nests arrays and objects deeper than `limit`,
+/// counted without recursion and without looking past `limit`.
+fn nests_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
+    use serde_json::Value;
+    let mut todo = vec![(v, 1)];
+    while let Some((v, level)) = todo.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        if level > limit {
+            return true;
+        }
+        todo.extend(children.map(|c| (c, level + 1)));
+    }
+    false
+}
+
+/// Drops `v` without recursion. The drop serde_json derives recurses once
+/// per level, so a refused value a million levels deep would overflow the
+/// caller's stack while `end_run` returns its error.
+pub(crate) fn drop_flat(v: serde_json::Value) {
+    use serde_json::Value;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::Array(a) => todo.extend(a),
+            Value::Object(m) => todo.extend(m.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
 fn extra_meta_object(
     extra_meta: serde_json::Value,
 ) -> Result<serde_json::Map<String, serde_json::Value>, EndRunError> {
     use serde_json::Value;
+    if nests_deeper_than(&extra_meta, MAX_EXTRA_META_DEPTH) {
+        drop_flat(extra_meta);
+        return Err(EndRunError::ExtraMetaTooDeep {
+            limit: MAX_EXTRA_META_DEPTH,
+        });
+    }
     let map = match extra_meta {
         Value::Null => serde_json::Map::new(),
         Value::Object(map) => map,

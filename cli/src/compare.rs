@@ -132,15 +132,17 @@ impl From<&Entry> for Stats {
 /// Kind, module, name.
 pub type Key = (Kind, String, String);
 
-/// Every entry of a side's runs, merged.
-fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
-    let mut by_key: BTreeMap<Key, Vec<&Entry>> = BTreeMap::new();
+/// Every entry of a side's runs, merged. The sums are checked: counts that
+/// add up past `u64::MAX` (or totals past `f64::MAX`) cannot be true, and
+/// the file whose entry took the sum over is reported corrupt.
+fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError> {
+    let mut by_key: BTreeMap<Key, Vec<(&Path, &Entry)>> = BTreeMap::new();
     for run in runs {
         for e in &run.entries {
             by_key
                 .entry((e.kind, e.module.clone(), e.name.clone()))
                 .or_default()
-                .push(e);
+                .push((&run.path, e));
         }
     }
     by_key
@@ -148,21 +150,48 @@ fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
         .map(|(key, entries)| {
             let per_run = entries
                 .iter()
-                .filter_map(|e| metric.of(&Stats::from(*e)))
+                .filter_map(|(_, e)| metric.of(&Stats::from(*e)))
                 .collect();
-            let stats = if let [one] = entries[..] {
+            let stats = if let [(_, one)] = entries[..] {
                 // One run: its own figures, finer than the file's histogram.
                 Stats {
                     per_run,
                     ..Stats::from(one)
                 }
             } else {
-                let count: u64 = entries.iter().filter_map(|e| e.count).sum();
-                let total: f64 = entries.iter().map(|e| e.total_seconds).sum();
+                let (mut count, mut total, mut in_histograms) = (0u64, 0f64, 0u64);
                 let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
-                for e in &entries {
+                for (i, &(path, e)) in entries.iter().enumerate() {
+                    let corrupt = |what: &str, limit: String| LoadError::Corrupt {
+                        path: path.to_owned(),
+                        why: format!(
+                            "{} {}'s {what}, added to {i} other run{}'s, passes {limit}, \
+                             more than any runs hold",
+                            e.kind.name(),
+                            e.label(),
+                            if i == 1 { "" } else { "s" },
+                        ),
+                    };
+                    let regions = || format!("{} regions", u64::MAX);
+                    count = count
+                        .checked_add(e.count.unwrap_or(0))
+                        .ok_or_else(|| corrupt("count", regions()))?;
+                    total += e.total_seconds;
+                    if !total.is_finite() {
+                        return Err(corrupt(
+                            "duration_seconds_total",
+                            format!("{:e} s", f64::MAX),
+                        ));
+                    }
+                    // Bounds every merged bucket and the quantiles' sum.
+                    in_histograms = in_histograms
+                        .checked_add(e.histogram_total)
+                        .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
                     for &(lower, n) in &e.histogram_ns {
-                        *hist.entry(lower).or_default() += n;
+                        let bucket = hist.entry(lower).or_default();
+                        *bucket = bucket
+                            .checked_add(n)
+                            .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
                     }
                 }
                 let q = |q: f64| quantile(&hist, q);
@@ -176,22 +205,23 @@ fn merge(runs: &[Run], metric: Metric) -> BTreeMap<Key, Stats> {
                     per_run,
                 }
             };
-            (key, stats)
+            Ok((key, stats))
         })
         .collect()
 }
 
 /// The value at quantile `q` of a merged run-file histogram, in seconds:
-/// the middle of the bucket it falls in.
+/// the middle of the bucket it falls in (`None` for an empty histogram, or
+/// one whose counts add up past `u64::MAX`, which `merge` refuses first).
 fn quantile(hist: &BTreeMap<u64, u64>, q: f64) -> Option<f64> {
-    let n: u64 = hist.values().sum();
+    let n = hist.values().try_fold(0u64, |n, &c| n.checked_add(c))?;
     if n == 0 {
         return None;
     }
     let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-    let mut seen = 0;
+    let mut seen = 0u64;
     for (&lower, &count) in hist {
-        seen += count;
+        seen = seen.saturating_add(count);
         if seen >= rank {
             let width = run_file::bucket_width(lower);
             return Some((lower as f64 + (width - 1) as f64 / 2.0) / 1e9);
@@ -278,20 +308,26 @@ fn beyond_noise(base: &[f64], new: &[f64]) -> bool {
     if base.len() < 2 || new.len() < 2 {
         return true;
     }
+    // Scaled to at most 1, so that no sum or square of a file's figures
+    // (each finite, up to f64::MAX) overflows; the verdict does not change.
+    let scale = base.iter().chain(new).fold(0.0, |m: f64, x| m.max(x.abs()));
+    let scale = if scale > 0.0 { scale } else { 1.0 };
     let stats = |v: &[f64]| {
         let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let mean = v.iter().map(|x| x / scale).sum::<f64>() / n;
+        let var = v.iter().map(|x| (x / scale - mean).powi(2)).sum::<f64>() / (n - 1.0);
         (mean, var / n)
     };
     let ((mb, sb), (mn, sn)) = (stats(base), stats(new));
     (mn - mb).abs() > 2.0 * (sb + sn).sqrt()
 }
 
-pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Comparison {
+/// Compares the sides; an error names a file whose figures, merged with
+/// the other runs of its side, cannot be true.
+pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Result<Comparison, LoadError> {
     let metric = options.metric;
-    let mut b = merge(base, metric);
-    let mut n = merge(new, metric);
+    let mut b = merge(base, metric)?;
+    let mut n = merge(new, metric)?;
     let keys: std::collections::BTreeSet<Key> = b.keys().chain(n.keys()).cloned().collect();
     let rows = keys
         .into_iter()
@@ -327,13 +363,13 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Comparison {
             }
         })
         .collect();
-    Comparison {
+    Ok(Comparison {
         base: base.iter().map(|r| r.path.clone()).collect(),
         new: new.iter().map(|r| r.path.clone()).collect(),
         metric,
         threshold: options.threshold,
         rows,
-    }
+    })
 }
 
 fn side(paths: &[PathBuf]) -> String {
@@ -503,7 +539,7 @@ pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareEr
         let load = |dir: &str| run_file::load(&Path::new(dir).join(name));
         compared.push((
             name.clone(),
-            compare(&[load(base)?], &[load(new)?], options),
+            compare(&[load(base)?], &[load(new)?], options)?,
         ));
     }
     if compared.is_empty() {
@@ -546,5 +582,15 @@ mod tests {
         );
         assert!(!beyond_noise(&[1.0, 1.2, 0.8], &[1.1, 1.3, 0.9]));
         assert!(beyond_noise(&[1.0, 1.01, 0.99], &[1.2, 1.21, 1.19]));
+        // Figures near f64::MAX: the same verdicts, not overflowed sums.
+        let huge = |v: &[f64]| v.iter().map(|x| x * 1e307).collect::<Vec<_>>();
+        assert!(!beyond_noise(
+            &huge(&[1.0, 1.2, 0.8]),
+            &huge(&[1.1, 1.3, 0.9])
+        ));
+        assert!(beyond_noise(
+            &huge(&[10.0, 10.1, 9.9]),
+            &huge(&[12.0, 12.1, 11.9])
+        ));
     }
 }

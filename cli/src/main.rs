@@ -1,7 +1,10 @@
 //! `runmetrics`: read, compare and picture runmetrics run files.
 //!
 //! Exit status: 0 when done, 1 when `compare --fail-on-regression` found a
-//! regression, 2 for bad usage or a file that cannot be read.
+//! regression, 2 for bad usage, a file that cannot be read (or whose
+//! figures cannot be true) or output that cannot be written. A closed pipe
+//! on standard output (`| head`) is not a failure: the output stops
+//! quietly and the status is the command's own.
 
 mod compare;
 mod format;
@@ -11,6 +14,7 @@ mod show;
 mod svg;
 mod trace;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -108,17 +112,40 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("runmetrics: {message}");
+            say(&message);
             ExitCode::from(2)
         }
     }
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("a JSON value always serializes")
-    );
+/// A line on standard error (which nothing can be done about if it fails).
+fn say(message: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "runmetrics: {message}");
+}
+
+/// Standard output failed for another reason than a closed pipe.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {0}; free space, or send the output elsewhere")]
+struct StdoutError(std::io::Error);
+
+/// A closed pipe (the reader has all it wanted: `| head`) ends the output
+/// quietly; any other failure (a full disk) is an error.
+fn closed_is_done(result: std::io::Result<()>) -> Result<(), StdoutError> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(StdoutError),
+    }
+}
+
+/// Writes `text` to standard output, flushed (see [`closed_is_done`]).
+fn emit(text: &str) -> Result<(), StdoutError> {
+    let mut out = std::io::stdout().lock();
+    closed_is_done(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+fn emit_json(v: &serde_json::Value) -> Result<(), StdoutError> {
+    let text = serde_json::to_string_pretty(v).expect("a JSON value always serializes");
+    emit(&format!("{text}\n"))
 }
 
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -126,9 +153,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Show { run, json } => {
             let run = run_file::load(&run)?;
             if json {
-                print_json(&show::json(&run));
+                emit_json(&show::json(&run))?;
             } else {
-                print!("{}", show::text(&run));
+                emit(&show::text(&run))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -145,27 +172,27 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let regressed = if each {
                 let pairs = compare::each(&base, &new, &options)?;
                 if json {
-                    print_json(&pairs.json());
+                    emit_json(&pairs.json())?;
                 } else {
-                    print!("{}", pairs.text());
+                    emit(&pairs.text())?;
                 }
                 pairs.regressed()
             } else {
                 let base = compare::load_side(&base)?;
                 let new = compare::load_side(&new)?;
-                let c = compare::compare(&base, &new, &options);
+                let c = compare::compare(&base, &new, &options)?;
                 if json {
-                    print_json(&compare::json(&c));
+                    emit_json(&compare::json(&c))?;
                 } else {
-                    print!("{}", compare::text(&c));
+                    emit(&compare::text(&c))?;
                 }
                 c.regressed()
             };
             if fail_on_regression && regressed > 0 {
-                eprintln!(
-                    "runmetrics: {regressed} regressed beyond {:.1} % (--fail-on-regression)",
+                say(&format_args!(
+                    "{regressed} regressed beyond {:.1} % (--fail-on-regression)",
                     threshold * 100.0
-                );
+                ));
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
@@ -173,19 +200,23 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Report { run, base, output } => {
             let run = report::Loaded::load(&run)?;
             let base = base.map(|b| report::Loaded::load(&b)).transpose()?;
-            std::fs::write(&output, report::html(&run, base.as_ref())).map_err(|e| {
+            let page = report::html(&run, base.as_ref())?;
+            std::fs::write(&output, page).map_err(|e| {
                 format!("cannot write {}: {e}; choose another -o", output.display())
             })?;
-            println!("{}", output.display());
+            emit(&format!("{}\n", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { format, run } => {
             match format {
                 ExportFormat::ChromeTrace => {
-                    let stdout = std::io::stdout();
-                    let mut out = std::io::BufWriter::new(stdout.lock());
-                    trace::write_chrome_trace(&run, &mut out)?;
-                    std::io::Write::flush(&mut out)?;
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    match trace::write_chrome_trace(&run, &mut out)
+                        .and_then(|()| out.flush().map_err(trace::TraceError::Write))
+                    {
+                        Err(trace::TraceError::Write(e)) => closed_is_done(Err(e))?,
+                        other => other?,
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -50,7 +50,7 @@ impl Loaded {
             if e["event"] == "process_sample" {
                 samples.push(e);
             } else if e["event"] == "phase_timing" || e["event"] == "func_timing" {
-                timed_total += 1;
+                timed_total = u64::saturating_add(timed_total, 1);
                 if timed.len() < MAX_SPANS {
                     timed.push(e);
                 }
@@ -127,7 +127,8 @@ fn comparison_table(out: &mut String, rows: &[compare::Row]) {
     out.push_str("</table>\n");
 }
 
-pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> String {
+/// The page; an error names a file whose figures cannot be true.
+pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run_file::LoadError> {
     let run = &loaded.run;
     let mut out = String::new();
     let _ = write!(
@@ -180,7 +181,7 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> String {
                 metric: Metric::P50,
                 threshold: 0.05,
             },
-        );
+        )?;
         out.push_str("<h2>Against the base run</h2>\n");
         comparison_table(&mut out, c.rows());
         for (id, stat, title) in [
@@ -288,7 +289,7 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> String {
         env!("CARGO_PKG_VERSION"),
     );
     out.push_str("</body></html>\n");
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -300,7 +301,7 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base.json");
         let run = Loaded::load(&path).unwrap();
-        let page = html(&run, Some(&run));
+        let page = html(&run, Some(&run)).unwrap();
         for id in [
             "cpu",
             "rss",

@@ -13,6 +13,18 @@ use serde_json::{Map, Value};
 /// The newest `meta.layout_version` this reader understands.
 pub const LAYOUT_VERSION: u64 = 1;
 
+/// How deep this reader follows nested arrays and objects: serde_json's
+/// limit (its recursion stays on a small stack), kept rather than lifted
+/// with `unbounded_depth`: no file runmetrics writes comes near it.
+pub const MAX_DEPTH: usize = 127;
+
+/// How deep runmetrics nests a run file at most: the file's object, then
+/// `meta`, whose `extra_meta` keys may nest 64 levels (itself level 1;
+/// `EndRunError::ExtraMetaTooDeep` refuses deeper ones).
+pub const WRITTEN_DEPTH: usize = 65;
+
+const _: () = assert!(WRITTEN_DEPTH < MAX_DEPTH, "every written file must read");
+
 /// Why a run file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -41,6 +53,16 @@ pub enum LoadError {
     /// JSON, but not laid out like a run file.
     #[error("{} is not a runmetrics run file: {why}", path.display())]
     NotARunFile { path: PathBuf, why: String },
+    /// Arrays and objects nested deeper than this reader follows.
+    #[error(
+        "{} nests arrays and objects more than {MAX_DEPTH} levels deep (at byte {at}), \
+         deeper than runmetrics writes ({WRITTEN_DEPTH} at most): it is not a run file",
+        path.display()
+    )]
+    TooDeep { path: PathBuf, at: u64 },
+    /// Laid out like a run file, but its numbers cannot be true.
+    #[error("{} is corrupt: {why}; leave it out, or write it again", path.display())]
+    Corrupt { path: PathBuf, why: String },
     /// What was made of the events could not be written.
     #[error("{0}")]
     Output(String),
@@ -84,6 +106,9 @@ pub struct Entry {
     pub max_seconds: Option<f64>,
     /// `(lower bound ns, count)`, ascending; empty in older files.
     pub histogram_ns: Vec<(u64, u64)>,
+    /// The sum of the `histogram_ns` counts (it fits: [`load`] refuses a
+    /// file whose counts add up past `u64::MAX`).
+    pub histogram_total: u64,
 }
 
 impl Entry {
@@ -110,6 +135,11 @@ pub fn bucket_width(lower: u64) -> u64 {
     } else {
         1 << (63 - lower.leading_zeros() - 6)
     }
+}
+
+/// The sum of a histogram's counts; `None` past `u64::MAX`.
+pub fn histogram_total(buckets: &[(u64, u64)]) -> Option<u64> {
+    buckets.iter().try_fold(0u64, |sum, b| sum.checked_add(b.1))
 }
 
 /// One count name's summary.
@@ -202,6 +232,13 @@ fn read(path: &Path, mut each: Option<EachEvent<'_>>) -> Result<Run, LoadError> 
                 path: path.to_owned(),
                 at: std::fs::metadata(path).map_or(0, |m| m.len()),
             },
+            Category::Syntax if e.to_string().starts_with("recursion limit exceeded") => {
+                let bytes = std::fs::read(path).unwrap_or_default();
+                LoadError::TooDeep {
+                    path: path.to_owned(),
+                    at: byte_offset(&bytes, e.line(), e.column()),
+                }
+            }
             Category::Syntax => {
                 // Only now is the text needed: to say which byte.
                 let bytes = std::fs::read(path).unwrap_or_default();
@@ -222,10 +259,19 @@ fn read(path: &Path, mut each: Option<EachEvent<'_>>) -> Result<Run, LoadError> 
     // Events before `meta` (not how runmetrics writes them) were kept.
     let late = parts.events.take();
     let run = from_parts(path, parts)?;
-    if let (Some(each), Some(Value::Array(events))) = (each, late) {
-        for e in events {
-            each(&run.meta, e).map_err(LoadError::Output)?;
+    match (each, late) {
+        (Some(each), Some(Value::Array(events))) => {
+            for e in events {
+                each(&run.meta, e).map_err(LoadError::Output)?;
+            }
         }
+        (_, Some(other)) => {
+            return Err(LoadError::NotARunFile {
+                path: path.to_owned(),
+                why: format!("its `events` is {other}, not a list"),
+            })
+        }
+        (_, None) => {}
     }
     Ok(run)
 }
@@ -409,10 +455,14 @@ fn from_parts(path: &Path, parts: Parts) -> Result<Run, LoadError> {
             Some(_) => return Err(not_run(&format!("meta.{key} is not a list"))),
         };
         for e in list {
-            entries.push(entry(e, kind, name_key).ok_or_else(|| {
+            let entry = entry(e, kind, name_key).ok_or_else(|| {
                 not_run(&format!(
                     "an entry of meta.{key} lacks `{name_key}` or `duration_seconds_total`: {e}"
                 ))
+            })?;
+            entries.push(entry.map_err(|why| LoadError::Corrupt {
+                path: path.to_owned(),
+                why,
             })?);
         }
     }
@@ -433,34 +483,49 @@ fn from_parts(path: &Path, parts: Parts) -> Result<Run, LoadError> {
     })
 }
 
-fn entry(e: &Value, kind: Kind, name_key: &str) -> Option<Entry> {
+/// An entry of `meta`; `None` without its name or total, `Some(Err(why))`
+/// when its figures cannot be true.
+fn entry(e: &Value, kind: Kind, name_key: &str) -> Option<Result<Entry, String>> {
     let f = |k: &str| e.get(k).and_then(Value::as_f64);
-    Some(Entry {
+    let module = e
+        .get("module")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let name = e.get(name_key)?.as_str()?.to_owned();
+    let total_seconds = f("duration_seconds_total")?;
+    let histogram_ns: Vec<(u64, u64)> = e
+        .get("histogram_ns")
+        .and_then(Value::as_array)
+        .map(|buckets| {
+            buckets
+                .iter()
+                .filter_map(|b| Some((b.get(0)?.as_u64()?, b.get(1)?.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(histogram_total) = histogram_total(&histogram_ns) else {
+        return Some(Err(format!(
+            "the histogram_ns counts of {} {} add up past {} regions",
+            kind.name(),
+            label(&module, &name),
+            u64::MAX
+        )));
+    };
+    Some(Ok(Entry {
         kind,
-        module: e
-            .get("module")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
-        name: e.get(name_key)?.as_str()?.to_owned(),
-        total_seconds: f("duration_seconds_total")?,
+        module,
+        name,
+        total_seconds,
         count: e.get("count").and_then(Value::as_u64),
         mean_seconds: f("mean_seconds"),
         p50_seconds: f("p50_seconds"),
         p90_seconds: f("p90_seconds"),
         p99_seconds: f("p99_seconds"),
         max_seconds: f("max_seconds"),
-        histogram_ns: e
-            .get("histogram_ns")
-            .and_then(Value::as_array)
-            .map(|buckets| {
-                buckets
-                    .iter()
-                    .filter_map(|b| Some((b.get(0)?.as_u64()?, b.get(1)?.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
+        histogram_ns,
+        histogram_total,
+    }))
 }
 
 fn count(c: &Value) -> Option<Count> {
@@ -475,8 +540,60 @@ fn count(c: &Value) -> Option<Count> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file whose `meta` holds an array nested `levels` deep.
+    fn nested_file(dir: &Path, levels: usize) -> PathBuf {
+        let path = dir.join(format!("nested{levels}.json"));
+        let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let text = format!(
+            r#"{{"meta": {{"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00", "deep": {deep}}}, "events": []}}"#
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_reader_follows_max_depth_levels_and_says_so_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // The file's object and meta are two levels.
+        assert!(load(&nested_file(dir.path(), MAX_DEPTH - 2)).is_ok());
+        match load(&nested_file(dir.path(), MAX_DEPTH - 1)) {
+            Err(e @ LoadError::TooDeep { .. }) => {
+                assert!(
+                    e.to_string().contains("deeper than runmetrics writes"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected TooDeep, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_before_meta_must_be_a_list_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        std::fs::write(
+            &path,
+            r#"{"events": null, "meta": {"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00"}}"#,
+        )
+        .unwrap();
+        for each in [false, true] {
+            let r = if each {
+                load_each(&path, &mut |_, _| Ok(()))
+            } else {
+                load(&path)
+            };
+            assert!(
+                matches!(r, Err(LoadError::NotARunFile { .. })),
+                "load_each: {each}: {r:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_position_becomes_a_byte() {

@@ -205,7 +205,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
     let share_max = series
         .iter()
         .map(|(_, _, b)| {
-            let n: u64 = b.iter().map(|x| x.1).sum();
+            let n = crate::run_file::histogram_total(b).unwrap_or(u64::MAX);
             b.iter()
                 .map(|x| x.1 as f64 / n.max(1) as f64)
                 .fold(0.0, f64::max)
@@ -229,7 +229,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
         (x(lower as f64 + width) - x(lower as f64)).max(1.5)
     };
     for (n, (label, colour, buckets)) in series.iter().enumerate() {
-        let total: u64 = buckets.iter().map(|b| b.1).sum();
+        let total = crate::run_file::histogram_total(buckets).unwrap_or(u64::MAX);
         for &(lower, count) in buckets.iter() {
             let pct = 100.0 * count as f64 / total.max(1) as f64;
             let _ = writeln!(

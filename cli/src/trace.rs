@@ -11,7 +11,19 @@ use std::path::Path;
 use chrono::{DateTime, FixedOffset};
 use serde_json::{json, Map, Value};
 
-use crate::run_file::{self, Run};
+use crate::run_file::{self, LoadError, Run};
+
+/// Why the trace was not written whole.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The run file could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The output could not be written (the caller decides what a closed
+    /// pipe means).
+    #[error("{0}")]
+    Write(#[from] std::io::Error),
+}
 
 /// The process id every event carries: one run is one process.
 const PID: u64 = 1;
@@ -117,11 +129,9 @@ fn names(run: &Run) -> Vec<Value> {
 }
 
 /// Writes the run at `path` as a trace to `out`, one event at a time as the
-/// run file streams by: memory stays flat however many events it has.
-pub fn write_chrome_trace(
-    path: &Path,
-    out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>> {
+/// run file streams by: memory stays flat however many events it has. The
+/// first failed write stops the reading.
+pub fn write_chrome_trace(path: &Path, out: &mut impl Write) -> Result<(), TraceError> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut first = true;
     let mut write = |out: &mut dyn Write, v: &Value| -> std::io::Result<()> {
@@ -132,6 +142,7 @@ pub fn write_chrome_trace(
         Ok(())
     };
     let mut started_at = None;
+    let mut failed = None;
     let run = run_file::load_each(path, &mut |meta, e| {
         let start = *started_at.get_or_insert_with(|| {
             meta.get("started_at")
@@ -139,10 +150,18 @@ pub fn write_chrome_trace(
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         });
         for t in trace_events(start, &e) {
-            write(out, &t).map_err(|e| format!("cannot write the trace: {e}"))?;
+            if let Err(e) = write(out, &t) {
+                let message = format!("cannot write the trace: {e}");
+                failed = Some(e);
+                return Err(message);
+            }
         }
         Ok(())
-    })?;
+    });
+    if let Some(e) = failed {
+        return Err(TraceError::Write(e));
+    }
+    let run = run?;
     for t in names(&run) {
         write(out, &t)?;
     }

@@ -403,3 +403,226 @@ fn each_compares_two_directories_file_by_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is not one"), "{}", stderr(&o));
 }
+
+/// A copy of base.json in `dir` with `n` more phases and `n` more events:
+/// what `show`, `compare` and `export` print of it fills a pipe many
+/// times over.
+fn big_run(dir: &Path, n: usize) -> PathBuf {
+    let mut run: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("base.json")).unwrap()).unwrap();
+    let phase = run["meta"]["phase_durations_seconds_total"][0].clone();
+    let event = run["events"][1].clone();
+    for i in 0..n {
+        let mut p = phase.clone();
+        p["phase"] = Value::from(format!("phase_number_{i}"));
+        run["meta"]["phase_durations_seconds_total"]
+            .as_array_mut()
+            .unwrap()
+            .push(p);
+        let mut e = event.clone();
+        e["phase"] = Value::from(format!("phase_number_{i}"));
+        run["events"].as_array_mut().unwrap().push(e);
+    }
+    let path = dir.join("big.json");
+    std::fs::write(&path, run.to_string()).unwrap();
+    path
+}
+
+/// Every command that writes to standard output, on `run` (and base.json
+/// as the other side, or directories of both for `--each`), with the exit
+/// status it has when its output is read whole.
+fn stdout_commands(run: &Path, dir: &Path) -> Vec<(Vec<String>, i32)> {
+    let (each_base, each_new) = (dir.join("each_base"), dir.join("each_new"));
+    for (d, file) in [(&each_base, fixture("base.json")), (&each_new, run.into())] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::copy(file, d.join("bench.json")).unwrap();
+    }
+    let base = fixture("base.json");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let report = dir.join("report.html");
+    vec![
+        (args(&["show", &s(run)]), 0),
+        (args(&["show", "--json", &s(run)]), 0),
+        (args(&["compare", &s(&base), &s(run)]), 0),
+        (args(&["compare", "--json", &s(&base), &s(run)]), 0),
+        (
+            args(&["compare", "--each", &s(&each_base), &s(&each_new)]),
+            0,
+        ),
+        (
+            args(&[
+                "compare",
+                "--fail-on-regression",
+                "tests/fixtures/base.json",
+                "tests/fixtures/new.json",
+            ]),
+            1,
+        ),
+        (args(&["export", "--format", "chrome-trace", &s(run)]), 0),
+        (args(&["report", "-o", &s(&report), &s(run)]), 0),
+    ]
+}
+
+/// Runs the binary with its standard output a pipe whose reading end is
+/// closed at once, or after the first line.
+fn with_stdout_closed(args: &[String], after_first_line: bool) -> Output {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runmetrics"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the runmetrics binary runs");
+    let out = child.stdout.take().unwrap();
+    if after_first_line {
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "{args:?} printed nothing");
+    } else {
+        drop(out);
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_with_the_commands_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = big_run(dir.path(), 3_000);
+    for (args, status) in stdout_commands(&big, dir.path()) {
+        // After the first line the rest (hundreds of KiB) cannot fit in the
+        // pipe: the write fails with EPIPE. `report` prints one line only.
+        for after_first_line in [false, true] {
+            if after_first_line && args[0] == "report" {
+                continue;
+            }
+            let o = with_stdout_closed(&args, after_first_line);
+            let err = stderr(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(status),
+                "{args:?} (closed after the first line: {after_first_line}): {err}"
+            );
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            if status == 0 {
+                assert_eq!(err, "", "{args:?}: nothing to say");
+            } else {
+                assert!(err.contains("1 regressed"), "{args:?}: {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_on_stdout_exits_2_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, _) in stdout_commands(&fixture("base.json"), dir.path()) {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full (Linux)");
+        let o = Command::new(env!("CARGO_BIN_EXE_runmetrics"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output: No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn counts_that_overflow_are_reported_as_corrupt() {
+    let cases = [
+        (vec!["show", "tests/fixtures/overflow/histogram.json"], "histogram.json is corrupt: the histogram_ns counts of phase pipeline/grounding add up past 18446744073709551615"),
+        (vec!["report", "-o", "", "tests/fixtures/overflow/histogram.json"], "histogram.json is corrupt"),
+        (vec!["compare", "tests/fixtures/overflow/histogram.json", "tests/fixtures/base.json"], "histogram.json is corrupt"),
+        (vec!["compare", "tests/fixtures/base.json", "tests/fixtures/overflow/counts"], "counts/b.json is corrupt: phase pipeline/grounding's count, added to 1 other run's, passes 18446744073709551615 regions"),
+        (vec!["compare", "tests/fixtures/overflow/buckets", "tests/fixtures/base.json"], "buckets/b.json is corrupt: phase pipeline/grounding's histogram_ns counts, added to 1 other run's"),
+        (vec!["compare", "--json", "tests/fixtures/base.json", "tests/fixtures/overflow/totals"], "totals/b.json is corrupt: phase pipeline/grounding's duration_seconds_total, added to 1 other run's, passes 1.7976931348623157e308 s"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    for (mut args, message) in cases {
+        if args[0] == "report" {
+            args[2] = report.to_str().unwrap();
+        }
+        let o = runmetrics(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}{}", stdout(&o));
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(err.contains("leave it out, or write it again"), "{err}");
+    }
+    // Each file of a side is sound alone.
+    for file in [
+        "counts/a.json",
+        "counts/b.json",
+        "buckets/a.json",
+        "totals/b.json",
+    ] {
+        let o = runmetrics(&["show", &format!("tests/fixtures/overflow/{file}")]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+    }
+}
+
+/// An object (level 1) whose deepest array is at level `levels`, built
+/// without recursion.
+fn nested(levels: usize) -> Value {
+    let mut v = Value::Array(Vec::new());
+    for _ in 2..levels {
+        v = Value::Array(vec![v]);
+    }
+    let mut top = serde_json::Map::new();
+    top.insert("deep".to_owned(), v);
+    Value::Object(top)
+}
+
+#[test]
+fn extra_meta_at_the_writers_depth_limit_loads_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = runmetrics::Recorder::new(runmetrics::Config::new()).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    {
+        let _t = rec.phase("step", "deep");
+    }
+    let limit = match rec.end_run(nested(200)) {
+        Err(runmetrics::EndRunError::ExtraMetaTooDeep { limit }) => limit,
+        other => panic!("200 levels: expected ExtraMetaTooDeep, got {other:?}"),
+    };
+    let path = rec.end_run(nested(limit)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (args, status) in stdout_commands(&path, out.path()) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = runmetrics(&args);
+        assert_eq!(o.status.code(), Some(status), "{args:?}: {}", stderr(&o));
+    }
+    let o = runmetrics(&["show", path.to_str().unwrap()]);
+    assert!(stdout(&o).contains("deep/step"), "{}", stdout(&o));
+
+    // A file nested deeper than runmetrics writes says so.
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file["meta"]["deep"] = nested(200)["deep"].take();
+    let deep = out.path().join("deep.json");
+    std::fs::write(&deep, file.to_string()).unwrap();
+    let o = runmetrics(&["show", deep.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("levels deep") && stderr(&o).contains("deeper than runmetrics writes"),
+        "{}",
+        stderr(&o)
+    );
+    // The reader's idea of the deepest written file is the writer's limit
+    // plus the file's own object.
+    assert!(
+        stderr(&o).contains(&format!("({} at most)", limit + 1)),
+        "{}",
+        stderr(&o)
+    );
+}
