@@ -12,16 +12,28 @@ use serde_json::Value;
 
 struct Gateway {
     addr: std::net::SocketAddr,
+    // Declared before its state's directory: the gateway stops (and writes
+    // its persistence file) before the directory goes.
     _child: Child,
+    _state: tempfile::TempDir,
 }
 
+/// A Pushgateway of its own: a free loopback port, and its persistence
+/// file in a fresh temporary directory. Debian's gateway otherwise persists
+/// to `/var/lib/prometheus/pushgateway.data` and loads it at start, so
+/// every gateway on the machine would see the groups an earlier one kept.
 fn gateway() -> Option<Gateway> {
     let bin = binary("prometheus-pushgateway")?;
+    let state = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Child(
         std::process::Command::new(bin)
             .arg(format!("--web.listen-address={addr}"))
+            .arg(format!(
+                "--persistence.file={}",
+                state.path().join("pushgateway.data").display()
+            ))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -34,6 +46,7 @@ fn gateway() -> Option<Gateway> {
     Some(Gateway {
         addr,
         _child: child,
+        _state: state,
     })
 }
 
@@ -84,6 +97,32 @@ fn end_run_pushes_with_job_and_grouping_labels() {
         assert!(got[0].contains(label), "{label} missing in {got:?}");
     }
     assert!(got[0].ends_with(" 1"), "{got:?}");
+}
+
+/// The groups the gateway holds (one `push_time_seconds` per group).
+fn groups(gw: &Gateway) -> Vec<String> {
+    let (_, _, body) = http(gw.addr, "GET", "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with("push_time_seconds{"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_gateway_a_test_starts_begins_empty() {
+    let Some(first) = gateway() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(config(&first)).unwrap();
+    run_with_phase(&rec, dir.path(), "kept").unwrap();
+    assert_eq!(groups(&first).len(), 1, "{:?}", groups(&first));
+    // Stopped as an operator stops it: it writes its persistence file.
+    drop(first);
+    let Some(second) = gateway() else { return };
+    assert_eq!(
+        groups(&second),
+        Vec::<String>::new(),
+        "a gateway started the same way holds the first one's groups"
+    );
 }
 
 #[test]
