@@ -97,6 +97,12 @@ const BUSY_POLL: Duration = Duration::from_micros(200);
 /// How many more drains `end_run` makes while a thread is caught counting.
 const SETTLE_TRIES: u32 = 100;
 
+/// `from + after`, or `None` (never) when that is past what `Instant` can
+/// hold: every interval setting may be as long as `Duration::MAX`.
+pub(crate) fn deadline(from: Instant, after: Duration) -> Option<Instant> {
+    from.checked_add(after)
+}
+
 /// What one [`Collector::drain`] found.
 struct Drained {
     /// Records the rings held.
@@ -112,7 +118,8 @@ struct Collector {
     rings: Vec<Arc<Ring>>,
     run: Option<RunState>,
     sampler: Sampler,
-    next_sample: Instant,
+    /// The next periodic sample of the open run (`None`: never).
+    next_sample: Option<Instant>,
     /// The next periodic snapshot of the open run (with `flush_interval`).
     next_flush: Option<Instant>,
     /// When the open run ends and the next begins (with `rotate_every`).
@@ -136,7 +143,7 @@ impl Collector {
         let next_push = config
             .push_interval
             .filter(|_| sinks.pusher.is_some())
-            .map(|i| Instant::now() + i);
+            .and_then(|i| deadline(Instant::now(), i));
         Collector {
             shared,
             config,
@@ -144,7 +151,7 @@ impl Collector {
             rings: Vec::new(),
             run: None,
             sampler: Sampler::new(),
-            next_sample: Instant::now(),
+            next_sample: None,
             next_flush: None,
             next_rotate: None,
             orphaned_seen: 0,
@@ -175,16 +182,21 @@ impl Collector {
             } else {
                 self.config.poll_interval
             };
+            // A deadline past what the clock can hold is never.
             let run_wake = self.run.as_ref().map(|_| {
-                [self.next_flush, self.next_rotate]
-                    .into_iter()
-                    .flatten()
-                    .fold(self.next_sample.min(now + poll), Instant::min)
+                [
+                    self.next_sample,
+                    deadline(now, poll),
+                    self.next_flush,
+                    self.next_rotate,
+                ]
             });
-            let wake_at = match (run_wake, self.next_publish()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake_at = run_wake
+                .into_iter()
+                .flatten()
+                .chain([self.next_publish()])
+                .flatten()
+                .min();
             let command = match wake_at {
                 Some(at) => select! {
                     recv(commands) -> c => Some(c),
@@ -219,7 +231,7 @@ impl Collector {
                 }
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
-            if self.run.is_some() && Instant::now() >= self.next_sample {
+            if self.run.is_some() && self.next_sample.is_some_and(|at| Instant::now() >= at) {
                 self.sample();
             }
             if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
@@ -247,7 +259,7 @@ impl Collector {
                 self.next_push = self
                     .config
                     .push_interval
-                    .map(|i| at.max(Instant::now()) + i);
+                    .and_then(|i| deadline(at.max(Instant::now()), i));
             }
         }
         if self.run.is_some() {
@@ -364,11 +376,11 @@ impl Collector {
     fn next_publish(&self) -> Option<Instant> {
         #[cfg(feature = "push")]
         if let Some(push) = self.next_push {
-            let publish = self.publisher.as_ref().map(|p| p.next_publish);
+            let publish = self.publisher.as_ref().and_then(|p| p.next_publish);
             return Some(publish.map_or(push, |p| p.min(push)));
         }
         #[cfg(feature = "prometheus")]
-        return self.publisher.as_ref().map(|p| p.next_publish);
+        return self.publisher.as_ref().and_then(|p| p.next_publish);
         #[cfg(not(feature = "prometheus"))]
         None
     }
@@ -426,8 +438,8 @@ impl Collector {
         self.shared.set_events_open(!run.events_full());
         self.run = Some(run);
         let now = Instant::now();
-        self.next_sample = now + self.config.sample_interval;
-        self.next_rotate = self.config.rotate_every.map(|i| now + i);
+        self.next_sample = deadline(now, self.config.sample_interval);
+        self.next_rotate = self.config.rotate_every.and_then(|i| deadline(now, i));
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
@@ -442,7 +454,10 @@ impl Collector {
     /// the final drain belongs to the next run. A failed write is counted,
     /// and the run goes on until the next try.
     fn rotate(&mut self) {
-        self.next_rotate = self.config.rotate_every.map(|i| Instant::now() + i);
+        self.next_rotate = self
+            .config
+            .rotate_every
+            .and_then(|i| deadline(Instant::now(), i));
         self.drain();
         self.sample();
         if self.write_run_file(true, &serde_json::Map::new()).is_err() {
@@ -481,7 +496,10 @@ impl Collector {
             return Err(FlushError::NoOpenRun);
         }
         self.drain();
-        self.next_flush = self.config.flush_interval.map(|i| Instant::now() + i);
+        self.next_flush = self
+            .config
+            .flush_interval
+            .and_then(|i| deadline(Instant::now(), i));
         self.write_run_file(false, &serde_json::Map::new())
             .map_err(|(path, source)| FlushError::WriteRunFile { path, source })
     }
@@ -530,7 +548,7 @@ impl Collector {
             .clock
             .delta_as_nanos(run.t0, self.shared.clock.raw());
         run.add_sample(at_ns, s.cpu_percent, s.rss_bytes, Some(s.window_seconds));
-        self.next_sample = Instant::now() + self.config.sample_interval;
+        self.next_sample = deadline(Instant::now(), self.config.sample_interval);
     }
 
     fn end_run(
@@ -570,7 +588,7 @@ impl Collector {
                 let full = self.run.as_ref().is_some_and(RunState::events_full);
                 self.shared.set_events_open(!full);
                 self.shared.set_run_open(true);
-                self.next_sample = Instant::now() + self.config.sample_interval;
+                self.next_sample = deadline(Instant::now(), self.config.sample_interval);
                 Err(EndRunError::WriteRunFile { path, source })
             }
         }
