@@ -85,7 +85,7 @@ pub struct Config {
     pub(crate) port: Option<u16>,
     pub(crate) job: String,
     pub(crate) grouping: Vec<(String, String)>,
-    pub(crate) pushgateway: Option<String>,
+    pub(crate) pushgateway: Option<GatewayUrl>,
     pub(crate) sample_interval: Duration,
     pub(crate) events: Events,
     pub(crate) overflow: Overflow,
@@ -102,6 +102,17 @@ pub struct Config {
     pub(crate) keep_runs: Option<usize>,
     pub(crate) max_log_bytes: Option<u64>,
     pub(crate) rotate_every: Option<Duration>,
+}
+
+/// The Pushgateway URL as given; `Debug` shows it through
+/// [`redact::url`](crate::redact::url), without user info or query values.
+#[derive(Clone)]
+pub(crate) struct GatewayUrl(pub(crate) String);
+
+impl std::fmt::Debug for GatewayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::redact::url(&self.0))
+    }
 }
 
 /// A credential: shown as `***` by `Debug`, never written anywhere.
@@ -126,7 +137,7 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "push"), allow(dead_code))]
 pub(crate) enum PushAuth {
-    Basic { user: String, password: Secret },
+    Basic { user: Secret, password: Secret },
     Bearer(Secret),
 }
 
@@ -210,7 +221,7 @@ impl Config {
     /// query values are never shown: `Debug`, errors and files show
     /// `http://***@host/?token=***`.
     pub fn pushgateway(mut self, url: impl Into<String>) -> Config {
-        self.pushgateway = Some(url.into());
+        self.pushgateway = Some(GatewayUrl(url.into()));
         self
     }
 
@@ -232,7 +243,7 @@ impl Config {
         password: impl Into<String>,
     ) -> Config {
         self.push_auth = Some(PushAuth::Basic {
-            user: user.into(),
+            user: Secret(user.into()),
             password: Secret(password.into()),
         });
         self
@@ -412,7 +423,7 @@ impl Config {
 
     /// The Pushgateway URL, if set.
     pub fn get_pushgateway(&self) -> Option<&str> {
-        self.pushgateway.as_deref()
+        self.pushgateway.as_ref().map(|u| u.0.as_str())
     }
 
     pub(crate) fn retention(&self) -> crate::report::Retention {

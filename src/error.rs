@@ -265,7 +265,9 @@ pub enum PushError {
         url: String,
         /// The HTTP status.
         status: u16,
-        /// The start of the gateway's answer.
+        /// The start of the gateway's answer (at most 200 characters, one
+        /// line, with credentials and anything after a word like
+        /// `Authorization` or `token` replaced by `***`).
         body: String,
     },
     /// The HTTP client could not be made.

@@ -262,7 +262,7 @@ fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorde
     #[cfg(feature = "push")]
     let pusher = match &config.pushgateway {
         Some(url) => {
-            let url = crate::prometheus::push::group_url(url, &config.job, &config.grouping)?;
+            let url = crate::prometheus::push::group_url(&url.0, &config.job, &config.grouping)?;
             Some(crate::prometheus::push::Pusher::start(
                 url,
                 config.push_timeout,
