@@ -13,6 +13,7 @@ pub(crate) const SHOWN: usize = 200;
 
 /// Words after which the rest of a reply's line may be a credential (in
 /// lower case; matched without regard to case).
+#[cfg_attr(not(feature = "push"), allow(dead_code))]
 const CREDENTIAL_WORDS: &[&str] = &[
     "authorization",
     "cookie",
@@ -92,6 +93,7 @@ pub(crate) fn url(url: &str) -> String {
 /// one of `secrets` replaced by `***`, the rest of each line that names a
 /// credential cut, control characters and runs of white space made one
 /// space, at most [`SHOWN`] characters.
+#[cfg_attr(not(feature = "push"), allow(dead_code))]
 pub(crate) fn text(text: &str, secrets: &[String]) -> String {
     let mut text = text.to_owned();
     // Longest first, so a secret that holds another is replaced whole.
