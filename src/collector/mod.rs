@@ -39,8 +39,7 @@ pub(crate) enum Command {
     Flush {
         reply: Sender<Result<PathBuf, FlushError>>,
     },
-    Sample,
-    /// Publish now and push with `method`.
+    /// Publish now and push with `method`; the push thread replies.
     #[cfg(feature = "push")]
     Push {
         method: crate::PushMethod,
@@ -209,6 +208,11 @@ impl Collector {
                 },
             };
             busy = self.drain().records >= BUSY_DRAIN;
+            // Every request made before the drain is answered by this
+            // sample: requests that came together are one.
+            if self.shared.take_sample_request() {
+                self.sample();
+            }
             match command {
                 None => {}
                 Some(Ok(Command::StartRun {
@@ -219,15 +223,20 @@ impl Collector {
                     let _ = reply.send(self.start_run(run_id, path));
                 }
                 Some(Ok(Command::EndRun { extra_meta, reply })) => {
-                    let _ = reply.send(self.end_run(&extra_meta));
+                    let ended = self.end_run(&extra_meta);
+                    self.answer_end_run(ended, reply);
                 }
                 Some(Ok(Command::Flush { reply })) => {
                     let _ = reply.send(self.flush());
                 }
-                Some(Ok(Command::Sample)) => self.sample(),
                 #[cfg(feature = "push")]
                 Some(Ok(Command::Push { method, reply })) => {
-                    let _ = reply.send(self.push(method));
+                    self.push(
+                        method,
+                        crate::prometheus::push::Reply::new(move |result| {
+                            let _ = reply.send(result);
+                        }),
+                    );
                 }
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
@@ -263,8 +272,12 @@ impl Collector {
             }
         }
         if self.run.is_some() {
-            // The recorder is going away with a run open: keep what it has.
-            let _ = self.end_run(&serde_json::Map::new());
+            // The recorder is going away with a run open: keep what it has
+            // (and push it: the push thread finishes its queue before it
+            // is joined).
+            let ended = self.end_run(&serde_json::Map::new());
+            let (reply, _) = crossbeam_channel::bounded(1);
+            self.answer_end_run(ended, reply);
         }
     }
 
@@ -397,15 +410,43 @@ impl Collector {
         }
     }
 
-    /// Publishes a fresh snapshot and pushes it; waits for the gateway.
+    /// Publishes a fresh snapshot and hands it to the push thread, which
+    /// tells `reply` how the push went: the collector never waits for a
+    /// gateway.
     #[cfg(feature = "push")]
-    fn push(&mut self, method: crate::PushMethod) -> Result<(), crate::PushError> {
+    fn push(&mut self, method: crate::PushMethod, reply: crate::prometheus::push::Reply) {
         self.publish();
-        let (Some(pusher), Some(publisher)) = (self.pusher.as_ref(), self.publisher.as_mut())
-        else {
-            return Err(crate::PushError::NotConfigured);
-        };
-        pusher.push(method, publisher.current())
+        match (self.pusher.as_ref(), self.publisher.as_ref()) {
+            (Some(pusher), Some(publisher)) => pusher.push(method, publisher.current(), reply),
+            // Nothing to hand over: answered here.
+            _ => reply.send(Err(crate::PushError::NotConfigured)),
+        }
+    }
+
+    /// Answers `end_run`: at once, or, when the run's file is written and a
+    /// gateway is set, from the push thread once the final push is done
+    /// (`EndRunError::Push` if it fails); the collector goes on meanwhile.
+    fn answer_end_run(
+        &mut self,
+        ended: Result<PathBuf, EndRunError>,
+        reply: Sender<Result<PathBuf, EndRunError>>,
+    ) {
+        #[cfg(feature = "push")]
+        if let (Ok(path), true) = (&ended, self.pusher.is_some()) {
+            // After the file is safely written: a failed push loses nothing.
+            let path = path.clone();
+            self.push(
+                crate::PushMethod::Put,
+                crate::prometheus::push::Reply::new(move |pushed| {
+                    let _ = reply.send(match pushed {
+                        Ok(()) => Ok(path),
+                        Err(source) => Err(EndRunError::Push { path, source }),
+                    });
+                }),
+            );
+            return;
+        }
+        let _ = reply.send(ended);
     }
 
     fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
@@ -573,15 +614,6 @@ impl Collector {
             Ok(path) => {
                 self.close_run();
                 self.publish();
-                #[cfg(feature = "push")]
-                if self.pusher.is_some() {
-                    // After the file is safely written: a failed push loses nothing.
-                    self.push(crate::PushMethod::Put)
-                        .map_err(|source| EndRunError::Push {
-                            path: path.clone(),
-                            source,
-                        })?;
-                }
                 Ok(path)
             }
             Err((path, source)) => {

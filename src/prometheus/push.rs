@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{unbounded, Sender};
 use reqwest::Url;
 
 use super::{Body, CONTENT_TYPE};
@@ -140,13 +140,46 @@ fn percent_decoded(s: &str) -> String {
 /// never what a hostile server could make us hold.
 const REPLY_READ: u64 = 4096;
 
+/// Who hears how a push went: called once, on the push thread, so that
+/// whoever waits for a push (a caller of `end_run` or `Recorder::push`)
+/// waits there and the collector never does. A reply dropped unsent (the
+/// push thread gone) hears `PushError::Gone`.
+pub(crate) struct Reply(Option<Answer>);
+
+/// What a [`Reply`] calls with the push's outcome.
+type Answer = Box<dyn FnOnce(Result<(), PushError>) + Send>;
+
+impl Reply {
+    pub(crate) fn new(answer: impl FnOnce(Result<(), PushError>) + Send + 'static) -> Reply {
+        Reply(Some(Box::new(answer)))
+    }
+
+    pub(crate) fn send(mut self, result: Result<(), PushError>) {
+        if let Some(answer) = self.0.take() {
+            answer(result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer(Err(PushError::Gone));
+        }
+    }
+}
+
 struct Job {
     method: PushMethod,
     body: Arc<Vec<u8>>,
-    reply: Option<Sender<Result<(), PushError>>>,
+    /// `None`: a periodic push, whose failure is only counted.
+    reply: Option<Reply>,
 }
 
-/// The push thread and where to send its work.
+/// The push thread and where to send its work. Its queue is unbounded, so
+/// handing a push over never blocks; it stays short because each push with
+/// a reply has a caller waiting for it, and periodic pushes go one at a
+/// time.
 pub(crate) struct Pusher {
     jobs: Option<Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -167,7 +200,7 @@ impl Pusher {
             .build()
             .map_err(|e| PushError::Client(e.without_url().to_string()))?;
         let secrets = secrets(&url, auth.as_ref());
-        let (jobs, rx) = bounded::<Job>(16);
+        let (jobs, rx) = unbounded::<Job>();
         let failures = Arc::new(AtomicU64::new(0));
         let failed = failures.clone();
         let busy = Arc::new(AtomicBool::new(false));
@@ -189,9 +222,7 @@ impl Pusher {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                     match job.reply {
-                        Some(reply) => {
-                            let _ = reply.send(result);
-                        }
+                        Some(reply) => reply.send(result),
                         None => done.store(false, Ordering::Release),
                     }
                 }
@@ -232,21 +263,17 @@ impl Pusher {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Pushes `body` and waits for the gateway's answer.
-    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>) -> Result<(), PushError> {
-        let (reply, answer) = bounded(1);
-        self.jobs
-            .as_ref()
-            .and_then(|j| {
-                j.send(Job {
-                    method,
-                    body,
-                    reply: Some(reply),
-                })
-                .ok()
-            })
-            .ok_or(PushError::Gone)?;
-        answer.recv().map_err(|_| PushError::Gone)?
+    /// Hands `body` to the push thread, which tells `reply` how it went;
+    /// never waits (a push thread that is gone drops the job, and `reply`
+    /// hears `PushError::Gone`).
+    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>, reply: Reply) {
+        if let Some(jobs) = self.jobs.as_ref() {
+            let _ = jobs.send(Job {
+                method,
+                body,
+                reply: Some(reply),
+            });
+        }
     }
 }
 
