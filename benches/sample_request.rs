@@ -19,9 +19,7 @@ fn sample_request(c: &mut Criterion) {
     g.bench_function("floor: Instant::now()", |b| {
         b.iter(|| black_box(Instant::now()))
     });
-    g.bench_function("outside a run", |b| {
-        b.iter(|| rec.sample_process_gauges())
-    });
+    g.bench_function("outside a run", |b| b.iter(|| rec.sample_process_gauges()));
     rec.start_run(&dir).expect("start_run");
     g.bench_function("during a run", |b| b.iter(|| rec.sample_process_gauges()));
     g.finish();
