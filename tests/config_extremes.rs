@@ -9,7 +9,9 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use runmetrics::{Config, EndRunError, Events, Recorder};
+#[cfg(feature = "push")]
+use runmetrics::EndRunError;
+use runmetrics::{Config, Events, Recorder};
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -367,6 +369,21 @@ fn odd_gateway_urls_are_refused_or_pushed_to() {
             &format!("pushgateway({bad:?})"),
             Config::new().pushgateway(bad),
             &["http://"],
+        );
+    }
+    // A huge URL is not echoed whole.
+    for huge in [
+        "h".repeat(1 << 20),
+        format!("ftp://{}", "h".repeat(1 << 20)),
+    ] {
+        let e = match lifecycle("pushgateway(1 MiB)", Config::new().pushgateway(huge)) {
+            Outcome::Refused(e) => e,
+            Outcome::Works => panic!("a URL without http:// was taken"),
+        };
+        assert!(
+            e.len() < 1_000,
+            "the message quotes the whole URL: {} bytes",
+            e.len()
         );
     }
     let port = common::free_port();
