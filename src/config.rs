@@ -85,7 +85,7 @@ pub struct Config {
     pub(crate) port: Option<u16>,
     pub(crate) job: String,
     pub(crate) grouping: Vec<(String, String)>,
-    pub(crate) pushgateway: Option<String>,
+    pub(crate) pushgateway: Option<GatewayUrl>,
     pub(crate) sample_interval: Duration,
     pub(crate) events: Events,
     pub(crate) overflow: Overflow,
@@ -102,6 +102,17 @@ pub struct Config {
     pub(crate) keep_runs: Option<usize>,
     pub(crate) max_log_bytes: Option<u64>,
     pub(crate) rotate_every: Option<Duration>,
+}
+
+/// The Pushgateway URL as given; `Debug` shows it through
+/// [`redact::url`](crate::redact::url), without user info or query values.
+#[derive(Clone)]
+pub(crate) struct GatewayUrl(pub(crate) String);
+
+impl std::fmt::Debug for GatewayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::redact::url(&self.0))
+    }
 }
 
 /// A credential: shown as `***` by `Debug`, never written anywhere.
@@ -126,9 +137,22 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "push"), allow(dead_code))]
 pub(crate) enum PushAuth {
-    Basic { user: String, password: Secret },
+    Basic { user: Secret, password: Secret },
     Bearer(Secret),
 }
+
+/// The shortest `poll_interval`: a collector that looked more often would
+/// mostly take the recording threads' cache lines away from them.
+pub(crate) const MIN_POLL_INTERVAL: Duration = Duration::from_micros(100);
+/// The shortest `sample_interval`, `publish_interval`, `flush_interval`,
+/// `rotate_every`, `push_interval` and `push_timeout`.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest `push_timeout`: a push under way is waited for when the
+/// recorder is dropped.
+pub(crate) const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(600);
+/// The `buffer_records` allowed: 64 to 2^24 records (1 KiB to 256 MiB per
+/// recording thread), a power of two.
+pub(crate) const BUFFER_RECORDS: std::ops::RangeInclusive<usize> = 64..=1 << 24;
 
 impl Default for Config {
     fn default() -> Config {
@@ -172,13 +196,16 @@ impl Config {
         self
     }
 
-    /// The Prometheus job name (default `runmetrics`); also written to the run file.
+    /// The Prometheus job name (default `runmetrics`); also written to the
+    /// run file. Any non-empty text.
     pub fn job(mut self, job: impl Into<String>) -> Config {
         self.job = job.into();
         self
     }
 
     /// Adds one grouping label (e.g. `env=dev`); also written to the run file.
+    /// The key must be a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`,
+    /// not `job`, not starting with `__`); the value may be any text.
     pub fn grouping(mut self, key: impl Into<String>, value: impl Into<String>) -> Config {
         let key = key.into();
         self.grouping.retain(|(k, _)| *k != key);
@@ -189,26 +216,34 @@ impl Config {
     /// The Pushgateway URL, e.g. `http://127.0.0.1:9091` (needs the `push`
     /// feature). `end_run` then pushes the metrics once, replacing the group
     /// `job` + grouping (a PUT, like prometheus_client's `push_to_gateway`).
+    /// It must be an `http://` or `https://` URL; `Recorder::new` says what is
+    /// wrong with any other. User info (`http://user:password@host`) and
+    /// query values are never shown: `Debug`, errors and files show
+    /// `http://***@host/?token=***`.
     pub fn pushgateway(mut self, url: impl Into<String>) -> Config {
-        self.pushgateway = Some(url.into());
+        self.pushgateway = Some(GatewayUrl(url.into()));
         self
     }
 
-    /// How long a push may take before it fails (default 10 s).
+    /// How long a push may take before it fails (default 10 s). Allowed:
+    /// 1 ms to 10 minutes; anything else is a [`ConfigError`](crate::ConfigError).
+    /// Dropping the recorder waits for a push under way, so at most this long.
     pub fn push_timeout(mut self, timeout: Duration) -> Config {
         self.push_timeout = timeout;
         self
     }
 
-    /// Authenticates pushes with HTTP basic auth. The password is never
-    /// written to a file, an error message or `Debug` output.
+    /// Authenticates pushes with HTTP basic auth. Neither the user nor the
+    /// password is ever written to a file, an error message or `Debug`
+    /// output (a gateway's reply quoted in a [`PushError`](crate::PushError)
+    /// has them replaced by `***`).
     pub fn push_basic_auth(
         mut self,
         user: impl Into<String>,
         password: impl Into<String>,
     ) -> Config {
         self.push_auth = Some(PushAuth::Basic {
-            user: user.into(),
+            user: Secret(user.into()),
             password: Secret(password.into()),
         });
         self
@@ -221,6 +256,8 @@ impl Config {
     }
 
     /// Also pushes every `interval` (a PUT), for long-running processes.
+    /// Allowed: 1 ms or longer, up to `Duration::MAX`; an interval past what
+    /// the clock can hold means never.
     /// The Pushgateway's own documentation says it suits batch jobs: a
     /// service is better scraped (see [`Config::port`]).
     pub fn push_interval(mut self, interval: Duration) -> Config {
@@ -228,7 +265,10 @@ impl Config {
         self
     }
 
-    /// How often the collector samples process CPU and RSS during a run (default 1 s).
+    /// How often the collector samples process CPU and RSS during a run
+    /// (default 1 s). Allowed: 1 ms or longer, up to `Duration::MAX`; an
+    /// interval past what the clock can hold means samples only at the run's
+    /// start and end and on [`sample_process_gauges`](crate::sample_process_gauges).
     pub fn sample_interval(mut self, interval: Duration) -> Config {
         self.sample_interval = interval;
         self
@@ -236,7 +276,7 @@ impl Config {
 
     /// How many events a run keeps (default 100 000): short for
     /// `events(Events::First(cap))`. Past the cap, the aggregates stay exact
-    /// and `events_omitted` counts the rest.
+    /// and `events_omitted` counts the rest. Allowed: 0 to `usize::MAX`.
     pub fn event_cap(self, cap: usize) -> Config {
         self.events(Events::First(cap))
     }
@@ -260,9 +300,9 @@ impl Config {
         self
     }
 
-    /// Records of buffer per recording thread (a power of two, at least 64;
-    /// default 65 536, i.e. 1 MiB per thread that records, allocated at its
-    /// first record). A smaller buffer saves memory but drops (or, with
+    /// Records of buffer per recording thread (a power of two from 64 to
+    /// 2^24, i.e. 1 KiB to 256 MiB per thread; default 65 536, i.e. 1 MiB
+    /// per thread that records, allocated at its first record). A smaller buffer saves memory but drops (or, with
     /// [`Overflow::Block`], waits) sooner when a thread records tens of
     /// millions of regions a second.
     pub fn buffer_records(mut self, records: usize) -> Config {
@@ -271,7 +311,10 @@ impl Config {
     }
 
     /// How often the collector looks at idle threads' buffers (default 10 ms).
-    /// Busy threads wake it by themselves.
+    /// Busy threads wake it by themselves. Allowed: 100 µs or longer, up to
+    /// `Duration::MAX`; an interval past what the clock can hold means the
+    /// collector looks only when a thread wakes it, on a command and at
+    /// `end_run`.
     pub fn poll_interval(mut self, interval: Duration) -> Config {
         self.poll_interval = interval;
         self
@@ -292,14 +335,17 @@ impl Config {
     }
 
     /// Upper bounds, in seconds, of the Prometheus duration histogram buckets
-    /// (`+Inf` is implied). Default: 1 µs to 60 s in 1-2.5-5 steps.
+    /// (`+Inf` is implied). Default: 1 µs to 60 s in 1-2.5-5 steps. Allowed:
+    /// at least one bound, each positive and finite, strictly increasing.
     pub fn buckets(mut self, upper_bounds_seconds: impl Into<Vec<f64>>) -> Config {
         self.buckets = upper_bounds_seconds.into();
         self
     }
 
     /// How often the collector refreshes what a scrape sees (default 1 s; also
-    /// at the start and end of every run).
+    /// at the start and end of every run). Allowed: 1 ms or longer, up to
+    /// `Duration::MAX`; an interval past what the clock can hold means only
+    /// at the start and end of runs and on pushes.
     pub fn publish_interval(mut self, interval: Duration) -> Config {
         self.publish_interval = interval;
         self
@@ -311,6 +357,8 @@ impl Config {
     /// Each write replaces the file atomically, so a reader (or whatever
     /// survives a crash) always finds a complete file. Off by default (the
     /// file is written at `end_run` only); see also [`flush`](crate::flush).
+    /// Allowed: 1 ms or longer, up to `Duration::MAX`; an interval past what
+    /// the clock can hold means only the first snapshot, at the run's start.
     pub fn flush_interval(mut self, interval: Duration) -> Config {
         self.flush_interval = Some(interval);
         self
@@ -319,7 +367,8 @@ impl Config {
     /// Keeps at most `runs` run files in a run's `log_dir`, the open run's
     /// included: older ones are removed, oldest first, when a run starts
     /// and after each write of its file. Only files named like run files
-    /// (`<run_id>.json`) are touched, and never the open run's. At least 1.
+    /// (`<run_id>.json`) are touched, and never the open run's. Allowed: 1
+    /// to `usize::MAX`.
     pub fn keep_runs(mut self, runs: usize) -> Config {
         self.keep_runs = Some(runs);
         self
@@ -327,7 +376,8 @@ impl Config {
 
     /// Keeps the run files in a run's `log_dir` within `bytes` in all,
     /// removing the oldest first, like [`Config::keep_runs`]. The open run's
-    /// file is never removed, even when it alone is larger.
+    /// file is never removed, even when it alone is larger. Allowed: any
+    /// `u64` (0 keeps the open run's file only).
     pub fn max_log_bytes(mut self, bytes: u64) -> Config {
         self.max_log_bytes = Some(bytes);
         self
@@ -339,6 +389,8 @@ impl Config {
     /// `meta.previous_run_id`. Nothing recorded is lost or counted twice at
     /// a boundary: a region that spans it is in the run that follows.
     /// With [`Config::keep_runs`], the directory stays bounded too.
+    /// Allowed: 1 ms or longer, up to `Duration::MAX`; an interval past what
+    /// the clock can hold means never.
     pub fn rotate_every(mut self, interval: Duration) -> Config {
         self.rotate_every = Some(interval);
         self
@@ -371,7 +423,7 @@ impl Config {
 
     /// The Pushgateway URL, if set.
     pub fn get_pushgateway(&self) -> Option<&str> {
-        self.pushgateway.as_deref()
+        self.pushgateway.as_ref().map(|u| u.0.as_str())
     }
 
     pub(crate) fn retention(&self) -> crate::report::Retention {
@@ -382,22 +434,52 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let any = None;
         let durations = [
-            ("sample_interval", Some(self.sample_interval)),
-            ("poll_interval", Some(self.poll_interval)),
-            ("publish_interval", Some(self.publish_interval)),
-            ("push_timeout", Some(self.push_timeout)),
-            ("push_interval", self.push_interval),
-            ("flush_interval", self.flush_interval),
-            ("rotate_every", self.rotate_every),
+            (
+                "sample_interval",
+                Some(self.sample_interval),
+                MIN_INTERVAL,
+                any,
+            ),
+            (
+                "poll_interval",
+                Some(self.poll_interval),
+                MIN_POLL_INTERVAL,
+                any,
+            ),
+            (
+                "publish_interval",
+                Some(self.publish_interval),
+                MIN_INTERVAL,
+                any,
+            ),
+            (
+                "push_timeout",
+                Some(self.push_timeout),
+                MIN_INTERVAL,
+                Some(MAX_PUSH_TIMEOUT),
+            ),
+            ("push_interval", self.push_interval, MIN_INTERVAL, any),
+            ("flush_interval", self.flush_interval, MIN_INTERVAL, any),
+            ("rotate_every", self.rotate_every, MIN_INTERVAL, any),
         ];
-        if let Some(&(setting, _)) = durations
-            .iter()
-            .find(|(_, d)| d.is_some_and(|d| d.is_zero()))
-        {
-            return Err(ConfigError::ZeroInterval { setting });
+        for (setting, got, min, max) in durations {
+            let Some(got) = got else { continue };
+            if got.is_zero() {
+                return Err(ConfigError::ZeroInterval { setting });
+            }
+            if got < min || max.is_some_and(|max| got > max) {
+                return Err(ConfigError::IntervalOutOfRange {
+                    setting,
+                    got,
+                    min,
+                    max: max.map_or_else(|| "Duration::MAX".to_owned(), |m| format!("{m:?}")),
+                });
+            }
         }
-        if self.buffer_records < 64 || !self.buffer_records.is_power_of_two() {
+        if !BUFFER_RECORDS.contains(&self.buffer_records) || !self.buffer_records.is_power_of_two()
+        {
             return Err(ConfigError::BufferRecords {
                 records: self.buffer_records,
             });
@@ -407,7 +489,7 @@ impl Config {
             || self.buckets.windows(2).any(|w| w[0] >= w[1])
         {
             return Err(ConfigError::Buckets {
-                buckets: self.buckets.clone(),
+                buckets: self.buckets.iter().take(16).copied().collect(),
             });
         }
         if self.events == Events::EveryNth(0) {
@@ -419,11 +501,27 @@ impl Config {
         if self.job.is_empty() {
             return Err(ConfigError::EmptyJob);
         }
-        if let Some((key, _)) = self.grouping.iter().find(|(k, _)| k.is_empty()) {
-            return Err(ConfigError::EmptyGroupingKey { key: key.clone() });
+        for (key, _) in &self.grouping {
+            if key.is_empty() {
+                return Err(ConfigError::EmptyGroupingKey { key: key.clone() });
+            }
+            if !is_label_name(key) || key == "job" || key.starts_with("__") {
+                return Err(ConfigError::GroupingKey {
+                    key: key.chars().take(64).collect(),
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

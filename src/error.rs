@@ -7,21 +7,35 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ConfigError {
     /// An interval of zero.
-    #[error("{setting} must be longer than zero; use e.g. Duration::from_secs(1)")]
+    #[error("{setting} must be longer than zero; use e.g. Duration::from_secs(1) (its Config method's docs give the range)")]
     ZeroInterval {
         /// The setting's name.
         setting: &'static str,
     },
-    /// A per-thread buffer size that is not a power of two of at least 64.
-    #[error("buffer_records must be a power of two of at least 64, got {records}; e.g. 65536")]
+    /// An interval outside its setting's range.
+    #[error("{setting} must be from {min:?} to {max}, got {got:?}")]
+    IntervalOutOfRange {
+        /// The setting's name.
+        setting: &'static str,
+        /// The interval given.
+        got: std::time::Duration,
+        /// The shortest allowed.
+        min: std::time::Duration,
+        /// The longest allowed; `Duration::MAX` means any (an interval past
+        /// what the clock can hold means never).
+        max: String,
+    },
+    /// A per-thread buffer size that is not a power of two from 64 to 2^24.
+    #[error("buffer_records must be a power of two from 64 to 16777216 (2^24, 256 MiB per recording thread), got {records}; e.g. 65536")]
     BufferRecords {
         /// The size given.
         records: usize,
     },
-    /// Histogram bucket bounds that are not positive, finite and increasing.
+    /// Histogram bucket bounds that are not positive, finite and increasing
+    /// (the first 16 are shown).
     #[error("buckets must be positive, finite and strictly increasing seconds, got {buckets:?}; e.g. [0.001, 0.01, 0.1, 1.0]")]
     Buckets {
-        /// The bounds given.
+        /// The bounds given (the first 16).
         buckets: Vec<f64>,
     },
     /// `Events::EveryNth(0)`.
@@ -37,6 +51,12 @@ pub enum ConfigError {
     #[error("grouping keys must not be empty (got {key:?})")]
     EmptyGroupingKey {
         /// The key given.
+        key: String,
+    },
+    /// A grouping key that is not a Prometheus label name.
+    #[error("grouping key {key:?} is not a Prometheus label name: use [a-zA-Z_][a-zA-Z0-9_]*, not `job` (that is Config::job) and not starting with `__`")]
+    GroupingKey {
+        /// The key given (its first 64 characters).
         key: String,
     },
 }
@@ -256,7 +276,9 @@ pub enum PushError {
         url: String,
         /// The HTTP status.
         status: u16,
-        /// The start of the gateway's answer.
+        /// The start of the gateway's answer (at most 200 characters, one
+        /// line, with credentials and anything after a word like
+        /// `Authorization` or `token` replaced by `***`).
         body: String,
     },
     /// The HTTP client could not be made.

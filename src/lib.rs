@@ -75,6 +75,7 @@ mod os;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod recorder;
+mod redact;
 mod report;
 #[allow(unsafe_code)]
 mod shared;

@@ -202,7 +202,10 @@ impl Recorder {
 
     /// Publishes the metrics now and pushes them to the configured
     /// Pushgateway with `method` (PUT replaces the group, POST adds, DELETE
-    /// removes it); waits for the gateway's answer.
+    /// removes it); waits for the gateway's answer (at most
+    /// [`Config::push_timeout`]). Only the caller waits: the collector hands
+    /// the push to the `runmetrics-push` thread and goes on draining, so
+    /// recording threads and other callers are never held up by a gateway.
     ///
     /// ```no_run
     /// use runmetrics::{Config, PushMethod, Recorder};
@@ -222,13 +225,19 @@ impl Recorder {
         answer.recv().map_err(|_| crate::PushError::Gone)?
     }
 
-    /// Takes a process CPU/RSS sample now (during a run). A no-op without
-    /// the `enabled` feature, like every recording call.
+    /// Asks for a process CPU/RSS sample now (during a run). It never
+    /// waits for the collector: it raises a flag and wakes the collector,
+    /// which takes the sample at its next pass, within moments. Calls made
+    /// before that pass are answered by that one sample (merged, never
+    /// lost): each call is followed by a sample, but a tight loop of calls
+    /// gets one per collector pass, not one per call. Outside a run it does
+    /// nothing. A no-op without the `enabled` feature, like every recording
+    /// call.
     pub fn sample_process_gauges(&self) {
-        if !timer::ENABLED {
+        if !timer::ENABLED || !self.shared.run_open() {
             return;
         }
-        let _ = self.commands.send(Command::Sample);
+        self.shared.request_sample();
     }
 }
 
@@ -263,7 +272,7 @@ fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorde
     #[cfg(feature = "push")]
     let pusher = match &config.pushgateway {
         Some(url) => {
-            let url = crate::prometheus::push::group_url(url, &config.job, &config.grouping)?;
+            let url = crate::prometheus::push::group_url(&url.0, &config.job, &config.grouping)?;
             Some(crate::prometheus::push::Pusher::start(
                 url,
                 config.push_timeout,

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
     wake: Sender<()>,
+    /// A `sample_process_gauges` call waits for the collector's next pass.
+    sample_requested: AtomicBool,
     alive: AtomicBool,
     rings: Mutex<Vec<Arc<Ring>>>,
     /// Records made while the thread was being torn down, with no ring to take them.
@@ -75,6 +77,7 @@ impl Shared {
             overflow,
             ring_capacity,
             wake,
+            sample_requested: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             rings: Mutex::new(Vec::new()),
             orphaned: AtomicU64::new(0),
@@ -135,6 +138,21 @@ impl Shared {
     /// sleeping thread is a system call.
     pub(crate) fn wake(&self) {
         let _ = self.wake.try_send(());
+    }
+
+    /// Asks the collector for a process sample at its next pass and wakes
+    /// it; never waits. A request made while one is pending joins it: the
+    /// one sample answers both.
+    pub(crate) fn request_sample(&self) {
+        if !self.sample_requested.swap(true, Ordering::AcqRel) {
+            // Whoever raised the flag wakes the collector, after raising it.
+            self.wake();
+        }
+    }
+
+    /// Takes the pending sample request, if any (the collector, each pass).
+    pub(crate) fn take_sample_request(&self) -> bool {
+        self.sample_requested.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn collector_alive(&self) -> bool {

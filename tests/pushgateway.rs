@@ -12,16 +12,28 @@ use serde_json::Value;
 
 struct Gateway {
     addr: std::net::SocketAddr,
+    // Declared before its state's directory: the gateway stops (and writes
+    // its persistence file) before the directory goes.
     _child: Child,
+    _state: tempfile::TempDir,
 }
 
+/// A Pushgateway of its own: a free loopback port, and its persistence
+/// file in a fresh temporary directory. Debian's gateway otherwise persists
+/// to `/var/lib/prometheus/pushgateway.data` and loads it at start, so
+/// every gateway on the machine would see the groups an earlier one kept.
 fn gateway() -> Option<Gateway> {
     let bin = binary("prometheus-pushgateway")?;
+    let state = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Child(
         std::process::Command::new(bin)
             .arg(format!("--web.listen-address={addr}"))
+            .arg(format!(
+                "--persistence.file={}",
+                state.path().join("pushgateway.data").display()
+            ))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -34,6 +46,7 @@ fn gateway() -> Option<Gateway> {
     Some(Gateway {
         addr,
         _child: child,
+        _state: state,
     })
 }
 
@@ -84,6 +97,32 @@ fn end_run_pushes_with_job_and_grouping_labels() {
         assert!(got[0].contains(label), "{label} missing in {got:?}");
     }
     assert!(got[0].ends_with(" 1"), "{got:?}");
+}
+
+/// The groups the gateway holds (one `push_time_seconds` per group).
+fn groups(gw: &Gateway) -> Vec<String> {
+    let (_, _, body) = http(gw.addr, "GET", "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with("push_time_seconds{"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_gateway_a_test_starts_begins_empty() {
+    let Some(first) = gateway() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(config(&first)).unwrap();
+    run_with_phase(&rec, dir.path(), "kept").unwrap();
+    assert_eq!(groups(&first).len(), 1, "{:?}", groups(&first));
+    // Stopped as an operator stops it: it writes its persistence file.
+    drop(first);
+    let Some(second) = gateway() else { return };
+    assert_eq!(
+        groups(&second),
+        Vec::<String>::new(),
+        "a gateway started the same way holds the first one's groups"
+    );
 }
 
 #[test]
@@ -225,4 +264,180 @@ fn periodic_pushes_to_a_hung_gateway_never_stall_the_collector() {
         samples >= 8,
         "the collector stalled: {samples} samples in 700 ms"
     );
+}
+
+/// A gateway that accepts connections and never answers, until released;
+/// after that nothing listens (connections are refused).
+struct Silent {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::mpsc::Receiver<()>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, accepted) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        held.push(stream);
+                        let _ = tx.send(());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // Dropping the listener and the held connections: the pushes
+            // under way fail at once, later ones are refused.
+        });
+        Silent {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until a push has connected (and now hangs).
+    fn wait_for_push(&self) {
+        self.accepted
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the push reached the silent gateway");
+    }
+
+    fn release(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A recorder pushing to `gw` whose pushes hang far longer than the test
+/// records: a ring of 1024 records and samples only on request.
+fn hung_config(gw: &Silent) -> Config {
+    Config::new()
+        .pushgateway(gw.url())
+        .push_timeout(Duration::from_secs(30))
+        .buffer_records(1024)
+        .sample_interval(Duration::from_secs(3600))
+}
+
+const PACED_VALUES: i64 = 2_000;
+const SAMPLE_EVERY: i64 = 20;
+
+/// Records 2 000 count values at a pace (4 000 records, four rings' worth:
+/// a collector that stopped draining for the push would drop most) and
+/// asks for a sample every 20th, then writes a snapshot; returns it.
+fn record_paced(rec: &Recorder) -> Value {
+    for i in 0..PACED_VALUES {
+        rec.observe_counts(&[("paced", i)]);
+        if i % SAMPLE_EVERY == 0 {
+            rec.sample_process_gauges();
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    common::read_run_file(rec.flush().unwrap())
+}
+
+/// What a snapshot recorded while a push hung must show: nothing dropped,
+/// every count value, and the samples asked for as events.
+fn assert_nothing_held_up(file: &Value) {
+    assert_eq!(file["meta"]["records_dropped"], 0, "{:#}", file["meta"]);
+    let paced = file["meta"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "paced")
+        .expect("the paced counts");
+    assert_eq!(paced["observations"], PACED_VALUES as u64);
+    let samples = file["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "process_sample")
+        .count() as i64;
+    // One at the start, and one for each request unless two came within
+    // one collector pass (10 ms apart here, so nearly never).
+    let requested = PACED_VALUES / SAMPLE_EVERY;
+    assert!(
+        samples > requested / 2,
+        "{samples} process samples for {requested} requests"
+    );
+}
+
+#[test]
+fn a_hung_end_run_push_holds_up_neither_the_collector_nor_other_callers() {
+    let mut gw = Silent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(hung_config(&gw)).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        let ending = s.spawn(|| rec.end_run(Value::Null));
+        gw.wait_for_push();
+        // While the first run's push hangs, the next run starts and records.
+        rec.start_run(dir.path()).unwrap();
+        let file = record_paced(&rec);
+        assert!(
+            !ending.is_finished(),
+            "the next run waited for the hung push to end"
+        );
+        assert_nothing_held_up(&file);
+        gw.release();
+        match ending.join().unwrap() {
+            Err(EndRunError::Push { path, .. }) => assert!(path.exists()),
+            other => panic!("expected the hung push to fail once released, got {other:?}"),
+        }
+    });
+    match rec.end_run(Value::Null) {
+        Err(EndRunError::Push { path, .. }) => {
+            assert_eq!(common::read_run_file(path)["meta"]["records_dropped"], 0)
+        }
+        other => panic!("expected a refused push, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_hung_explicit_push_holds_up_neither_the_collector_nor_other_callers() {
+    let mut gw = Silent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(hung_config(&gw)).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        let pushing = s.spawn(|| rec.push(PushMethod::Put));
+        gw.wait_for_push();
+        let file = record_paced(&rec);
+        assert!(
+            !pushing.is_finished(),
+            "recording waited for the hung push to end"
+        );
+        assert_nothing_held_up(&file);
+        gw.release();
+        assert!(pushing.join().unwrap().is_err());
+    });
+    match rec.end_run(Value::Null) {
+        Err(EndRunError::Push { path, .. }) => {
+            let file = common::read_run_file(path);
+            assert_eq!(file["meta"]["records_dropped"], 0, "{:#}", file["meta"]);
+        }
+        other => panic!("expected a refused push, got {other:?}"),
+    }
 }

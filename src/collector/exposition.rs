@@ -22,7 +22,8 @@ pub(crate) struct Exposition {
     bounds_seconds: Vec<f64>,
     bounds_ns: Vec<u64>,
     interval: Duration,
-    pub(crate) next_publish: Instant,
+    /// `None`: never (an interval past what the clock can hold).
+    pub(crate) next_publish: Option<Instant>,
     /// Every ended run's durations per site, added up.
     durations: Vec<Option<Durations>>,
     counts: Vec<Option<i64>>,
@@ -50,7 +51,7 @@ impl Exposition {
             bounds_seconds,
             bounds_ns,
             interval,
-            next_publish: Instant::now(),
+            next_publish: Some(Instant::now()),
             durations: Vec::new(),
             counts: Vec::new(),
             runs_completed: 0,
@@ -90,7 +91,7 @@ impl Exposition {
     pub(crate) fn publish(&mut self, run: Option<&RunState>, sites: &[SiteInfo]) {
         let snapshot = self.snapshot(run, sites);
         self.published.set(encode(&snapshot, &self.namespace));
-        self.next_publish = Instant::now() + self.interval;
+        self.next_publish = super::deadline(Instant::now(), self.interval);
     }
 
     fn snapshot(&self, run: Option<&RunState>, sites: &[SiteInfo]) -> MetricsSnapshot {

@@ -39,8 +39,7 @@ pub(crate) enum Command {
     Flush {
         reply: Sender<Result<PathBuf, FlushError>>,
     },
-    Sample,
-    /// Publish now and push with `method`.
+    /// Publish now and push with `method`; the push thread replies.
     #[cfg(feature = "push")]
     Push {
         method: crate::PushMethod,
@@ -97,6 +96,12 @@ const BUSY_POLL: Duration = Duration::from_micros(200);
 /// How many more drains `end_run` makes while a thread is caught counting.
 const SETTLE_TRIES: u32 = 100;
 
+/// `from + after`, or `None` (never) when that is past what `Instant` can
+/// hold: every interval setting may be as long as `Duration::MAX`.
+pub(crate) fn deadline(from: Instant, after: Duration) -> Option<Instant> {
+    from.checked_add(after)
+}
+
 /// What one [`Collector::drain`] found.
 struct Drained {
     /// Records the rings held.
@@ -112,7 +117,8 @@ struct Collector {
     rings: Vec<Arc<Ring>>,
     run: Option<RunState>,
     sampler: Sampler,
-    next_sample: Instant,
+    /// The next periodic sample of the open run (`None`: never).
+    next_sample: Option<Instant>,
     /// The next periodic snapshot of the open run (with `flush_interval`).
     next_flush: Option<Instant>,
     /// When the open run ends and the next begins (with `rotate_every`).
@@ -136,7 +142,7 @@ impl Collector {
         let next_push = config
             .push_interval
             .filter(|_| sinks.pusher.is_some())
-            .map(|i| Instant::now() + i);
+            .and_then(|i| deadline(Instant::now(), i));
         Collector {
             shared,
             config,
@@ -144,7 +150,7 @@ impl Collector {
             rings: Vec::new(),
             run: None,
             sampler: Sampler::new(),
-            next_sample: Instant::now(),
+            next_sample: None,
             next_flush: None,
             next_rotate: None,
             orphaned_seen: 0,
@@ -175,16 +181,21 @@ impl Collector {
             } else {
                 self.config.poll_interval
             };
+            // A deadline past what the clock can hold is never.
             let run_wake = self.run.as_ref().map(|_| {
-                [self.next_flush, self.next_rotate]
-                    .into_iter()
-                    .flatten()
-                    .fold(self.next_sample.min(now + poll), Instant::min)
+                [
+                    self.next_sample,
+                    deadline(now, poll),
+                    self.next_flush,
+                    self.next_rotate,
+                ]
             });
-            let wake_at = match (run_wake, self.next_publish()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake_at = run_wake
+                .into_iter()
+                .flatten()
+                .chain([self.next_publish()])
+                .flatten()
+                .min();
             let command = match wake_at {
                 Some(at) => select! {
                     recv(commands) -> c => Some(c),
@@ -197,6 +208,11 @@ impl Collector {
                 },
             };
             busy = self.drain().records >= BUSY_DRAIN;
+            // Every request made before the drain is answered by this
+            // sample: requests that came together are one.
+            if self.shared.take_sample_request() {
+                self.sample();
+            }
             match command {
                 None => {}
                 Some(Ok(Command::StartRun {
@@ -207,19 +223,24 @@ impl Collector {
                     let _ = reply.send(self.start_run(run_id, path));
                 }
                 Some(Ok(Command::EndRun { extra_meta, reply })) => {
-                    let _ = reply.send(self.end_run(&extra_meta));
+                    let ended = self.end_run(&extra_meta);
+                    self.answer_end_run(ended, reply);
                 }
                 Some(Ok(Command::Flush { reply })) => {
                     let _ = reply.send(self.flush());
                 }
-                Some(Ok(Command::Sample)) => self.sample(),
                 #[cfg(feature = "push")]
                 Some(Ok(Command::Push { method, reply })) => {
-                    let _ = reply.send(self.push(method));
+                    self.push(
+                        method,
+                        crate::prometheus::push::Reply::new(move |result| {
+                            let _ = reply.send(result);
+                        }),
+                    );
                 }
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
-            if self.run.is_some() && Instant::now() >= self.next_sample {
+            if self.run.is_some() && self.next_sample.is_some_and(|at| Instant::now() >= at) {
                 self.sample();
             }
             if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
@@ -247,12 +268,16 @@ impl Collector {
                 self.next_push = self
                     .config
                     .push_interval
-                    .map(|i| at.max(Instant::now()) + i);
+                    .and_then(|i| deadline(at.max(Instant::now()), i));
             }
         }
         if self.run.is_some() {
-            // The recorder is going away with a run open: keep what it has.
-            let _ = self.end_run(&serde_json::Map::new());
+            // The recorder is going away with a run open: keep what it has
+            // (and push it: the push thread finishes its queue before it
+            // is joined).
+            let ended = self.end_run(&serde_json::Map::new());
+            let (reply, _) = crossbeam_channel::bounded(1);
+            self.answer_end_run(ended, reply);
         }
     }
 
@@ -364,11 +389,11 @@ impl Collector {
     fn next_publish(&self) -> Option<Instant> {
         #[cfg(feature = "push")]
         if let Some(push) = self.next_push {
-            let publish = self.publisher.as_ref().map(|p| p.next_publish);
+            let publish = self.publisher.as_ref().and_then(|p| p.next_publish);
             return Some(publish.map_or(push, |p| p.min(push)));
         }
         #[cfg(feature = "prometheus")]
-        return self.publisher.as_ref().map(|p| p.next_publish);
+        return self.publisher.as_ref().and_then(|p| p.next_publish);
         #[cfg(not(feature = "prometheus"))]
         None
     }
@@ -385,15 +410,43 @@ impl Collector {
         }
     }
 
-    /// Publishes a fresh snapshot and pushes it; waits for the gateway.
+    /// Publishes a fresh snapshot and hands it to the push thread, which
+    /// tells `reply` how the push went: the collector never waits for a
+    /// gateway.
     #[cfg(feature = "push")]
-    fn push(&mut self, method: crate::PushMethod) -> Result<(), crate::PushError> {
+    fn push(&mut self, method: crate::PushMethod, reply: crate::prometheus::push::Reply) {
         self.publish();
-        let (Some(pusher), Some(publisher)) = (self.pusher.as_ref(), self.publisher.as_mut())
-        else {
-            return Err(crate::PushError::NotConfigured);
-        };
-        pusher.push(method, publisher.current())
+        match (self.pusher.as_ref(), self.publisher.as_ref()) {
+            (Some(pusher), Some(publisher)) => pusher.push(method, publisher.current(), reply),
+            // Nothing to hand over: answered here.
+            _ => reply.send(Err(crate::PushError::NotConfigured)),
+        }
+    }
+
+    /// Answers `end_run`: at once, or, when the run's file is written and a
+    /// gateway is set, from the push thread once the final push is done
+    /// (`EndRunError::Push` if it fails); the collector goes on meanwhile.
+    fn answer_end_run(
+        &mut self,
+        ended: Result<PathBuf, EndRunError>,
+        reply: Sender<Result<PathBuf, EndRunError>>,
+    ) {
+        #[cfg(feature = "push")]
+        if let (Ok(path), true) = (&ended, self.pusher.is_some()) {
+            // After the file is safely written: a failed push loses nothing.
+            let path = path.clone();
+            self.push(
+                crate::PushMethod::Put,
+                crate::prometheus::push::Reply::new(move |pushed| {
+                    let _ = reply.send(match pushed {
+                        Ok(()) => Ok(path),
+                        Err(source) => Err(EndRunError::Push { path, source }),
+                    });
+                }),
+            );
+            return;
+        }
+        let _ = reply.send(ended);
     }
 
     fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
@@ -426,8 +479,8 @@ impl Collector {
         self.shared.set_events_open(!run.events_full());
         self.run = Some(run);
         let now = Instant::now();
-        self.next_sample = now + self.config.sample_interval;
-        self.next_rotate = self.config.rotate_every.map(|i| now + i);
+        self.next_sample = deadline(now, self.config.sample_interval);
+        self.next_rotate = self.config.rotate_every.and_then(|i| deadline(now, i));
         self.note_sample(s.cpu_percent, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
@@ -442,7 +495,10 @@ impl Collector {
     /// the final drain belongs to the next run. A failed write is counted,
     /// and the run goes on until the next try.
     fn rotate(&mut self) {
-        self.next_rotate = self.config.rotate_every.map(|i| Instant::now() + i);
+        self.next_rotate = self
+            .config
+            .rotate_every
+            .and_then(|i| deadline(Instant::now(), i));
         self.drain();
         self.sample();
         if self.write_run_file(true, &serde_json::Map::new()).is_err() {
@@ -481,7 +537,10 @@ impl Collector {
             return Err(FlushError::NoOpenRun);
         }
         self.drain();
-        self.next_flush = self.config.flush_interval.map(|i| Instant::now() + i);
+        self.next_flush = self
+            .config
+            .flush_interval
+            .and_then(|i| deadline(Instant::now(), i));
         self.write_run_file(false, &serde_json::Map::new())
             .map_err(|(path, source)| FlushError::WriteRunFile { path, source })
     }
@@ -530,7 +589,7 @@ impl Collector {
             .clock
             .delta_as_nanos(run.t0, self.shared.clock.raw());
         run.add_sample(at_ns, s.cpu_percent, s.rss_bytes, Some(s.window_seconds));
-        self.next_sample = Instant::now() + self.config.sample_interval;
+        self.next_sample = deadline(Instant::now(), self.config.sample_interval);
     }
 
     fn end_run(
@@ -555,22 +614,13 @@ impl Collector {
             Ok(path) => {
                 self.close_run();
                 self.publish();
-                #[cfg(feature = "push")]
-                if self.pusher.is_some() {
-                    // After the file is safely written: a failed push loses nothing.
-                    self.push(crate::PushMethod::Put)
-                        .map_err(|source| EndRunError::Push {
-                            path: path.clone(),
-                            source,
-                        })?;
-                }
                 Ok(path)
             }
             Err((path, source)) => {
                 let full = self.run.as_ref().is_some_and(RunState::events_full);
                 self.shared.set_events_open(!full);
                 self.shared.set_run_open(true);
-                self.next_sample = Instant::now() + self.config.sample_interval;
+                self.next_sample = deadline(Instant::now(), self.config.sample_interval);
                 Err(EndRunError::WriteRunFile { path, source })
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{unbounded, Sender};
 use reqwest::Url;
 
 use super::{Body, CONTENT_TYPE};
@@ -36,12 +36,12 @@ pub(crate) fn group_url(
     grouping: &[(String, String)],
 ) -> Result<Url, PushError> {
     let mut url = Url::parse(gateway).map_err(|e| PushError::InvalidUrl {
-        url: redact(gateway),
+        url: crate::redact::url(gateway),
         reason: e.to_string(),
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
         return Err(PushError::InvalidUrl {
-            url: redact(gateway),
+            url: crate::redact::url(gateway),
             reason: "it must be an http:// or https:// URL".to_owned(),
         });
     }
@@ -66,7 +66,7 @@ pub(crate) fn group_url(
     }
     url.path_segments_mut()
         .map_err(|()| PushError::InvalidUrl {
-            url: redact(gateway),
+            url: crate::redact::url(gateway),
             reason: "it cannot take a path".to_owned(),
         })?
         .pop_if_empty()
@@ -74,25 +74,112 @@ pub(crate) fn group_url(
     Ok(url)
 }
 
-/// `url` with any user name and password removed, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
+/// What a reply or an error must never show: the credentials pushes
+/// carry, in every form they take in a request (as given, percent-decoded,
+/// and the basic-auth header's base64), and the URL's query values.
+fn secrets(url: &Url, auth: Option<&PushAuth>) -> Vec<String> {
+    let mut out = Vec::new();
+    let basic = |user: &str, password: Option<&str>| {
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", password.unwrap_or_default()))
+    };
+    match auth {
+        Some(PushAuth::Basic { user, password }) => {
+            out.push(basic(user.expose(), Some(password.expose())));
+            out.push(user.expose().to_owned());
+            out.push(password.expose().to_owned());
         }
-        Err(_) => "<unparsable URL>".to_owned(),
+        Some(PushAuth::Bearer(token)) => out.push(token.expose().to_owned()),
+        None => {}
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        let user = percent_decoded(url.username());
+        let password = url.password().map(percent_decoded);
+        out.push(basic(&user, password.as_deref()));
+        out.extend([url.username().to_owned(), user]);
+        if let Some(p) = url.password() {
+            out.push(p.to_owned());
+        }
+        out.extend(password);
+    }
+    for pair in url.query().unwrap_or_default().split('&') {
+        if let Some((_, value)) = pair.split_once('=') {
+            out.push(value.to_owned());
+            out.push(percent_decoded(value));
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `%XX` sequences decoded (as UTF-8, lossily).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How much of a gateway's error reply is read: enough for its message,
+/// never what a hostile server could make us hold.
+const REPLY_READ: u64 = 4096;
+
+/// Who hears how a push went: called once, on the push thread, so that
+/// whoever waits for a push (a caller of `end_run` or `Recorder::push`)
+/// waits there and the collector never does. A reply dropped unsent (the
+/// push thread gone) hears `PushError::Gone`.
+pub(crate) struct Reply(Option<Answer>);
+
+/// What a [`Reply`] calls with the push's outcome.
+type Answer = Box<dyn FnOnce(Result<(), PushError>) + Send>;
+
+impl Reply {
+    pub(crate) fn new(answer: impl FnOnce(Result<(), PushError>) + Send + 'static) -> Reply {
+        Reply(Some(Box::new(answer)))
+    }
+
+    pub(crate) fn send(mut self, result: Result<(), PushError>) {
+        if let Some(answer) = self.0.take() {
+            answer(result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer(Err(PushError::Gone));
+        }
     }
 }
 
 struct Job {
     method: PushMethod,
     body: Arc<Vec<u8>>,
-    reply: Option<Sender<Result<(), PushError>>>,
+    /// `None`: a periodic push, whose failure is only counted.
+    reply: Option<Reply>,
 }
 
-/// The push thread and where to send its work.
+/// The push thread and where to send its work. Its queue is unbounded, so
+/// handing a push over never blocks; it stays short because each push with
+/// a reply has a caller waiting for it, and periodic pushes go one at a
+/// time.
 pub(crate) struct Pusher {
     jobs: Option<Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -112,7 +199,8 @@ impl Pusher {
             .timeout(timeout)
             .build()
             .map_err(|e| PushError::Client(e.without_url().to_string()))?;
-        let (jobs, rx) = bounded::<Job>(16);
+        let secrets = secrets(&url, auth.as_ref());
+        let (jobs, rx) = unbounded::<Job>();
         let failures = Arc::new(AtomicU64::new(0));
         let failed = failures.clone();
         let busy = Arc::new(AtomicBool::new(false));
@@ -121,14 +209,20 @@ impl Pusher {
             .name("runmetrics-push".to_owned())
             .spawn(move || {
                 for job in rx {
-                    let result = send(&client, &url, timeout, auth.as_ref(), job.method, job.body);
+                    let result = send(
+                        &client,
+                        &url,
+                        timeout,
+                        auth.as_ref(),
+                        &secrets,
+                        job.method,
+                        job.body,
+                    );
                     if result.is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                     match job.reply {
-                        Some(reply) => {
-                            let _ = reply.send(result);
-                        }
+                        Some(reply) => reply.send(result),
                         None => done.store(false, Ordering::Release),
                     }
                 }
@@ -169,21 +263,17 @@ impl Pusher {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Pushes `body` and waits for the gateway's answer.
-    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>) -> Result<(), PushError> {
-        let (reply, answer) = bounded(1);
-        self.jobs
-            .as_ref()
-            .and_then(|j| {
-                j.send(Job {
-                    method,
-                    body,
-                    reply: Some(reply),
-                })
-                .ok()
-            })
-            .ok_or(PushError::Gone)?;
-        answer.recv().map_err(|_| PushError::Gone)?
+    /// Hands `body` to the push thread, which tells `reply` how it went;
+    /// never waits (a push thread that is gone drops the job, and `reply`
+    /// hears `PushError::Gone`).
+    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>, reply: Reply) {
+        if let Some(jobs) = self.jobs.as_ref() {
+            let _ = jobs.send(Job {
+                method,
+                body,
+                reply: Some(reply),
+            });
+        }
     }
 }
 
@@ -192,6 +282,7 @@ fn send(
     url: &Url,
     timeout: Duration,
     auth: Option<&PushAuth>,
+    secrets: &[String],
     method: PushMethod,
     body: Arc<Vec<u8>>,
 ) -> Result<(), PushError> {
@@ -209,12 +300,12 @@ fn send(
     }
     request = match auth {
         Some(PushAuth::Basic { user, password }) => {
-            request.basic_auth(user, Some(password.expose()))
+            request.basic_auth(user.expose(), Some(password.expose()))
         }
         Some(PushAuth::Bearer(token)) => request.bearer_auth(token.expose()),
         None => request,
     };
-    let shown = redact(url.as_str());
+    let shown = crate::redact::url(url.as_str());
     let response = request.send().map_err(|e| {
         if e.is_timeout() {
             PushError::Timeout {
@@ -224,7 +315,7 @@ fn send(
         } else {
             PushError::Request {
                 url: shown.clone(),
-                reason: error_chain(&e.without_url()),
+                reason: crate::redact::text(&error_chain(&e.without_url()), secrets),
             }
         }
     })?;
@@ -232,12 +323,23 @@ fn send(
     if status.is_success() {
         return Ok(());
     }
-    let mut body = response.text().unwrap_or_default();
-    body.truncate(512);
+    // The start of the reply, which may echo the request (a proxy's error
+    // page quoting its headers): shown only through `redact::text`.
+    let mut reply = Vec::new();
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(response, REPLY_READ + 1),
+        &mut reply,
+    );
+    if reply.len() as u64 > REPLY_READ {
+        // Cut: a secret the cut split would not be recognised, so the last
+        // stretch (as long as the longest secret) goes too.
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+        reply.truncate((REPLY_READ as usize).saturating_sub(longest));
+    }
     Err(PushError::Status {
         url: shown,
         status: status.as_u16(),
-        body: body.trim().to_owned(),
+        body: crate::redact::text(&String::from_utf8_lossy(&reply), secrets),
     })
 }
 
@@ -304,6 +406,8 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("http://") && !msg.contains("secret"), "{msg}");
         assert!(group_url("not a url", "j", &[]).is_err());
-        assert_eq!(redact("http://u:p@h:1/x"), "http://h:1/x");
+        let e = group_url("bob:hunter2@host:9091", "j", &[]).unwrap_err();
+        let msg = format!("{e} {e:?}");
+        assert!(!msg.contains("bob") && !msg.contains("hunter2"), "{msg}");
     }
 }

@@ -118,11 +118,26 @@ pub fn binary(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A child process killed when dropped.
+/// A server process stopped when dropped: asked to stop (SIGTERM) the way
+/// an operator stops it, so it writes whatever state it keeps on shutdown,
+/// and killed if it has not stopped within 10 s. Every server a test
+/// starts keeps its state in the test's own temporary directory, never in
+/// its default location, so no run of a test sees another's state.
 pub struct Child(pub std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
+        let asked = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let until = Instant::now() + Duration::from_secs(10);
+        while asked && Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
