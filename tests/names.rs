@@ -50,3 +50,31 @@ fn a_phase_named_after_70_000_count_names_loses_no_region_flat_out() {
     assert_eq!(made, THREADS as u64 * REGIONS);
     assert_eq!(phase_count(&file, "after_the_count_names"), made);
 }
+
+#[test]
+fn seventy_thousand_dynamic_names_with_a_64_record_ring_are_all_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(Config::new().buffer_records(64)).unwrap();
+    rec.start_run(dir.path()).unwrap();
+    // Name i is timed 1 + i % 3 times: the oracle.
+    let times = |i: usize| 1 + (i % 3) as u64;
+    let names: Vec<String> = (0..NAMES).map(|i| format!("many_{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        for _ in 0..times(i) {
+            let _t = rec.phase_dynamic(name, "names_tiny_ring");
+        }
+    }
+    let file = read_run_file(rec.end_run(Value::Null).unwrap());
+    let counts: std::collections::HashMap<&str, u64> = file["meta"]
+        ["phase_durations_seconds_total"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter(|e| e["module"] == "names_tiny_ring")
+        .map(|e| (e["phase"].as_str().unwrap(), e["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(counts.len(), NAMES, "every name is in the file");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(counts.get(name.as_str()), Some(&times(i)), "{name}");
+    }
+}
