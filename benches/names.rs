@@ -113,11 +113,18 @@ fn main() {
         return;
     }
     let full = std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if full {
-        &[10, 1_000, 10_000, 100_000]
-    } else {
-        println!("(test mode: up to 1 000 names; `cargo bench --bench names` for figures)");
-        &[10, 1_000]
+    // RUNMETRICS_NAMES_SIZES=10,1000 picks the sizes (a build whose names
+    // cost too much for the largest, say).
+    let chosen: Option<Vec<usize>> = std::env::var("RUNMETRICS_NAMES_SIZES")
+        .ok()
+        .map(|v| v.split(',').map(|n| n.parse().expect("a size")).collect());
+    let sizes: &[usize] = match &chosen {
+        Some(sizes) => sizes,
+        None if full => &[10, 1_000, 10_000, 100_000],
+        None => {
+            println!("(test mode: up to 1 000 names; `cargo bench --bench names` for figures)");
+            &[10, 1_000]
+        }
     };
     let exe = std::env::current_exe().expect("this binary");
     for metrics in [false, true] {
