@@ -18,10 +18,16 @@
 //! counts the waiting region itself (see [`Tally::collect`]).
 //!
 //! Places are made lazily, by the recording thread: a site's first region
-//! on a thread allocates its chunk and the rows for half to 16 times its
-//! duration, and a later region of a power of two not seen before allocates
-//! its row (1 KiB). So the thread allocates at most once per site and power
-//! of two (42 rows at most per site), never for a region like the earlier ones.
+//! on a thread allocates its chunk (unless a site near it made it; for an
+//! id from 65 536 its far directory too) and its row, and a later region of
+//! a power of two not seen before allocates its row (1 KiB). So the thread
+//! allocates at most once per chunk and per site and power of two (42 rows
+//! at most per site), never for a region like the earlier ones.
+//!
+//! Every id a site can have has a place: ids below 65 536 in the tally's
+//! own directory (the hot path's), larger ones in far directories that only
+//! [`Tally::add_slow`] reaches, so no region is ever lost to the number of
+//! names.
 //!
 //! Buckets: values under 128 ticks have a bucket each; above, each power of
 //! two is cut into 128 buckets, so a bucket is at most 1/128 of its values
