@@ -34,11 +34,12 @@
 //! wide (±0.4 % around its middle). Values from 2^48 ticks (about a day at
 //! 3 GHz) share the top bucket; their sum, min and max stay exact.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::ring::Record;
-use crate::slot::{merge_new, slot};
+use crate::slot::merge_new;
 
 const SUB_BITS: u32 = 7;
 /// Buckets per row.
@@ -456,8 +457,10 @@ impl Tally {
                     continue;
                 };
                 let first = d * NEAR + c * CHUNK;
-                let seen_chunk = slot(&mut seen.chunks, first / CHUNK)
-                    .get_or_insert_with(|| Box::new(std::array::from_fn(|_| SeenSite::default())));
+                let seen_chunk = seen
+                    .chunks
+                    .entry(first / CHUNK)
+                    .or_insert_with(|| Box::new(std::array::from_fn(|_| SeenSite::default())));
                 for (i, s) in chunk.iter().enumerate() {
                     let site = (first + i) as u32;
                     all_settled &= collect_site(
@@ -592,8 +595,9 @@ impl Delta {
 /// The collector's copy of a tally's counters as it last read them.
 #[derive(Default)]
 struct Seen {
-    /// Per chunk of the tally (index `id / CHUNK`), its sites'.
-    chunks: Vec<Option<Box<[SeenSite; CHUNK]>>>,
+    /// Per chunk of the tally (key `id / CHUNK`), its sites': a map, since
+    /// a thread may use a few far ids only.
+    chunks: HashMap<usize, Box<[SeenSite; CHUNK]>, foldhash::fast::RandomState>,
     /// The rows of the site being read, with their index.
     counts: Vec<(usize, [u64; SUB])>,
     /// Buckets of the site being read that it had never counted.
