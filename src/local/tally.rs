@@ -35,7 +35,7 @@
 //! 3 GHz) share the top bucket; their sum, min and max stay exact.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::ring::Record;
@@ -134,6 +134,9 @@ pub(crate) struct Tally {
     /// Ids from [`NEAR`] on: far directory `id / NEAR` (0 unused). Null
     /// until a far id's first region; never freed before the tally.
     far: AtomicPtr<AtomicPtr<Directory>>,
+    /// One more than the greatest far directory made (0: none), so the
+    /// collector reads only the far table's first entries.
+    far_len: AtomicUsize,
     /// What the collector saw last (collector only; never contended).
     seen: Mutex<Seen>,
 }
@@ -269,6 +272,7 @@ impl Tally {
         Tally {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             far: AtomicPtr::new(std::ptr::null_mut()),
+            far_len: AtomicUsize::new(0),
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -409,7 +413,12 @@ impl Tally {
         // SAFETY: made just above or earlier by this thread, `FAR`
         // pointers, freed only when the tally drops.
         let far: &FarTable = unsafe { &*std::ptr::slice_from_raw_parts(far, FAR) };
-        make_once(&far[site as usize / NEAR], new_directory);
+        let d = site as usize / NEAR;
+        make_once(&far[d], new_directory);
+        if self.far_len.load(Ordering::Relaxed) <= d {
+            // Release: a collector that reads the length sees the directory.
+            self.far_len.store(d + 1, Ordering::Release);
+        }
         self.far_directory(site)
             .expect("runmetrics: the far directory was made just above")
     }
@@ -438,12 +447,15 @@ impl Tally {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let seen = &mut *seen;
         let mut delta = Delta::default();
-        let far = self.far.load(Ordering::Acquire);
-        let far: &FarTable = if far.is_null() {
+        // The length first: no far directory past it is made, and the
+        // table is made before it moves.
+        let far_len = self.far_len.load(Ordering::Acquire);
+        let far: &FarTable = if far_len == 0 {
             &[]
         } else {
-            // SAFETY: as in `Tally::far_directory`.
-            unsafe { &*std::ptr::slice_from_raw_parts(far, FAR) }
+            // SAFETY: as in `Tally::far_directory`; `far_len` is at most
+            // `FAR`, and made after the table.
+            unsafe { &*std::ptr::slice_from_raw_parts(self.far.load(Ordering::Acquire), far_len) }
         };
         // Far directory 0 is never made: its ids are the near ones.
         let far = far.iter().enumerate().filter_map(|(d, directory)| {
