@@ -761,6 +761,15 @@ mod tests {
 
     #[test]
     fn a_concurrent_reader_sees_every_region_once() {
+        concurrent_reader(1);
+    }
+
+    #[test]
+    fn a_concurrent_reader_sees_every_region_of_a_far_id_once() {
+        concurrent_reader(3 * NEAR as u32 + 5);
+    }
+
+    fn concurrent_reader(site: u32) {
         let tally = std::sync::Arc::new(Tally::new());
         const N: u64 = 300_000;
         // Durations all over the rows, from a fixed pseudo-random sequence.
@@ -774,7 +783,7 @@ mod tests {
             std::thread::spawn(move || {
                 for i in 0..N {
                     let t = ticks(i);
-                    assert!(tally.add(1, t) || tally.add_slow(1, t));
+                    assert!(tally.add(site, t) || tally.add_slow(site, t));
                     finished.store(i + 1, Ordering::Release);
                     // Work between regions, and now and then a pause: the
                     // reader looks during regions and between them.
@@ -804,6 +813,7 @@ mod tests {
             }
             known = now;
             for d in &got.deltas[before..] {
+                assert_eq!(d.0, site);
                 assert!(d.1 <= now, "counted {} regions of {now}", d.1);
             }
             let over = got
