@@ -1,7 +1,7 @@
-//! Exact totals and HDR histograms per site, and the per-name count summary.
+//! Exact totals and histograms (HDR's buckets at 3 significant digits, kept
+//! sparse) per site, and the per-name count summary.
 
-use hdrhistogram::Histogram;
-
+use super::histogram::{self, value_at_quantile, Histogram};
 use crate::local::tally::Delta;
 use crate::ticks::Clock;
 
@@ -26,9 +26,9 @@ pub(crate) struct Durations {
     total_ns: u64,
     min_ns: u64,
     max_ns: u64,
-    /// 3 significant digits; grows as larger values arrive (1 ns up to hours
-    /// and beyond), so a site that only sees microseconds stays small.
-    histogram: Histogram<u64>,
+    /// 3 significant digits, from 0 to `u64::MAX` ns; only the buckets
+    /// with a count take memory.
+    histogram: Histogram,
     pub(crate) resources: Option<ResourceTotals>,
 }
 
@@ -57,15 +57,12 @@ pub(crate) struct DurationStats {
 
 impl Durations {
     pub(crate) fn new() -> Durations {
-        let mut histogram = Histogram::new_with_bounds(1, 2 << 20, 3)
-            .expect("runmetrics: 1..2^21 with 3 digits is a valid histogram");
-        histogram.auto(true);
         Durations {
             count: 0,
             total_ns: 0,
             min_ns: u64::MAX,
             max_ns: 0,
-            histogram,
+            histogram: Histogram::default(),
             resources: None,
         }
     }
@@ -75,11 +72,7 @@ impl Durations {
         self.total_ns = self.total_ns.saturating_add(ns);
         self.min_ns = self.min_ns.min(ns);
         self.max_ns = self.max_ns.max(ns);
-        // `record` grows the histogram (auto-resize); `saturating_record` would
-        // clamp to its current top instead. It only fails past u64 ranges.
-        if self.histogram.record(ns).is_err() {
-            self.histogram.saturating_record(ns);
-        }
+        self.histogram.record_n(ns, 1);
     }
 
     /// Adds what a thread's tally counted: each bucket's regions at the
@@ -94,12 +87,14 @@ impl Durations {
         if let Some(max) = delta.max() {
             self.max_ns = self.max_ns.max(ns(max));
         }
-        for &((low, width), n) in &delta.buckets {
-            let middle = ns(low + width / 2);
-            if self.histogram.record_n(middle, n).is_err() {
-                self.histogram.saturating_record_n(middle, n);
-            }
-        }
+        // The tally's buckets come in ascending order, and so do their
+        // middles in nanoseconds: one pass over the histogram.
+        self.histogram.add_counts(
+            delta
+                .buckets
+                .iter()
+                .map(|&((low, width), n)| (histogram::index(ns(low + width / 2)), n)),
+        );
     }
 
     /// Adds `other`'s durations (count, total, min, max and histogram; not
@@ -110,20 +105,19 @@ impl Durations {
         self.total_ns = self.total_ns.saturating_add(other.total_ns);
         self.min_ns = self.min_ns.min(other.min_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
-        // Both auto-resize, so adding never runs out of range.
-        let _ = self.histogram.add(&other.histogram);
+        self.histogram.add(&other.histogram);
     }
 
     /// The histogram at the run file's coarser precision: (lower bound in
     /// ns, count) for each non-empty bucket of [`file_bucket`], ascending.
     pub(crate) fn file_histogram(&self) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for v in self.histogram.iter_recorded() {
-            let ns = self.histogram.median_equivalent(v.value_iterated_to());
+        for (bucket, count) in self.histogram.iter() {
+            let ns = histogram::median(bucket);
             let key = file_bucket(ns.clamp(self.min_ns, self.max_ns));
             match out.last_mut() {
-                Some((k, n)) if *k == key => *n += v.count_at_value(),
-                _ => out.push((key, v.count_at_value())),
+                Some((k, n)) if *k == key => *n += count,
+                _ => out.push((key, count)),
             }
         }
         out
@@ -137,7 +131,7 @@ impl Durations {
 
     /// The histogram of every duration so far.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
-    pub(crate) fn histogram(&self) -> &Histogram<u64> {
+    pub(crate) fn histogram(&self) -> &Histogram {
         &self.histogram
     }
 
@@ -172,13 +166,11 @@ impl Durations {
         if count == 0 {
             return WindowStats::default();
         }
-        let mut histogram = self.histogram.clone();
         // `base` is an earlier state of this histogram, so every one of its
-        // values is here too and the subtraction cannot fail.
-        let _ = histogram.subtract(&base.histogram);
+        // values is here too: the difference is exact, and walked in place.
+        let in_window = self.histogram.len() - base.histogram.len();
         let q = |q: f64| {
-            histogram
-                .value_at_quantile(q)
+            value_at_quantile(self.histogram.since(&base.histogram), in_window, q)
                 .clamp(self.min_ns, self.max_ns)
         };
         WindowStats {
@@ -208,8 +200,7 @@ impl Durations {
         // The histogram answers with the top of a bucket; the exact min and
         // max bound it.
         let q = |q: f64| {
-            self.histogram
-                .value_at_quantile(q)
+            value_at_quantile(self.histogram.iter(), self.histogram.len(), q)
                 .clamp(self.min_ns, self.max_ns)
         };
         DurationStats {

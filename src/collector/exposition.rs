@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use super::aggregate::Durations;
+use super::histogram::{self, Histogram};
 use super::run::RunState;
 use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
@@ -157,13 +156,13 @@ impl Exposition {
 
 /// Adds `h`'s values to cumulative counts at each bound (values at a bound
 /// count as within it, to the histogram's precision of 3 digits).
-fn add_buckets(h: &Histogram<u64>, bounds_ns: &[u64], cumulative: &mut [u64]) {
+fn add_buckets(h: &Histogram, bounds_ns: &[u64], cumulative: &mut [u64]) {
     let mut per_bucket = vec![0u64; bounds_ns.len()];
-    for v in h.iter_recorded() {
-        let lowest = h.lowest_equivalent(v.value_iterated_to());
+    for (bucket, count) in h.iter() {
+        let lowest = histogram::lowest(bucket);
         let i = bounds_ns.partition_point(|&b| b < lowest);
         if let Some(b) = per_bucket.get_mut(i) {
-            *b += v.count_at_value();
+            *b += count;
         }
     }
     let mut running = 0;

@@ -6,6 +6,7 @@ pub(crate) mod aggregate;
 pub(crate) mod events;
 #[cfg(feature = "prometheus")]
 pub(crate) mod exposition;
+pub(crate) mod histogram;
 pub(crate) mod run;
 pub(crate) mod sampler;
 

@@ -18,20 +18,28 @@
 //! counts the waiting region itself (see [`Tally::collect`]).
 //!
 //! Places are made lazily, by the recording thread: a site's first region
-//! on a thread allocates its chunk and the rows for half to 16 times its
-//! duration, and a later region of a power of two not seen before allocates
-//! its row (1 KiB). So the thread allocates at most once per site and power
-//! of two (42 rows at most per site), never for a region like the earlier ones.
+//! on a thread allocates its chunk (unless a site near it made it; for an
+//! id from 65 536 its far directory too) and its row, and a later region of
+//! a power of two not seen before allocates its row (1 KiB). So the thread
+//! allocates at most once per chunk and per site and power of two (42 rows
+//! at most per site), never for a region like the earlier ones.
+//!
+//! Every id a site can have has a place: ids below 65 536 in the tally's
+//! own directory (the hot path's), larger ones in far directories that only
+//! [`Tally::add_slow`] reaches, so no region is ever lost to the number of
+//! names.
 //!
 //! Buckets: values under 128 ticks have a bucket each; above, each power of
 //! two is cut into 128 buckets, so a bucket is at most 1/128 of its values
 //! wide (±0.4 % around its middle). Values from 2^48 ticks (about a day at
 //! 3 GHz) share the top bucket; their sum, min and max stay exact.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::slot::slot;
+use super::ring::Record;
+use crate::slot::merge_new;
 
 const SUB_BITS: u32 = 7;
 /// Buckets per row.
@@ -44,10 +52,16 @@ const WAITS_UNDER: u64 = 1 << 32;
 /// `pending`'s tag, in the high bits: one more with every region that waits,
 /// so that no two regions in a row leave the same word.
 const TAG_ONE: u64 = WAITS_UNDER;
-/// Sites per chunk, and chunks per tally: sites with larger ids always go
-/// through the ring and the collector aggregates them.
+/// Sites per chunk, and chunk pointers per directory: the tally's own
+/// directory (inline) holds ids below [`NEAR`], the hot path's.
 const CHUNK: usize = 32;
 const CHUNKS: usize = 2048;
+/// Ids below this are found through the inline directory; larger ones
+/// through a far directory each (made on their first region, reached only
+/// from [`Tally::add_slow`]).
+const NEAR: usize = CHUNKS * CHUNK;
+/// Far directories: one per [`NEAR`] ids, for every id a site can have.
+const FAR: usize = (Record::MAX_SITE as usize) / NEAR + 1;
 
 type Row = [AtomicU64; SUB];
 
@@ -108,32 +122,78 @@ impl SiteTally {
 }
 
 type Chunk = [SiteTally; CHUNK];
+/// Chunk pointers for [`NEAR`] consecutive ids; null until made.
+type Directory = [AtomicPtr<Chunk>; CHUNKS];
+/// The far directories, `FAR` pointers; null until made.
+type FarTable = [AtomicPtr<Directory>];
 
 /// One thread's counters for one recorder; owned by that thread's ring.
 pub(crate) struct Tally {
-    /// Null until made; never freed before the tally.
-    chunks: [AtomicPtr<Chunk>; CHUNKS],
+    /// Ids below [`NEAR`]. Null until made; never freed before the tally.
+    chunks: Directory,
+    /// Ids from [`NEAR`] on: far directory `id / NEAR` (0 unused). Null
+    /// until a far id's first region; never freed before the tally.
+    far: AtomicPtr<AtomicPtr<Directory>>,
+    /// One more than the greatest far directory made (0: none), so the
+    /// collector reads only the far table's first entries.
+    far_len: AtomicUsize,
     /// What the collector saw last (collector only; never contended).
     seen: Mutex<Seen>,
 }
 
+/// A boxed slice of `n` null pointers, from zeroed memory: the pages of a
+/// far table or directory that no id uses are never touched.
+fn nulls<T>(n: usize) -> Box<[AtomicPtr<T>]> {
+    let zeroed = Box::<[AtomicPtr<T>]>::new_zeroed_slice(n);
+    // SAFETY: an `AtomicPtr` is a pointer, and all zero bits are null.
+    unsafe { zeroed.assume_init() }
+}
+
+fn new_directory() -> Box<Directory> {
+    nulls(CHUNKS)
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("runmetrics: CHUNKS pointers make a directory"))
+}
+
+/// Frees a directory's chunks and their rows.
+fn free_directory(directory: &Directory) {
+    for chunk in directory.iter() {
+        let chunk = chunk.load(Ordering::Acquire);
+        if chunk.is_null() {
+            continue;
+        }
+        // SAFETY: made by `Box::into_raw` in `make_row`, freed only here,
+        // when the tally drops.
+        let chunk = unsafe { Box::from_raw(chunk) };
+        for site in chunk.iter() {
+            for row in &site.rows {
+                let row = row.load(Ordering::Acquire);
+                if !row.is_null() {
+                    // SAFETY: as for the chunk.
+                    drop(unsafe { Box::from_raw(row) });
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Tally {
     fn drop(&mut self) {
-        for chunk in self.chunks.iter() {
-            let chunk = chunk.load(Ordering::Acquire);
-            if chunk.is_null() {
-                continue;
-            }
-            // SAFETY: made by `Box::into_raw` in `make_row`, freed only here.
-            let chunk = unsafe { Box::from_raw(chunk) };
-            for site in chunk.iter() {
-                for row in &site.rows {
-                    let row = row.load(Ordering::Acquire);
-                    if !row.is_null() {
-                        // SAFETY: as for the chunk.
-                        drop(unsafe { Box::from_raw(row) });
-                    }
-                }
+        free_directory(&self.chunks);
+        let far = self.far.load(Ordering::Acquire);
+        if far.is_null() {
+            return;
+        }
+        // SAFETY: made in `far_directory` from a boxed slice of `FAR`
+        // pointers by `Box::into_raw`, freed only here.
+        let far = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(far, FAR)) };
+        for directory in far.iter() {
+            let directory = directory.load(Ordering::Acquire);
+            if !directory.is_null() {
+                // SAFETY: made by `Box::into_raw` in `far_directory`, freed
+                // only here.
+                let directory = unsafe { Box::from_raw(directory) };
+                free_directory(&directory);
             }
         }
     }
@@ -182,10 +242,37 @@ fn make_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
     }
 }
 
+/// [`Tally::add`]'s counting, on a site's counters once found.
+#[inline(always)]
+fn add_to(s: &SiteTally, ticks: u64) -> bool {
+    let pending = s.pending.load(Ordering::Relaxed);
+    let waiting = pending % WAITS_UNDER;
+    let place = if waiting != 0 {
+        let (row, column) = bucket(waiting);
+        let Some(row) = s.row(row) else {
+            return false;
+        };
+        Some(&row[column])
+    } else {
+        None
+    };
+    let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
+    s.pending.store(next, Ordering::Relaxed);
+    if let Some(bucket) = place {
+        count_in(bucket);
+    }
+    s.add_to_sum(ticks);
+    // Last, with release: a collector that sees it sees all of the above.
+    s.done.store(next, Ordering::Release);
+    true
+}
+
 impl Tally {
     pub(crate) fn new() -> Tally {
         Tally {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            far: AtomicPtr::new(std::ptr::null_mut()),
+            far_len: AtomicUsize::new(0),
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -202,12 +289,50 @@ impl Tally {
         Some(&chunk[site as usize % CHUNK])
     }
 
+    /// The far directory of `site` (an id from [`NEAR`] on), if made.
+    fn far_directory(&self, site: u32) -> Option<&Directory> {
+        let far = self.far.load(Ordering::Acquire);
+        if far.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null far table is `FAR` pointers made once by
+        // `make_far`, freed only when the tally drops.
+        let far: &FarTable = unsafe { &*std::ptr::slice_from_raw_parts(far, FAR) };
+        let directory = far.get(site as usize / NEAR)?.load(Ordering::Acquire);
+        // SAFETY: as for the table: made once by `make_far`, freed only when
+        // the tally drops.
+        unsafe { directory.as_ref() }
+    }
+
+    /// The directory that holds `site`'s chunk pointer, if made.
+    fn directory(&self, site: u32) -> Option<&Directory> {
+        if (site as usize) < NEAR {
+            Some(&self.chunks)
+        } else {
+            self.far_directory(site)
+        }
+    }
+
+    /// Any site's counters, near or far, if made.
+    fn any_site(&self, site: u32) -> Option<&SiteTally> {
+        let ptr = self
+            .directory(site)?
+            .get(site as usize % NEAR / CHUNK)?
+            .load(Ordering::Acquire);
+        // SAFETY: as in `Tally::site`.
+        let chunk = unsafe { ptr.as_ref() }?;
+        Some(&chunk[site as usize % CHUNK])
+    }
+
     /// Counts one region of `ticks` for `site`: counts the site's waiting
     /// region in its bucket and leaves this one waiting. `false`, having
     /// changed nothing, when the tally has no place for the waiting region
     /// yet, or for a region of 0 ticks (a clock that went backwards) or of
     /// 2^32 ticks or more: [`Tally::add_slow`] counts those. Only the owning
     /// thread may call this.
+    ///
+    /// A site from [`NEAR`] on always gets `false` here: `add_slow` counts
+    /// its regions through its far directory.
     #[inline]
     pub(crate) fn add(&self, site: u32, ticks: u64) -> bool {
         if ticks.wrapping_sub(1) >= WAITS_UNDER - 1 {
@@ -216,85 +341,86 @@ impl Tally {
         let Some(s) = self.site(site) else {
             return false;
         };
-        let pending = s.pending.load(Ordering::Relaxed);
-        let waiting = pending % WAITS_UNDER;
-        let place = if waiting != 0 {
-            let (row, column) = bucket(waiting);
-            let Some(row) = s.row(row) else {
-                return false;
-            };
-            Some(&row[column])
-        } else {
-            None
-        };
-        let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
-        s.pending.store(next, Ordering::Relaxed);
-        if let Some(bucket) = place {
-            count_in(bucket);
-        }
-        s.add_to_sum(ticks);
-        // Last, with release: a collector that sees it sees all of the above.
-        s.done.store(next, Ordering::Release);
-        true
+        add_to(s, ticks)
     }
 
     /// [`Tally::add`] for a region it did not count: makes the places needed
-    /// and counts the region. A site's first region on this thread also makes
-    /// the rows for half to 16 times its duration, so that a tight loop whose
-    /// regions straddle a power of two does not come here again. A region of
-    /// 0 ticks counts as 1; one of 2^32 ticks or more is counted at once,
-    /// without waiting. Only the owning thread may call this; `false` only
-    /// for a site beyond the tally.
+    /// (the site's chunk, its directory for a far id, the rows of this
+    /// region and of the waiting one) and counts the region; a far id's
+    /// regions all come here. A region of 0 ticks counts as 1; one of 2^32
+    /// ticks or more is counted at once, without waiting. Only the owning
+    /// thread may call this; `false` only for an id no site can have.
     #[cold]
     #[inline(never)]
     pub(crate) fn add_slow(&self, site: u32, ticks: u64) -> bool {
         let ticks = ticks.max(1);
-        if site as usize >= CHUNKS * CHUNK {
+        if site > Record::MAX_SITE {
             return false;
         }
-        let (row, _) = bucket(ticks);
-        let first = self
-            .site(site)
-            .is_none_or(|s| s.sum.load(Ordering::Relaxed) == 0);
-        let rows = if first {
-            row.saturating_sub(1)..(row + 4).min(ROWS)
-        } else {
-            row..row + 1
-        };
-        for row in rows {
-            self.make_row(site, row);
+        if ticks < WAITS_UNDER {
+            // A far id's usual region: its places are made.
+            if let Some(s) = self.any_site(site) {
+                if add_to(s, ticks) {
+                    return true;
+                }
+            }
         }
-        let s = self
-            .site(site)
-            .expect("runmetrics: the site's chunk was made just above");
+        let (row, column) = bucket(ticks);
+        let s = self.make_row(site, row);
         let waiting = s.pending.load(Ordering::Relaxed) % WAITS_UNDER;
         if waiting != 0 {
             self.make_row(site, bucket(waiting).0);
         }
         if ticks < WAITS_UNDER {
-            return self.add(site, ticks);
+            return add_to(s, ticks);
         }
-        let (row, column) = bucket(ticks);
         let row = s.row(row).expect("runmetrics: the row was made just above");
         count_in(&row[column]);
         s.add_to_sum(ticks);
         true
     }
 
-    /// Only the owning thread may call this.
-    fn make_row(&self, site: u32, row: usize) {
-        let Some(chunk) = self.chunks.get(site as usize / CHUNK) else {
-            return; // beyond the tally: that site always goes through the ring
+    /// Makes `site`'s chunk (and far directory) and its row `row` unless
+    /// made, and gives its counters. Only the owning thread may call this.
+    fn make_row(&self, site: u32, row: usize) -> &SiteTally {
+        let directory = if (site as usize) < NEAR {
+            &self.chunks
+        } else {
+            self.make_far(site)
         };
+        let chunk = &directory[site as usize % NEAR / CHUNK];
         make_once(chunk, || {
             Box::new(std::array::from_fn(|_| SiteTally::new()))
         });
         let s = self
-            .site(site)
+            .any_site(site)
             .expect("runmetrics: the chunk was made just above");
         make_once(&s.rows[row], || {
             Box::new(std::array::from_fn(|_| AtomicU64::new(0)))
         });
+        s
+    }
+
+    /// The far directory of `site` (from [`NEAR`] on, at most
+    /// [`Record::MAX_SITE`]), made with the far table unless made. Only the
+    /// owning thread may call this.
+    fn make_far(&self, site: u32) -> &Directory {
+        if self.far.load(Ordering::Relaxed).is_null() {
+            let table = Box::into_raw(nulls::<Directory>(FAR));
+            self.far.store(table.cast(), Ordering::Release);
+        }
+        let far = self.far.load(Ordering::Relaxed);
+        // SAFETY: made just above or earlier by this thread, `FAR`
+        // pointers, freed only when the tally drops.
+        let far: &FarTable = unsafe { &*std::ptr::slice_from_raw_parts(far, FAR) };
+        let d = site as usize / NEAR;
+        make_once(&far[d], new_directory);
+        if self.far_len.load(Ordering::Relaxed) <= d {
+            // Release: a collector that reads the length sees the directory.
+            self.far_len.store(d + 1, Ordering::Release);
+        }
+        self.far_directory(site)
+            .expect("runmetrics: the far directory was made just above")
     }
 
     /// Hands what changed since the last call, site by site, to `f`. Only
@@ -321,76 +447,128 @@ impl Tally {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let seen = &mut *seen;
         let mut delta = Delta::default();
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            // SAFETY: as in `Tally::site`.
-            let Some(chunk) = (unsafe { chunk.load(Ordering::Acquire).as_ref() }) else {
-                continue;
-            };
-            for (i, s) in chunk.iter().enumerate() {
-                let site = (c * CHUNK + i) as u32;
-                // First, with acquire: every region `done` names is counted,
-                // and every long one in the sum.
-                let done = s.done.load(Ordering::Acquire);
-                let sum = s.sum.load(Ordering::Acquire);
-                let last = seen.sites.get(site as usize);
-                if last.map_or((0, 0), |l| (l.done, l.sum)) == (done, sum) {
-                    all_settled &= last.is_none_or(|l| !l.caught);
+        // The length first: no far directory past it is made, and the
+        // table is made before it moves.
+        let far_len = self.far_len.load(Ordering::Acquire);
+        let far: &FarTable = if far_len == 0 {
+            &[]
+        } else {
+            // SAFETY: as in `Tally::far_directory`; `far_len` is at most
+            // `FAR`, and made after the table.
+            unsafe { &*std::ptr::slice_from_raw_parts(self.far.load(Ordering::Acquire), far_len) }
+        };
+        // Far directory 0 is never made: its ids are the near ones.
+        let far = far.iter().enumerate().filter_map(|(d, directory)| {
+            // SAFETY: as in `Tally::far_directory`.
+            unsafe { directory.load(Ordering::Acquire).as_ref() }.map(|directory| (d, directory))
+        });
+        for (d, directory) in std::iter::once((0, &self.chunks)).chain(far) {
+            for (c, chunk) in directory.iter().enumerate() {
+                // SAFETY: as in `Tally::site`.
+                let Some(chunk) = (unsafe { chunk.load(Ordering::Acquire).as_ref() }) else {
                     continue;
+                };
+                let first = d * NEAR + c * CHUNK;
+                let seen_chunk = seen
+                    .chunks
+                    .entry(first / CHUNK)
+                    .or_insert_with(|| Box::new(std::array::from_fn(|_| SeenSite::default())));
+                for (i, s) in chunk.iter().enumerate() {
+                    let site = (first + i) as u32;
+                    all_settled &= collect_site(
+                        &mut seen_chunk[i],
+                        &mut seen.counts,
+                        &mut seen.adds,
+                        site,
+                        s,
+                        &mut delta,
+                        &mut f,
+                    );
                 }
-                let pending = s.pending.load(Ordering::Acquire);
-                let waiting = pending % WAITS_UNDER;
-                let waiting_at = (waiting != 0).then(|| bucket(waiting));
-                // The buckets (the waiting region's row as zeros while it is
-                // not made), then `pending` again.
-                let counts = &mut seen.counts;
-                counts.clear();
-                counts.extend((0..ROWS).filter_map(|r| {
-                    match s.row(r) {
-                        Some(row) => {
-                            Some((r, std::array::from_fn(|c| row[c].load(Ordering::Acquire))))
-                        }
-                        None => waiting_at
-                            .is_some_and(|(w, _)| w == r)
-                            .then_some((r, [0; SUB])),
-                    }
-                }));
-                let settled = done == pending && s.pending.load(Ordering::Acquire) == pending;
-                // Settled, the waiting region is counted as if in its bucket.
-                let more = waiting_at.filter(|_| settled);
-                let last = slot(&mut seen.sites, site as usize);
-                delta.site = site;
-                delta.buckets.clear();
-                for (r, row) in counts.iter() {
-                    let r = *r;
-                    let last_row = slot(&mut last.rows, r);
-                    if last_row.is_empty() {
-                        last_row.resize(SUB, 0);
-                    }
-                    for (column, before) in last_row.iter_mut().enumerate() {
-                        let now = row[column] + u64::from(more == Some((r, column)));
-                        if now > *before {
-                            delta
-                                .buckets
-                                .push((bucket_bounds(r, column), now - *before));
-                            *before = now;
-                        }
-                    }
-                }
-                delta.ticks = sum.wrapping_sub(last.sum);
-                last.sum = sum;
-                last.done = done;
-                last.caught = !settled;
-                all_settled &= settled;
-                delta.min = s.min.swap(u64::MAX, Ordering::Relaxed);
-                delta.max = s.max.swap(0, Ordering::Relaxed);
-                // No bucket moved when the regions were counted at the last
-                // look and only their sum arrived since, or when the thread
-                // only counted the region this collector counted waiting.
-                f(&delta);
             }
         }
         all_settled
     }
+}
+
+/// [`Tally::collect`] for one site: whether its thread was between regions.
+fn collect_site(
+    last: &mut SeenSite,
+    counts: &mut Vec<(usize, [u64; SUB])>,
+    adds: &mut Vec<(u16, u64)>,
+    site: u32,
+    s: &SiteTally,
+    delta: &mut Delta,
+    f: &mut impl FnMut(&Delta),
+) -> bool {
+    // First, with acquire: every region `done` names is counted, and every
+    // long one in the sum.
+    let done = s.done.load(Ordering::Acquire);
+    let sum = s.sum.load(Ordering::Acquire);
+    if (last.done, last.sum) == (done, sum) {
+        return !last.caught;
+    }
+    let pending = s.pending.load(Ordering::Acquire);
+    let waiting = pending % WAITS_UNDER;
+    let waiting_at = (waiting != 0).then(|| bucket(waiting));
+    // The buckets (the waiting region's row as zeros while it is not made),
+    // then `pending` again.
+    counts.clear();
+    counts.extend((0..ROWS).filter_map(|r| {
+        match s.row(r) {
+            Some(row) => Some((r, std::array::from_fn(|c| row[c].load(Ordering::Acquire)))),
+            None => waiting_at
+                .is_some_and(|(w, _)| w == r)
+                .then_some((r, [0; SUB])),
+        }
+    }));
+    let settled = done == pending && s.pending.load(Ordering::Acquire) == pending;
+    // Settled, the waiting region is counted as if in its bucket.
+    let more = waiting_at.filter(|_| settled);
+    delta.site = site;
+    delta.buckets.clear();
+    adds.clear();
+    // `last.buckets` is sorted by bucket index: walk it alongside.
+    let mut at = 0;
+    for (r, row) in counts.iter() {
+        let r = *r;
+        for (column, &count) in row.iter().enumerate() {
+            let now = count + u64::from(more == Some((r, column)));
+            if now == 0 {
+                continue;
+            }
+            let key = (r * SUB + column) as u16;
+            while last.buckets.get(at).is_some_and(|b| b.0 < key) {
+                at += 1;
+            }
+            match last.buckets.get_mut(at) {
+                Some(before) if before.0 == key => {
+                    if now > before.1 {
+                        delta
+                            .buckets
+                            .push((bucket_bounds(r, column), now - before.1));
+                        before.1 = now;
+                    }
+                }
+                _ => {
+                    delta.buckets.push((bucket_bounds(r, column), now));
+                    adds.push((key, now));
+                }
+            }
+        }
+    }
+    merge_new(&mut last.buckets, adds);
+    delta.ticks = sum.wrapping_sub(last.sum);
+    last.sum = sum;
+    last.done = done;
+    last.caught = !settled;
+    delta.min = s.min.swap(u64::MAX, Ordering::Relaxed);
+    delta.max = s.max.swap(0, Ordering::Relaxed);
+    // No bucket moved when the regions were counted at the last look and
+    // only their sum arrived since, or when the thread only counted the
+    // region this collector counted waiting.
+    f(delta);
+    settled
 }
 
 /// What one site's counters gained between two looks.
@@ -429,9 +607,13 @@ impl Delta {
 /// The collector's copy of a tally's counters as it last read them.
 #[derive(Default)]
 struct Seen {
-    sites: Vec<SeenSite>,
+    /// Per chunk of the tally (key `id / CHUNK`), its sites': a map, since
+    /// a thread may use a few far ids only.
+    chunks: HashMap<usize, Box<[SeenSite; CHUNK]>, foldhash::fast::RandomState>,
     /// The rows of the site being read, with their index.
     counts: Vec<(usize, [u64; SUB])>,
+    /// Buckets of the site being read that it had never counted.
+    adds: Vec<(u16, u64)>,
 }
 
 #[derive(Default)]
@@ -442,8 +624,9 @@ struct SeenSite {
     caught: bool,
     /// Each bucket's count as far as the collector has counted it: the
     /// thread's count, or one more while the region counted waiting is not
-    /// in the thread's count yet.
-    rows: Vec<Vec<u64>>,
+    /// in the thread's count yet. Only buckets with a count, by index (row
+    /// × 128 + column), ascending.
+    buckets: Vec<(u16, u64)>,
 }
 
 #[cfg(test)]
@@ -509,7 +692,7 @@ mod tests {
         assert!(tally.add_slow(5, 0), "counts as 1");
         assert!(!tally.add(5, 1 << 33), "a long region");
         assert!(tally.add_slow(5, 1 << 33), "is counted at once");
-        assert!(!tally.add_slow(u32::MAX, 10), "a site beyond the tally");
+        assert!(!tally.add_slow(u32::MAX, 10), "an id no site has");
         let mut got = Collected::default();
         assert!(collect(&tally, &mut got), "between regions");
         let sum = 1_000 + 1_001 + 1_003 + 600 + 10 + 11 + 1 + (1 << 33);
@@ -537,6 +720,35 @@ mod tests {
     }
 
     #[test]
+    fn far_ids_are_counted_like_near_ones() {
+        let tally = Tally::new();
+        let far = [NEAR as u32, 70_000, 1 << 20, Record::MAX_SITE];
+        for &site in &far {
+            assert!(!tally.add(site, 1_000), "the hot path knows near ids only");
+            for ticks in [1_000, 3_000, 10, 1 << 33] {
+                assert!(tally.add(site, ticks) || tally.add_slow(site, ticks));
+            }
+        }
+        assert!(tally.add(7, 5) || tally.add_slow(7, 5));
+        let mut got = Collected::default();
+        assert!(collect(&tally, &mut got));
+        let sum = 1_000 + 3_000 + 10 + (1 << 33);
+        let mut want: Vec<Short> = far
+            .iter()
+            .map(|&s| (s, 4, sum, Some((10, 1 << 33))))
+            .collect();
+        want.insert(0, (7, 1, 5, Some((5, 5))));
+        assert_eq!(got.deltas, want);
+        for ticks in [1_000, 3_000, 10, 1 << 33] {
+            assert_eq!(got.buckets.get(&bounds(ticks)), Some(&4), "{ticks}");
+        }
+        let mut again = Collected::default();
+        assert!(tally.add_slow(70_000, 1_002));
+        collect(&tally, &mut again);
+        assert_eq!(again.deltas, vec![(70_000, 1, 1_002, Some((1_002, 1_002)))]);
+    }
+
+    #[test]
     fn a_waiting_region_is_counted_before_its_row_is_made() {
         let tally = Tally::new();
         assert!(tally.add_slow(3, 1_000), "makes rows near 1 000 ticks only");
@@ -549,6 +761,15 @@ mod tests {
 
     #[test]
     fn a_concurrent_reader_sees_every_region_once() {
+        concurrent_reader(1);
+    }
+
+    #[test]
+    fn a_concurrent_reader_sees_every_region_of_a_far_id_once() {
+        concurrent_reader(3 * NEAR as u32 + 5);
+    }
+
+    fn concurrent_reader(site: u32) {
         let tally = std::sync::Arc::new(Tally::new());
         const N: u64 = 300_000;
         // Durations all over the rows, from a fixed pseudo-random sequence.
@@ -562,7 +783,7 @@ mod tests {
             std::thread::spawn(move || {
                 for i in 0..N {
                     let t = ticks(i);
-                    assert!(tally.add(1, t) || tally.add_slow(1, t));
+                    assert!(tally.add(site, t) || tally.add_slow(site, t));
                     finished.store(i + 1, Ordering::Release);
                     // Work between regions, and now and then a pause: the
                     // reader looks during regions and between them.
@@ -592,6 +813,7 @@ mod tests {
             }
             known = now;
             for d in &got.deltas[before..] {
+                assert_eq!(d.0, site);
                 assert!(d.1 <= now, "counted {} regions of {now}", d.1);
             }
             let over = got

@@ -72,8 +72,8 @@ pub(crate) fn thread_id() -> u32 {
 /// Counts a region from `start` to `end` of `site` in the calling thread's
 /// tally for `shared`, and hands the ring only what must go through it: the
 /// region's event while the run still takes events, and its `resources`
-/// record. A region that started before the open run, or whose site is
-/// beyond the tally, goes whole through the ring.
+/// record. A region that started before the open run goes whole through
+/// the ring; every site id has a place in the tally.
 ///
 /// Never locks once the thread has its ring, and allocates only a tally row
 /// for a duration of a power of two the site never had; never panics.
