@@ -4,6 +4,7 @@
 //! allocates, locks, hashes or does I/O once a thread has its ring.
 
 pub(crate) mod ring;
+pub(crate) mod sync;
 pub(crate) mod tally;
 pub(crate) mod thread;
 pub(crate) mod timer;

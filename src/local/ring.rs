@@ -6,12 +6,11 @@
 //! release store of `head`, so the collector can take a parked thread's
 //! unfinished batch at any moment without the producer's help.
 
-use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use super::sync::{AtomicBool, AtomicU64, Ordering, UnsafeCell};
 use super::tally::Tally;
 
 /// One fixed-size record of 16 bytes (four to a cache line: the lines are
@@ -184,10 +183,12 @@ impl Ring {
         for (i, record) in records.iter().enumerate() {
             let index = ((head + i as u64) & self.mask) as usize;
             debug_assert!(index < self.slots.len());
-            // SAFETY: `index` is masked into bounds; the slot lies outside
-            // `tail..head` (checked above), so the consumer does not read it, and
-            // the caller guarantees we are the only producer.
-            unsafe { (*self.slots.get_unchecked(index).get()).write(*record) };
+            // SAFETY: `index` is masked into bounds (asserted above).
+            let slot = unsafe { self.slots.get_unchecked(index) };
+            // SAFETY: the slot lies outside `tail..head` (the caller's room
+            // guarantee), so the consumer does not read it, and the caller
+            // guarantees we are the only producer.
+            slot.with_mut(|slot| unsafe { (*slot).write(*record) });
         }
         self.head
             .store(head + records.len() as u64, Ordering::Release);
@@ -233,7 +234,7 @@ impl Ring {
                 // SAFETY: the slot lies inside `tail..head`: the producer
                 // published it (acquire above) and will not write it again until
                 // we move `tail` past it below.
-                *out = unsafe { (*self.slots[index].get()).assume_init() };
+                *out = self.slots[index].with(|slot| unsafe { (*slot).assume_init() });
             }
             f(&chunk[..n]);
             pos += n as u64;
@@ -253,7 +254,9 @@ impl Ring {
     }
 }
 
-#[cfg(test)]
+// With std's atomics only: under `cfg(loom)` a ring can only be made
+// inside a model (`loom_tests` below).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -334,5 +337,208 @@ mod tests {
             });
         }
         producer.join().unwrap();
+    }
+}
+
+/// The ring's protocol under loom, which runs each model once per
+/// interleaving of the producer and the collector it can tell apart (all of
+/// them unless `LOOM_MAX_PREEMPTIONS` bounds the preemptions), on loom's
+/// atomics, which give a load any value the memory model allows. The slots
+/// are loom's `UnsafeCell`, so a slot read while the producer may still be
+/// writing it (or written while the collector may be reading it) fails the
+/// model. Run with `RUSTFLAGS="--cfg loom"` and `RUST_BACKTRACE=0` (a
+/// backtrace overflows loom's small thread stacks and hangs the failing
+/// test); see `scripts/test`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Slots per ring: four, so that the records below wrap it and fill it.
+    const CAPACITY: usize = 4;
+    /// Every interleaving, or those with at most `LOOM_MAX_PREEMPTIONS`
+    /// preemptions when it is set.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        loom::model::Builder::new().check(f);
+    }
+
+    /// What one thread pushes, one push per entry, as `local::thread` and
+    /// `local::timer` build them: a short region; a long region with its
+    /// extension and the resources record of its function call (three slots
+    /// published together); a count value (its name and time, then its
+    /// value); another short region. Seven slots in all, in a ring of four:
+    /// unless the collector drains in between, some are dropped.
+    fn batches() -> Vec<Vec<Record>> {
+        let short = |i: u64| {
+            let (r, n) = Record::region(1, i, i + 5);
+            r[..n].to_vec()
+        };
+        let ([first, ext], n) = Record::region(2, 2, 2 + (1 << 40));
+        assert_eq!(n, 2);
+        let resources = Record {
+            a: 7,
+            b: 3,
+            site: Record::RESOURCES,
+        };
+        let count = [
+            Record {
+                a: 3,
+                b: 0,
+                site: 3,
+            },
+            Record {
+                a: (-4i64) as u64,
+                b: 0,
+                site: Record::EXTENSION,
+            },
+        ];
+        vec![
+            short(1),
+            vec![first, ext, resources],
+            count.to_vec(),
+            short(4),
+        ]
+    }
+
+    /// The producer's side as `local::thread` drives a ring under
+    /// `Overflow::Drop`: below its cached `limit` it writes without looking
+    /// at `tail`; past it, it looks, writes or drops (counting the records),
+    /// and sets the limit again: half a ring past `tail`, or the whole ring
+    /// when already half a ring behind. The first push looks at the ring.
+    struct Producer {
+        head: u64,
+        limit: u64,
+    }
+
+    impl Producer {
+        /// Whether `records` went into the ring (else they were dropped).
+        fn record(&mut self, ring: &Ring, records: &[Record]) -> bool {
+            let next = self.head + records.len() as u64;
+            if next <= self.limit {
+                // SAFETY: the only producer, `head` is its count, and `limit`
+                // never exceeds the room seen at the last look at `tail`.
+                unsafe { ring.write(self.head, records) };
+                self.head = next;
+                return true;
+            }
+            // SAFETY: the only producer, and `head` is its count.
+            let written = match unsafe { ring.push(self.head, records) } {
+                Push::Written => {
+                    self.head = next;
+                    true
+                }
+                Push::Full => {
+                    ring.count_dropped(Record::logical(records));
+                    false
+                }
+            };
+            let tail = ring.tail();
+            let half = ring.capacity() / 2;
+            self.limit = if self.head - tail < half {
+                tail + half
+            } else {
+                tail + ring.capacity()
+            };
+            written
+        }
+    }
+
+    /// What the collector took from the ring.
+    #[derive(Default)]
+    struct Taken {
+        /// The records of each drain, in order.
+        drains: Vec<Vec<Record>>,
+        dropped: u64,
+        /// The ring left the registry: a pass saw it closed before draining.
+        removed: bool,
+    }
+
+    impl Taken {
+        /// One collector pass over the ring, as `Collector::drain` makes it:
+        /// read `closed`, drain, take the new drops; a ring seen closed
+        /// before its drain, and fully drained, leaves the registry.
+        fn pass(&mut self, ring: &Ring) {
+            assert!(!self.removed, "a removed ring is not drained again");
+            let closed = ring.is_closed();
+            let mut records = Vec::new();
+            let n = ring.drain(|r| records.extend_from_slice(r));
+            assert_eq!(n, records.len() as u64);
+            self.drains.push(records);
+            self.dropped += ring.take_new_dropped();
+            if closed {
+                assert_eq!(
+                    ring.published(),
+                    ring.consumed(),
+                    "a ring seen closed before its drain has nothing left after it"
+                );
+                self.removed = true;
+            }
+        }
+    }
+
+    /// One producer pushing [`batches`] (dropping what does not fit) and
+    /// closing its ring, against a collector making two passes meanwhile,
+    /// then, once the producer is done, passes until the ring leaves the
+    /// registry. Every record kept is seen exactly once, in order, each
+    /// push's records in the same drain; drops plus records seen make the
+    /// regions and values pushed; nothing is left in a removed ring.
+    #[test]
+    fn every_record_is_seen_once_or_counted_dropped() {
+        model(|| {
+            let ring = Arc::new(Ring::new(CAPACITY, 0, None));
+            let producer = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    let mut p = Producer { head: 0, limit: 0 };
+                    let kept: Vec<bool> = batches().iter().map(|b| p.record(&ring, b)).collect();
+                    ring.close();
+                    kept
+                })
+            };
+            let mut taken = Taken::default();
+            for _ in 0..2 {
+                if !taken.removed {
+                    taken.pass(&ring);
+                }
+            }
+            let kept = producer.join().unwrap();
+            if !taken.removed {
+                // After the join the pass sees the ring closed.
+                taken.pass(&ring);
+                assert!(taken.removed);
+            }
+            // Nothing was published or dropped after the ring left.
+            assert_eq!(ring.published(), ring.consumed());
+            assert_eq!(ring.take_new_dropped(), 0);
+
+            let batches = batches();
+            let mut expected = batches
+                .iter()
+                .zip(&kept)
+                .filter(|(_, k)| **k)
+                .map(|(b, _)| b);
+            for drain in &taken.drains {
+                let mut rest = &drain[..];
+                while !rest.is_empty() {
+                    let batch = expected
+                        .next()
+                        .expect("a record seen twice or never pushed");
+                    assert!(batch.len() <= rest.len(), "a push split across drains");
+                    assert_eq!(&rest[..batch.len()], &batch[..], "records out of order");
+                    rest = &rest[batch.len()..];
+                }
+            }
+            assert!(expected.next().is_none(), "a kept record never seen");
+            let pushed: u64 = batches.iter().map(|b| Record::logical(b)).sum();
+            let seen: u64 = taken.drains.iter().map(|d| Record::logical(d)).sum();
+            let dropped: u64 = batches
+                .iter()
+                .zip(&kept)
+                .filter(|(_, k)| !**k)
+                .map(|(b, _)| Record::logical(b))
+                .sum();
+            assert_eq!(taken.dropped, dropped);
+            assert_eq!(seen + taken.dropped, pushed);
+        });
     }
 }
