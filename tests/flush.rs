@@ -85,12 +85,15 @@ fn periodic_snapshots_show_an_idle_threads_region_within_two_intervals() {
     let (done_tx, done_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
+        // Owned here, so a failed check below drops it on the way out and
+        // the idle thread's `recv` ends: a failure fails, never hangs.
+        let release_tx = release_tx;
         let rec = &rec;
         s.spawn(move || {
             record(rec, "idle", 1);
             done_tx.send(Instant::now()).unwrap();
             // Alive and idle: nothing more to push the region along.
-            release_rx.recv().unwrap();
+            let _ = release_rx.recv();
         });
         let ended = done_rx.recv().unwrap();
         let seen = common::eventually("the idle thread's region", 4 * interval, || {
