@@ -450,10 +450,12 @@ impl Collector {
         let _ = reply.send(ended);
     }
 
-    fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
+    /// Sets the `/metrics` process gauges: the CPU of the last window that
+    /// ended (`None` keeps the previous, as at a run's start), the last RSS.
+    fn note_sample(&mut self, _cpu_percent: Option<f64>, _rss_bytes: u64) {
         #[cfg(feature = "prometheus")]
         if let Some(p) = self.publisher.as_mut() {
-            p.last_sample = (_cpu_percent, _rss_bytes);
+            p.last_sample = (_cpu_percent.unwrap_or(p.last_sample.0), _rss_bytes);
         }
     }
 
@@ -482,7 +484,7 @@ impl Collector {
         let now = Instant::now();
         self.next_sample = deadline(now, self.config.sample_interval);
         self.next_rotate = self.config.rotate_every.and_then(|i| deadline(now, i));
-        self.note_sample(s.cpu_percent, s.rss_bytes);
+        self.note_sample(None, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
             // The run's file exists from its start; a failure is counted.
@@ -594,6 +596,7 @@ impl Collector {
             .delta_as_nanos(run.t0, self.shared.clock.raw());
         run.add_sample(at_ns, &s);
         self.next_sample = deadline(Instant::now(), self.config.sample_interval);
+        self.note_sample(s.ends_window.then_some(s.cpu_percent), s.rss_bytes);
     }
 
     fn end_run(
