@@ -35,12 +35,14 @@
 //! metrics module writes, with keys added, never renamed.
 //!
 //! CPU percent is per core, as psutil reports it: 100 is one busy core, and
-//! two busy threads show 200. `cpu_percent_mean` is the CPU time over the
-//! run's wall time; `cpu_percent_max` the highest sample. The collector
-//! samples at the start and end of each run, every `sample_interval`
-//! (default 1 s) in between, and when you call [`sample_process_gauges`]. The
-//! start sample's CPU figure covers the time before the run, so it counts for
-//! `rss_max_mib` only.
+//! two busy threads show 200. The collector samples at the start and end of
+//! each run, every `sample_interval` (default 1 s) in between, and when you
+//! call [`sample_process_gauges`]. Each sample's `cpu_percent` covers the
+//! window (`window_seconds`) since the last one that ended: the start sample
+//! starts the first (0 %, 0 s), and a window under 10 ms does not end (the
+//! next sample covers it too). `cpu_percent_max` is the highest sample of the
+//! windows that ended, `cpu_percent_mean` their time-weighted mean (CPU
+//! seconds over wall seconds), so never above the max.
 //!
 //! # Costs
 //!

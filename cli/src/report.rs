@@ -70,20 +70,45 @@ impl Loaded {
     }
 }
 
-/// Seconds since the start of each process sample: (cpu %, rss MiB).
+/// A CPU window shorter than this is not one the run's CPU figures count
+/// (runmetrics' `MIN_WINDOW_SECONDS`).
+const MIN_CPU_WINDOW_SECONDS: f64 = 0.01;
+
+/// Seconds since the start of each process sample: (cpu %, rss MiB). The CPU
+/// line has the samples `cpu_percent_max` and `cpu_percent_mean` are over, so
+/// its peak is the max: those whose `window_seconds` is at least 10 ms (if
+/// none is, the last, whose window is the whole run). A file without
+/// `window_seconds` was written when the start sample's CPU was of the time
+/// before the run and the max skipped windows under 10 ms: the line skips
+/// the same, the window being the time since the previous sample.
 fn samples(l: &Loaded) -> (svg::Points, svg::Points) {
     let mut cpu = Vec::new();
     let mut rss = Vec::new();
+    let mut last = None;
+    let mut previous_at: Option<f64> = None;
+    let mut has_windows = false;
     for e in &l.samples {
         let Some(at) = l.at_seconds(e) else {
             continue;
         };
+        has_windows |= e["window_seconds"].is_number();
+        let window = e["window_seconds"]
+            .as_f64()
+            .or_else(|| previous_at.map(|p| at - p));
+        previous_at = Some(at);
         if let Some(v) = e["cpu_percent"].as_f64() {
-            cpu.push((at, v));
+            match window {
+                Some(w) if w >= MIN_CPU_WINDOW_SECONDS => cpu.push((at, v)),
+                Some(w) if w > 0.0 => last = Some((at, v)),
+                _ => {}
+            }
         }
         if let Some(v) = e["rss_mib"].as_f64() {
             rss.push((at, v));
         }
+    }
+    if cpu.is_empty() && has_windows {
+        cpu.extend(last);
     }
     (cpu, rss)
 }
@@ -295,6 +320,33 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU line has the samples the file's CPU figures are over.
+    #[test]
+    fn the_cpu_line_has_the_samples_the_figures_are_over() {
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base.json");
+        // An old file: no start sample (its CPU was of the time before the run).
+        let (cpu, _) = samples(&Loaded::load(&fixture).unwrap());
+        assert_eq!(cpu, vec![(1.0, 62.5), (2.0, 81.25)]);
+        let mut file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut with_windows = |windows: [f64; 3]| {
+            let events = file["events"].as_array_mut().unwrap();
+            let listed = events.iter_mut().filter(|e| e["event"] == "process_sample");
+            for (e, w) in listed.zip(windows) {
+                e["window_seconds"] = serde_json::json!(w);
+            }
+            std::fs::write(&path, file.to_string()).unwrap();
+            samples(&Loaded::load(&path).unwrap()).0
+        };
+        // A window under 10 ms is left out; the start sample's is 0.
+        assert_eq!(with_windows([0.0, 1.0, 0.005]), vec![(1.0, 62.5)]);
+        // No window of 10 ms: the last sample's is the whole run.
+        assert_eq!(with_windows([0.0, 0.001, 0.002]), vec![(2.0, 81.25)]);
+    }
 
     #[test]
     fn the_page_is_self_contained() {

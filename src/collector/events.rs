@@ -14,6 +14,8 @@ pub(crate) enum Event {
         at_ns: u64,
         cpu_percent: f64,
         rss_bytes: u64,
+        /// Wall seconds `cpu_percent` covers, ending at `at_ns`.
+        window_seconds: f64,
     },
     Timing {
         site: u32,
@@ -168,6 +170,7 @@ mod tests {
             at_ns,
             cpu_percent: 0.0,
             rss_bytes: 0,
+            window_seconds: 0.0,
         }
     }
 

@@ -212,7 +212,7 @@ impl Collector {
             // Every request made before the drain is answered by this
             // sample: requests that came together are one.
             if self.shared.take_sample_request() {
-                self.sample();
+                self.sample(false);
             }
             match command {
                 None => {}
@@ -242,7 +242,7 @@ impl Collector {
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
             if self.run.is_some() && self.next_sample.is_some_and(|at| Instant::now() >= at) {
-                self.sample();
+                self.sample(false);
             }
             if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
                 self.rotate();
@@ -450,10 +450,12 @@ impl Collector {
         let _ = reply.send(ended);
     }
 
-    fn note_sample(&mut self, _cpu_percent: f64, _rss_bytes: u64) {
+    /// Sets the `/metrics` process gauges: the CPU of the last window that
+    /// ended (`None` keeps the previous, as at a run's start), the last RSS.
+    fn note_sample(&mut self, _cpu_percent: Option<f64>, _rss_bytes: u64) {
         #[cfg(feature = "prometheus")]
         if let Some(p) = self.publisher.as_mut() {
-            p.last_sample = (_cpu_percent, _rss_bytes);
+            p.last_sample = (_cpu_percent.unwrap_or(p.last_sample.0), _rss_bytes);
         }
     }
 
@@ -475,14 +477,14 @@ impl Collector {
     /// Makes `run` the open run: its first sample, the run's timers, the
     /// first snapshot (with `flush_interval`).
     fn open(&mut self, mut run: RunState) {
-        let s = self.sampler.sample();
-        run.add_sample(0, s.cpu_percent, s.rss_bytes, None);
+        let s = self.sampler.start();
+        run.add_sample(0, &s);
         self.shared.set_events_open(!run.events_full());
         self.run = Some(run);
         let now = Instant::now();
         self.next_sample = deadline(now, self.config.sample_interval);
         self.next_rotate = self.config.rotate_every.and_then(|i| deadline(now, i));
-        self.note_sample(s.cpu_percent, s.rss_bytes);
+        self.note_sample(None, s.rss_bytes);
         self.publish();
         if self.config.flush_interval.is_some() {
             // The run's file exists from its start; a failure is counted.
@@ -501,7 +503,7 @@ impl Collector {
             .rotate_every
             .and_then(|i| deadline(Instant::now(), i));
         self.drain();
-        self.sample();
+        self.sample(true);
         if self.write_run_file(true, &serde_json::Map::new()).is_err() {
             return;
         }
@@ -582,15 +584,19 @@ impl Collector {
         }
     }
 
-    fn sample(&mut self) {
+    /// Samples the process for the open run. A run's last sample (`last`)
+    /// ends its window however short if no window has ended yet, so a run
+    /// shorter than `MIN_WINDOW_SECONDS` still has its CPU figures.
+    fn sample(&mut self, last: bool) {
         let Some(run) = self.run.as_mut() else { return };
-        let s = self.sampler.sample();
+        let s = self.sampler.sample(last && run.process.windows == 0);
         let at_ns = self
             .shared
             .clock
             .delta_as_nanos(run.t0, self.shared.clock.raw());
-        run.add_sample(at_ns, s.cpu_percent, s.rss_bytes, Some(s.window_seconds));
+        run.add_sample(at_ns, &s);
         self.next_sample = deadline(Instant::now(), self.config.sample_interval);
+        self.note_sample(s.ends_window.then_some(s.cpu_percent), s.rss_bytes);
     }
 
     fn end_run(
@@ -610,7 +616,7 @@ impl Collector {
             tries += 1;
             std::thread::yield_now();
         }
-        self.sample();
+        self.sample(true);
         match self.write_run_file(true, extra_meta) {
             Ok(path) => {
                 self.close_run();

@@ -8,6 +8,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::aggregate::{CountStats, Durations, WindowStats};
 use super::events::{Event, EventLog};
+use super::sampler::Sample;
 use crate::config::Events;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
@@ -16,25 +17,30 @@ use crate::site::{Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::Clock;
 
-/// Samples whose window is shorter do not count toward `cpu_percent_max`.
-pub(crate) const MIN_PEAK_WINDOW_SECONDS: f64 = 0.01;
-
-/// Process CPU and RSS over the run's samples.
+/// Process CPU and RSS over the run's samples. The CPU figures are over the
+/// samples that end a window (`Sample::ends_window`, a window longer than
+/// zero): their windows follow one another from the start sample on, so the
+/// mean, time-weighted, is never above the max.
 #[derive(Debug, Default)]
 pub(crate) struct ProcessStats {
     pub(crate) samples: u64,
+    /// Samples whose window counts.
+    pub(crate) windows: u64,
     pub(crate) cpu_percent_max: f64,
-    /// CPU-seconds and wall seconds covered by the samples after the start
-    /// sample: their ratio is the time-weighted mean.
+    /// CPU seconds and wall seconds of the windows that count: their ratio
+    /// is the time-weighted mean.
     pub(crate) cpu_seconds: f64,
     pub(crate) wall_seconds: f64,
     pub(crate) rss_max_bytes: u64,
 }
 
 impl ProcessStats {
+    /// The CPU seconds used over the counted windows per wall second, in
+    /// percent. A weighted mean of the windows' percents, so at most their
+    /// max: the `min` only undoes rounding.
     pub(crate) fn cpu_percent_mean(&self) -> f64 {
         if self.wall_seconds > 0.0 {
-            100.0 * self.cpu_seconds / self.wall_seconds
+            (100.0 * self.cpu_seconds / self.wall_seconds).min(self.cpu_percent_max)
         } else {
             0.0
         }
@@ -309,32 +315,24 @@ impl RunState {
         self.previous = Previous::None;
     }
 
-    /// Adds a process sample taken `at_ns` after the start. `window` is the
-    /// wall time the CPU figure covers, `None` for the start sample (whose
-    /// window lies before the run, so it counts for RSS only).
-    pub(crate) fn add_sample(
-        &mut self,
-        at_ns: u64,
-        cpu_percent: f64,
-        rss_bytes: u64,
-        window: Option<f64>,
-    ) {
+    /// Adds a process sample taken `at_ns` after the start. Its window
+    /// counts toward the CPU figures if it ended there and is longer than
+    /// zero (the start sample's is zero).
+    pub(crate) fn add_sample(&mut self, at_ns: u64, s: &Sample) {
         let p = &mut self.process;
         p.samples += 1;
-        p.rss_max_bytes = p.rss_max_bytes.max(rss_bytes);
-        if let Some(seconds) = window {
-            // A window of a few microseconds (two samples in a row) says
-            // little about the peak; it still counts toward the mean.
-            if seconds >= MIN_PEAK_WINDOW_SECONDS {
-                p.cpu_percent_max = p.cpu_percent_max.max(cpu_percent);
-            }
-            p.cpu_seconds += cpu_percent / 100.0 * seconds;
-            p.wall_seconds += seconds;
+        p.rss_max_bytes = p.rss_max_bytes.max(s.rss_bytes);
+        if s.ends_window && s.window_seconds > 0.0 {
+            p.windows += 1;
+            p.cpu_percent_max = p.cpu_percent_max.max(s.cpu_percent);
+            p.cpu_seconds += s.cpu_seconds;
+            p.wall_seconds += s.window_seconds;
         }
         self.events.offer(Event::Sample {
             at_ns,
-            cpu_percent,
-            rss_bytes,
+            cpu_percent: s.cpu_percent,
+            rss_bytes: s.rss_bytes,
+            window_seconds: s.window_seconds,
         });
     }
 }

@@ -618,11 +618,13 @@ impl<'a> EventText<'a> {
                 at_ns,
                 cpu_percent,
                 rss_bytes,
+                window_seconds,
             } => EventOut::Sample {
                 timestamp: self.at(*at_ns),
                 event: "process_sample",
                 cpu_percent: *cpu_percent,
                 rss_mib: *rss_bytes as f64 / MIB,
+                window_seconds: *window_seconds,
                 offset_ns: *at_ns,
             },
             Event::Timing {
@@ -689,6 +691,10 @@ enum EventOut<'a> {
         event: &'static str,
         cpu_percent: f64,
         rss_mib: f64,
+        /// The wall seconds `cpu_percent` covers, ending at `timestamp`: 0 for
+        /// the run's start sample; under 0.01 for a sample whose window did
+        /// not end (the next one covers it too).
+        window_seconds: f64,
         offset_ns: u64,
     },
     Phase {

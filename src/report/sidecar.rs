@@ -320,6 +320,7 @@ mod tests {
             at_ns,
             cpu_percent: 1.0,
             rss_bytes: 1,
+            window_seconds: 1.0,
         }
     }
 
