@@ -263,11 +263,7 @@ pub fn measure_fn<R>(name: &'static str, module: &'static str, f: impl FnOnce() 
 /// assert_eq!(n, 4);
 /// ```
 #[inline]
-pub fn measure_fn_fenced<R>(
-    name: &'static str,
-    module: &'static str,
-    f: impl FnOnce() -> R,
-) -> R {
+pub fn measure_fn_fenced<R>(name: &'static str, module: &'static str, f: impl FnOnce() -> R) -> R {
     let _t = FunctionTimer::fenced(name, module);
     f()
 }

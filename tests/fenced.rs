@@ -19,9 +19,11 @@ const REGIONS: u32 = 200_000;
 /// Runs (and oracles) per measurement: each figure is the least, since
 /// preemption and a busy sibling core only ever add time.
 const TRIES: usize = 5;
-/// How much shorter than the oracle a fenced mean may be. Unfenced reads
-/// measured 3–26 % short around a 50 ns body on the reference machine.
-const TOLERANCE: f64 = 0.02;
+/// How much shorter than the oracle a fenced region may be: a quarter, for a
+/// TSC that (on the reference VM) advances in steps of 10 ns. Unfenced reads
+/// put the least of 10^6 regions at 20 ns around a 46 ns body (-57 %), and
+/// their mean 17 % short in some runs and long in others (BENCHMARKS.md).
+const TOLERANCE: f64 = 0.25;
 
 /// `steps` dependent multiply-adds: a chain the processor cannot shorten, so
 /// its duration is its latency, whether it runs alone or back to back.
@@ -54,8 +56,8 @@ fn steps_for(ns: f64) -> u32 {
     steps
 }
 
-/// The mean duration, in ns, of the phase `name` of the run file at `path`.
-fn mean_ns(path: &std::path::Path, name: &str) -> f64 {
+/// The mean and the least duration, in ns, of the phase `name` of the run file at `path`.
+fn durations_ns(path: &std::path::Path, name: &str) -> (f64, f64) {
     let file = read_run_file(path);
     let phase = file["meta"]["phase_durations_seconds_total"]
         .as_array()
@@ -64,14 +66,18 @@ fn mean_ns(path: &std::path::Path, name: &str) -> f64 {
         .find(|e| e["phase"] == name)
         .unwrap_or_else(|| panic!("no phase {name} in {}", path.display()));
     assert_eq!(phase["count"], u64::from(REGIONS), "every region counted");
-    phase["duration_seconds_total"].as_f64().expect("a total") * 1e9 / f64::from(REGIONS)
+    let ns = |key: &str| phase[key].as_f64().expect("a duration") * 1e9;
+    (
+        ns("duration_seconds_total") / f64::from(REGIONS),
+        ns("min_seconds"),
+    )
 }
 
-/// The least mean region of `TRIES` runs of `REGIONS` regions timed by
-/// `timed`, and the least oracle taken between them.
-fn measure(steps: u32, timed: fn(u64, u32) -> u64) -> (f64, f64) {
+/// Of `TRIES` runs of `REGIONS` regions timed by `timed`: the least mean
+/// region, the least region, and the least oracle taken between the runs.
+fn measure(steps: u32, timed: fn(u64, u32) -> u64) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (mut region, mut oracle) = (f64::INFINITY, f64::INFINITY);
+    let (mut region, mut least, mut oracle) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for _ in 0..TRIES {
         oracle = oracle.min(oracle_ns(steps));
         runmetrics::start_run(dir.path()).expect("start_run");
@@ -81,9 +87,11 @@ fn measure(steps: u32, timed: fn(u64, u32) -> u64) -> (f64, f64) {
         }
         black_box(x);
         let path = runmetrics::end_run(serde_json::Value::Null).expect("end_run");
-        region = region.min(mean_ns(&path, "body"));
+        let (mean, min) = durations_ns(&path, "body");
+        region = region.min(mean);
+        least = least.min(min);
     }
-    (region, oracle)
+    (region, least, oracle)
 }
 
 fn fenced(x: u64, steps: u32) -> u64 {
@@ -98,18 +106,32 @@ fn unfenced(x: u64, steps: u32) -> u64 {
 
 #[test]
 fn a_fenced_region_of_50_ns_is_not_measured_short() {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "NOTE: tests/fenced.rs tells fenced from unfenced reads only in an optimized build \
+             (cargo test --release --test fenced): unoptimized, the timer's own code inside \
+             the region outweighs the overlap"
+        );
+    }
     let steps = steps_for(50.0);
-    let (region, oracle) = measure(steps, fenced);
-    let (bare, _) = measure(steps, unfenced);
-    let error = region / oracle - 1.0;
+    let (mean, least, oracle) = measure(steps, fenced);
+    let (bare_mean, bare_least, _) = measure(steps, unfenced);
+    let pct = |ns: f64| (ns / oracle - 1.0) * 100.0;
     eprintln!(
-        "body {steps} steps: oracle {oracle:.1} ns, fenced {region:.1} ns ({:+.1} %), unfenced {bare:.1} ns ({:+.1} %)",
-        error * 100.0,
-        (bare / oracle - 1.0) * 100.0
+        "body of {steps} steps: oracle {oracle:.1} ns; fenced mean {mean:.1} ns ({:+.0} %), least {least:.0} ns ({:+.0} %); \
+         unfenced mean {bare_mean:.1} ns ({:+.0} %), least {bare_least:.0} ns ({:+.0} %)",
+        pct(mean),
+        pct(least),
+        pct(bare_mean),
+        pct(bare_least),
+    );
+    let floor = oracle * (1.0 - TOLERANCE);
+    assert!(
+        least >= floor,
+        "a fenced region measured {least:.0} ns, short of the body's {oracle:.1} ns by more than {TOLERANCE}"
     );
     assert!(
-        error >= -TOLERANCE,
-        "fenced mean {region:.1} ns is {:.1} % short of the body's {oracle:.1} ns",
-        -error * 100.0
+        mean >= floor,
+        "the fenced mean {mean:.1} ns is short of the body's {oracle:.1} ns by more than {TOLERANCE}"
     );
 }
