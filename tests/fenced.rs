@@ -107,11 +107,14 @@ fn unfenced(x: u64, steps: u32) -> u64 {
 #[test]
 fn a_fenced_region_of_50_ns_is_not_measured_short() {
     if cfg!(debug_assertions) {
+        // Unoptimized, the oracle's own loop and the timer's code inside the
+        // region outweigh the 50 ns body, so neither figure means anything.
+        // scripts/test runs this file again with --release.
         eprintln!(
-            "NOTE: tests/fenced.rs tells fenced from unfenced reads only in an optimized build \
-             (cargo test --release --test fenced): unoptimized, the timer's own code inside \
-             the region outweighs the overlap"
+            "NOT RUN: tests/fenced.rs needs an optimized build: \
+             cargo test --release --all-features --test fenced"
         );
+        return;
     }
     let steps = steps_for(50.0);
     let (mean, least, oracle) = measure(steps, fenced);
