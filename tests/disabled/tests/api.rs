@@ -55,7 +55,10 @@ fn the_global_api_builds_runs_and_records_nothing() {
         let _o = runmetrics::phase!("macro", fenced);
         let _p = runmetrics::phase!("macro", "module", fenced);
         let g = PhaseTimer::fenced("fenced", "pipeline");
-        assert!(!g.is_recording(), "a fenced timer recorded with `enabled` off");
+        assert!(
+            !g.is_recording(),
+            "a fenced timer recorded with `enabled` off"
+        );
         let h = FunctionTimer::fenced("f", "m").with_resources();
         assert!(!h.is_recording());
         h.end();
