@@ -97,7 +97,7 @@ pub use error::PushError;
 pub use error::{
     ConfigError, EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError,
 };
-pub use local::timer::{FunctionTimer, PhaseTimer};
+pub use local::timer::{ClockRead, Fenced, FunctionTimer, PhaseTimer, Unfenced};
 #[cfg(feature = "push")]
 pub use prometheus::push::PushMethod;
 #[cfg(feature = "prometheus")]
@@ -111,6 +111,8 @@ pub use recorder::Recorder;
 /// - `#[measure("infer_step", module = "inference")]`, or `name = "..."`.
 /// - `resources = true`: also the thread's CPU time and the RSS change per
 ///   call (costs microseconds per call).
+/// - `fenced = true`: read the clock [`Fenced`], for functions of tens or
+///   hundreds of nanoseconds (see [`Fenced`] and the README).
 ///
 /// Works on `async fn` (the time includes the awaits) and on methods.
 ///
@@ -127,16 +129,28 @@ pub use runmetrics_macros::measure;
 
 /// Starts a [`PhaseTimer`] whose name id is cached in a `static` at the call
 /// site: the cheapest way to time a phase. The module defaults to `module_path!()`.
+/// A last argument `fenced` reads the clock [`Fenced`] (for phases of tens or
+/// hundreds of nanoseconds).
 ///
 /// ```
 /// let _t = runmetrics::phase!("grounding", "pipeline");
 /// let _u = runmetrics::phase!("execute");
+/// let _v = runmetrics::phase!("lookup", fenced);
+/// let _w = runmetrics::phase!("lookup", "index", fenced);
 /// ```
 #[macro_export]
 macro_rules! phase {
     ($phase:expr) => {
         $crate::phase!($phase, ::core::module_path!())
     };
+    ($phase:expr, fenced) => {
+        $crate::phase!($phase, ::core::module_path!(), fenced)
+    };
+    ($phase:expr, $module:expr, fenced) => {{
+        static __RUNMETRICS_SITE: $crate::__private::Site =
+            $crate::__private::Site::phase($phase, $module);
+        $crate::PhaseTimer::at_fenced(&__RUNMETRICS_SITE)
+    }};
     ($phase:expr, $module:expr) => {{
         static __RUNMETRICS_SITE: $crate::__private::Site =
             $crate::__private::Site::phase($phase, $module);
@@ -240,6 +254,19 @@ pub fn flush() -> Result<PathBuf, FlushError> {
 #[inline]
 pub fn measure_fn<R>(name: &'static str, module: &'static str, f: impl FnOnce() -> R) -> R {
     let _t = FunctionTimer::new(name, module);
+    f()
+}
+
+/// [`measure_fn`] reading the clock [`Fenced`], for calls of tens or hundreds
+/// of nanoseconds.
+///
+/// ```
+/// let n = runmetrics::measure_fn_fenced("lookup", "index", || 2 + 2);
+/// assert_eq!(n, 4);
+/// ```
+#[inline]
+pub fn measure_fn_fenced<R>(name: &'static str, module: &'static str, f: impl FnOnce() -> R) -> R {
+    let _t = FunctionTimer::fenced(name, module);
     f()
 }
 

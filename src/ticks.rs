@@ -36,6 +36,29 @@ impl Clock {
         self.quanta.raw()
     }
 
+    /// The raw clock read in program order: `lfence; rdtsc; lfence` where
+    /// [`Clock::raw`] is one `rdtsc`, so the read waits for the instructions
+    /// before it and those after it wait for the read. Without the fences the
+    /// out-of-order core overlaps the reads with a short region's body, which
+    /// is then measured short. Where quanta does not read the TSC (other
+    /// sources, other architectures) it is quanta's raw read, as `raw`.
+    #[inline(always)]
+    pub(crate) fn raw_fenced(&self) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if self.inline_tsc {
+            use core::arch::x86_64::{_mm_lfence, _rdtsc};
+            // SAFETY: `lfence` is part of SSE2, which every x86_64 processor
+            // has; `rdtsc` as in `Clock::raw`. None has preconditions.
+            return unsafe {
+                _mm_lfence();
+                let t = _rdtsc();
+                _mm_lfence();
+                t
+            };
+        }
+        self.quanta.raw()
+    }
+
     /// Nanoseconds from raw `start` to raw `end` (0 when `end` is not later).
     pub(crate) fn delta_as_nanos(&self, start: u64, end: u64) -> u64 {
         self.quanta.delta_as_nanos(start, end)
@@ -87,6 +110,9 @@ mod tests {
             let b = clock.raw();
             let c = clock.quanta.raw();
             assert!(a <= b && b <= c, "{a} <= {b} <= {c}");
+            let d = clock.raw_fenced();
+            let e = clock.quanta.raw();
+            assert!(c <= d && d <= e, "{c} <= {d} <= {e}");
         }
     }
 }

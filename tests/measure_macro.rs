@@ -1,5 +1,5 @@
 //! `#[measure]` in every form it accepts: bare, named, with a module, with
-//! resources, on methods, generics, async fns, and early returns.
+//! resources, fenced, on methods, generics, async fns, and early returns.
 
 mod common;
 
@@ -22,6 +22,17 @@ fn with_keys() {}
 fn with_resources() -> usize {
     vec![0u8; 1 << 16].len()
 }
+
+#[runmetrics::measure("tight", fenced = true)]
+fn fenced() -> u32 {
+    7
+}
+
+#[runmetrics::measure(fenced = true, resources = true, module = "init")]
+fn fenced_heavy() {}
+
+#[runmetrics::measure(fenced = false)]
+fn unfenced() {}
 
 #[runmetrics::measure]
 fn early_return(x: u32) -> u32 {
@@ -60,6 +71,9 @@ fn every_form_records_under_the_right_name_and_module() {
     with_name();
     with_keys();
     assert_eq!(with_resources(), 1 << 16);
+    assert_eq!(fenced(), 7);
+    fenced_heavy();
+    unfenced();
     assert_eq!(early_return(5), 5);
     assert_eq!(early_return(0), 0);
     assert_eq!(generic(3u8), "3");
@@ -86,6 +100,9 @@ fn every_form_records_under_the_right_name_and_module() {
         (here.clone(), "renamed".to_owned(), 1),
         ("custom".to_owned(), "keyed".to_owned(), 1),
         ("init".to_owned(), "heavy".to_owned(), 1),
+        (here.clone(), "tight".to_owned(), 1),
+        ("init".to_owned(), "fenced_heavy".to_owned(), 1),
+        (here.clone(), "unfenced".to_owned(), 1),
         (here.clone(), "early_return".to_owned(), 2),
         (here.clone(), "generic".to_owned(), 2),
         ("engine".to_owned(), "step".to_owned(), 1),
@@ -94,4 +111,6 @@ fn every_form_records_under_the_right_name_and_module() {
     assert_eq!(got, want);
     let heavy = &file["meta"]["function_durations_seconds_total"][3];
     assert_eq!(heavy["resources"]["calls"], 1);
+    let fenced_heavy = &file["meta"]["function_durations_seconds_total"][5];
+    assert_eq!(fenced_heavy["resources"]["calls"], 1);
 }

@@ -45,10 +45,19 @@ pub fn all() -> Vec<Contender> {
         c("empty loop", Floor, empty_loop),
         c("floor: TSC pair", Floor, tsc_pair),
         c("floor: Instant pair", Floor, instant_pair),
+        c("floor: fenced TSC pair", Floor, fenced_tsc_pair),
         c("PhaseTimer::new", Runmetrics, phase_timer),
         c("#[measure]", Runmetrics, measure_attr),
         c("measure_fn", Runmetrics, measure_fn),
         c("phase!", Runmetrics, phase_macro),
+        c("phase!(.., fenced)", Runmetrics, phase_macro_fenced),
+        c("50 ns body, untimed", Floor, body_untimed),
+        c("50 ns body in phase!", Runmetrics, body_phase),
+        c(
+            "50 ns body in phase!(.., fenced)",
+            Runmetrics,
+            body_phase_fenced,
+        ),
         c("observe_counts (1 value)", Runmetrics, observe_counts),
         c("PhaseTimer::dynamic", Runmetrics, phase_dynamic),
         c("timer, no run open", Runmetrics, no_run_open),
@@ -102,6 +111,61 @@ fn tsc_pair(iters: u64) -> Duration {
     })
 }
 
+/// `lfence; rdtsc; lfence` twice: what `Fenced` reads, bare.
+fn fenced_tsc_pair(iters: u64) -> Duration {
+    use std::arch::x86_64::{_mm_lfence, _rdtsc};
+    timed(iters, || {
+        // SAFETY: `lfence` (SSE2) and `rdtsc` exist on every x86_64 processor.
+        let (start, end) = unsafe {
+            _mm_lfence();
+            let start = _rdtsc();
+            _mm_lfence();
+            _mm_lfence();
+            let end = _rdtsc();
+            _mm_lfence();
+            (start, end)
+        };
+        black_box((start, end));
+    })
+}
+
+/// About 50 ns of dependent arithmetic on the reference machine (a chain of
+/// multiply-adds, so it cannot be overlapped with itself).
+#[inline(always)]
+fn body(mut x: u64) -> u64 {
+    for _ in 0..black_box(40) {
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7);
+    }
+    x
+}
+
+fn body_untimed(iters: u64) -> Duration {
+    let mut x = 1;
+    let elapsed = timed(iters, || x = body(x));
+    black_box(x);
+    elapsed
+}
+
+fn body_phase(iters: u64) -> Duration {
+    let mut x = 1;
+    let elapsed = timed(iters, || {
+        let _t = runmetrics::phase!("body", "bench");
+        x = body(x);
+    });
+    black_box(x);
+    elapsed
+}
+
+fn body_phase_fenced(iters: u64) -> Duration {
+    let mut x = 1;
+    let elapsed = timed(iters, || {
+        let _t = runmetrics::phase!("body fenced", "bench", fenced);
+        x = body(x);
+    });
+    black_box(x);
+    elapsed
+}
+
 fn instant_pair(iters: u64) -> Duration {
     timed(iters, || {
         let start = Instant::now();
@@ -132,6 +196,16 @@ fn measure_fn(iters: u64) -> Duration {
 fn phase_macro(iters: u64) -> Duration {
     timed(iters, || {
         drop(black_box(runmetrics::phase!("macro", "bench")))
+    })
+}
+
+fn phase_macro_fenced(iters: u64) -> Duration {
+    timed(iters, || {
+        drop(black_box(runmetrics::phase!(
+            "macro fenced",
+            "bench",
+            fenced
+        )))
     })
 }
 

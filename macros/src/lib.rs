@@ -34,6 +34,7 @@ struct Args {
     name: Option<LitStr>,
     module: Option<LitStr>,
     resources: Option<LitBool>,
+    fenced: Option<LitBool>,
 }
 
 impl Parse for Args {
@@ -49,7 +50,7 @@ impl Parse for Args {
             let key: Ident = input.parse().map_err(|e| {
                 Error::new(
                     e.span(),
-                    "expected `name = \"...\"`, `module = \"...\"` or `resources = true`",
+                    "expected `name = \"...\"`, `module = \"...\"`, `resources = true` or `fenced = true`",
                 )
             })?;
             input.parse::<Token![=]>()?;
@@ -62,11 +63,17 @@ impl Parse for Args {
                     })?;
                     set(&mut args.resources, &key, value)?
                 }
+                "fenced" => {
+                    let value = input.parse().map_err(|e| {
+                        Error::new(e.span(), "`fenced` takes `true` or `false`")
+                    })?;
+                    set(&mut args.fenced, &key, value)?
+                }
                 other => {
                     return Err(Error::new(
                         key.span(),
                         format!(
-                            "unknown #[measure] argument `{other}`; expected `name`, `module` or `resources`"
+                            "unknown #[measure] argument `{other}`; expected `name`, `module`, `resources` or `fenced`"
                         ),
                     ))
                 }
@@ -112,10 +119,15 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
         Some(m) => quote!(#m),
         None => quote!(::core::module_path!()),
     };
-    let start = if args.resources.is_some_and(|r| r.value) {
-        quote!(at_with_resources)
+    let at = if args.fenced.is_some_and(|f| f.value) {
+        quote!(at_fenced)
     } else {
         quote!(at)
+    };
+    let start = if args.resources.is_some_and(|r| r.value) {
+        quote!(#at(&__RUNMETRICS_SITE).with_resources())
+    } else {
+        quote!(#at(&__RUNMETRICS_SITE))
     };
     let ItemFn {
         attrs,
@@ -130,7 +142,7 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
             let __runmetrics_guard = {
                 static __RUNMETRICS_SITE: ::runmetrics::__private::Site =
                     ::runmetrics::__private::Site::function(#name, #module);
-                ::runmetrics::FunctionTimer::#start(&__RUNMETRICS_SITE)
+                ::runmetrics::FunctionTimer::#start
             };
             #(#stmts)*
         }

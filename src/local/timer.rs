@@ -1,6 +1,8 @@
 //! The guards: [`PhaseTimer`] and [`FunctionTimer`]. Both are a [`Region`]: a
 //! start value taken on creation and a record pushed on drop.
 
+use std::marker::PhantomData;
+
 use super::ring::Record;
 use super::thread::{push, region};
 use crate::os as resources;
@@ -13,20 +15,72 @@ use crate::site::{dynamic_id, static_id, Kind, Site};
 /// it whole: the off switch for builds that must pay nothing.
 pub(crate) const ENABLED: bool = cfg!(feature = "enabled");
 
+/// How a timer reads the clock: [`Unfenced`] (the default) or [`Fenced`]. A
+/// type parameter of [`PhaseTimer`] and [`FunctionTimer`], so each kind of
+/// timer is its own monomorphic code and the default pays nothing for the
+/// other. Sealed: these two are the only kinds.
+pub trait ClockRead: sealed::Sealed {}
+
+/// Reads the time-stamp counter as it comes (`rdtsc`): the cheapest read. The
+/// processor may overlap it with the instructions around it, so a region of a
+/// few tens of nanoseconds is measured short (BENCHMARKS.md, "Fenced reads").
+#[derive(Debug, Clone, Copy)]
+pub struct Unfenced;
+
+/// Reads the time-stamp counter in program order (`lfence; rdtsc; lfence`):
+/// every instruction before the read has finished and none after it has
+/// started. For regions of under a microsecond or so whose mean must be
+/// right; costs more per region than [`Unfenced`] (BENCHMARKS.md). Where the
+/// clock is not the TSC (no invariant TSC, or not x86_64) it reads quanta's
+/// clock as [`Unfenced`] does.
+#[derive(Debug, Clone, Copy)]
+pub struct Fenced;
+
+impl ClockRead for Unfenced {}
+impl ClockRead for Fenced {}
+
+mod sealed {
+    pub trait Sealed {
+        /// Whether the reads are fenced: a constant, so each timer's code
+        /// has only its own read.
+        const FENCED: bool;
+    }
+
+    impl Sealed for super::Unfenced {
+        const FENCED: bool = false;
+    }
+
+    impl Sealed for super::Fenced {
+        const FENCED: bool = true;
+    }
+}
+
+/// Reads `shared`'s raw clock the way `R` does.
+#[inline(always)]
+fn read<R: ClockRead>(shared: &Shared) -> u64 {
+    if R::FENCED {
+        shared.clock.raw_fenced()
+    } else {
+        shared.clock.raw()
+    }
+}
+
 /// A timed region: inactive (and free) when no run was open at its start.
 /// It belongs to the run open at its start: one that started before the open
 /// run's start goes through the ring, and the collector counts it outside.
-struct Region<'r> {
+struct Region<'r, R: ClockRead> {
     shared: Option<&'r Shared>,
     start: u64,
     site: u32,
+    read: PhantomData<R>,
 }
 
-impl<'r> Region<'r> {
-    const OFF: Region<'static> = Region {
+impl<'r, R: ClockRead> Region<'r, R> {
+    const OFF: Region<'static, R> = Region {
         shared: None,
         start: 0,
         site: 0,
+        read: PhantomData,
     };
 
     /// Starts a region; `shared` and `site` are only called when recording is
@@ -35,7 +89,7 @@ impl<'r> Region<'r> {
     fn begin(
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
-    ) -> Region<'r> {
+    ) -> Region<'r, R> {
         if !ENABLED {
             return Region::OFF;
         }
@@ -48,28 +102,29 @@ impl<'r> Region<'r> {
         let site = site();
         Region {
             shared: Some(shared),
-            start: shared.clock.raw(),
+            start: read::<R>(shared),
             site,
+            read: PhantomData,
         }
     }
 
     /// Ends the region with `resources`; it records nothing more when dropped.
     fn finish(&mut self, resources: impl FnOnce() -> Record) {
         if let Some(shared) = self.shared.take() {
-            let end = shared.clock.raw();
+            let end = read::<R>(shared);
             region(shared, self.site, self.start, end, Some(resources()));
         }
     }
 }
 
-impl Drop for Region<'_> {
+impl<R: ClockRead> Drop for Region<'_, R> {
     #[inline]
     fn drop(&mut self) {
         if !ENABLED {
             return;
         }
         let Some(shared) = self.shared else { return };
-        region(shared, self.site, self.start, shared.clock.raw(), None);
+        region(shared, self.site, self.start, read::<R>(shared), None);
     }
 }
 
@@ -89,9 +144,12 @@ impl Drop for Region<'_> {
 /// # fn tempdir() -> std::path::PathBuf { std::env::temp_dir().join(format!("rm-doc-{}", std::process::id())) }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// `R` is how it reads the clock: [`Unfenced`] unless made with
+/// [`PhaseTimer::fenced`] or `phase!(.., fenced)`.
 #[must_use = "the phase ends when this guard is dropped"]
-pub struct PhaseTimer<'r> {
-    region: Region<'r>,
+pub struct PhaseTimer<'r, R: ClockRead = Unfenced> {
+    region: Region<'r, R>,
 }
 
 impl PhaseTimer<'static> {
@@ -121,13 +179,46 @@ impl PhaseTimer<'static> {
     }
 }
 
+impl PhaseTimer<'static, Fenced> {
+    /// Like [`PhaseTimer::new`], reading the clock [`Fenced`]: for phases of
+    /// tens or hundreds of nanoseconds, which unfenced reads measure short.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("rm-doc-fenced-{}", std::process::id()));
+    /// runmetrics::start_run(&dir)?;
+    /// {
+    ///     let _t = runmetrics::PhaseTimer::fenced("lookup", "index");
+    ///     // ... a few tens of nanoseconds of work ...
+    /// }
+    /// runmetrics::end_run(serde_json::Value::Null)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn fenced(phase: &'static str, module: &'static str) -> PhaseTimer<'static, Fenced> {
+        PhaseTimer {
+            region: Region::begin(global_shared, || static_id(Kind::Phase, phase, module)),
+        }
+    }
+
+    /// The `phase!(.., fenced)` entry: the id is cached in `site`.
+    #[doc(hidden)]
+    #[inline]
+    pub fn at_fenced(site: &'static Site) -> PhaseTimer<'static, Fenced> {
+        PhaseTimer {
+            region: Region::begin(global_shared, || site.id()),
+        }
+    }
+}
+
 impl<'r> PhaseTimer<'r> {
     pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> PhaseTimer<'r> {
         PhaseTimer {
             region: Region::begin(|| Some(recorder.shared()), id),
         }
     }
+}
 
+impl<R: ClockRead> PhaseTimer<'_, R> {
     /// Ends the phase now (the same as dropping the guard).
     #[inline]
     pub fn end(self) {}
@@ -138,7 +229,7 @@ impl<'r> PhaseTimer<'r> {
     }
 }
 
-impl std::fmt::Debug for PhaseTimer<'_> {
+impl<R: ClockRead> std::fmt::Debug for PhaseTimer<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PhaseTimer")
             .field("site", &self.region.site)
@@ -149,9 +240,12 @@ impl std::fmt::Debug for PhaseTimer<'_> {
 
 /// Times one call of a function; made by [`#[measure]`](crate::measure) and
 /// [`measure_fn`](crate::measure_fn), or by hand.
+///
+/// `R` is how it reads the clock: [`Unfenced`] unless made with
+/// [`FunctionTimer::fenced`] or `#[measure(fenced = true)]`.
 #[must_use = "the call's timing ends when this guard is dropped"]
-pub struct FunctionTimer<'r> {
-    region: Region<'r>,
+pub struct FunctionTimer<'r, R: ClockRead = Unfenced> {
+    region: Region<'r, R>,
     /// Thread CPU ns and RSS bytes at the start, when resources are captured.
     resources: Option<(u64, u64)>,
 }
@@ -191,6 +285,33 @@ impl FunctionTimer<'static> {
     }
 }
 
+impl FunctionTimer<'static, Fenced> {
+    /// Like [`FunctionTimer::new`], reading the clock [`Fenced`]: for calls of
+    /// tens or hundreds of nanoseconds, which unfenced reads measure short.
+    ///
+    /// ```
+    /// let t = runmetrics::FunctionTimer::fenced("lookup", "index");
+    /// t.end();
+    /// ```
+    #[inline]
+    pub fn fenced(name: &'static str, module: &'static str) -> FunctionTimer<'static, Fenced> {
+        FunctionTimer {
+            region: Region::begin(global_shared, || static_id(Kind::Function, name, module)),
+            resources: None,
+        }
+    }
+
+    /// The `#[measure(fenced = true)]` entry: the id is cached in `site`.
+    #[doc(hidden)]
+    #[inline]
+    pub fn at_fenced(site: &'static Site) -> FunctionTimer<'static, Fenced> {
+        FunctionTimer {
+            region: Region::begin(global_shared, || site.id()),
+            resources: None,
+        }
+    }
+}
+
 impl<'r> FunctionTimer<'r> {
     pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> FunctionTimer<'r> {
         FunctionTimer {
@@ -198,15 +319,17 @@ impl<'r> FunctionTimer<'r> {
             resources: None,
         }
     }
+}
 
+impl<'r, R: ClockRead> FunctionTimer<'r, R> {
     /// Also captures the thread's CPU time and the change in resident memory
     /// over the call (costs microseconds; reported per call and per function).
-    pub fn with_resources(mut self) -> FunctionTimer<'r> {
+    pub fn with_resources(mut self) -> FunctionTimer<'r, R> {
         if self.region.shared.is_some() {
             self.resources = Some((resources::thread_cpu_ns(), resources::rss_bytes()));
             // Start the clock after the capture so it is not timed.
             if let Some(shared) = self.region.shared {
-                self.region.start = shared.clock.raw();
+                self.region.start = read::<R>(shared);
             }
         }
         self
@@ -222,7 +345,7 @@ impl<'r> FunctionTimer<'r> {
     }
 }
 
-impl Drop for FunctionTimer<'_> {
+impl<R: ClockRead> Drop for FunctionTimer<'_, R> {
     #[inline]
     fn drop(&mut self) {
         if !ENABLED {
@@ -243,7 +366,7 @@ impl Drop for FunctionTimer<'_> {
     }
 }
 
-impl std::fmt::Debug for FunctionTimer<'_> {
+impl<R: ClockRead> std::fmt::Debug for FunctionTimer<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FunctionTimer")
             .field("site", &self.region.site)

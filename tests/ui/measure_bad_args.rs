@@ -10,4 +10,7 @@ fn c() {}
 #[runmetrics::measure("")]
 fn d() {}
 
+#[runmetrics::measure(fenced = 1)]
+fn e() {}
+
 fn main() {}

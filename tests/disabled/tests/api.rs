@@ -18,6 +18,11 @@ fn named() -> Vec<u8> {
     vec![7; 3]
 }
 
+#[runmetrics::measure(fenced = true, resources = true)]
+fn fenced(x: u32) -> u32 {
+    x + 1
+}
+
 #[runmetrics::measure]
 async fn later(x: u32) -> u32 {
     x * 2
@@ -47,6 +52,16 @@ fn the_global_api_builds_runs_and_records_nothing() {
         let _d = PhaseTimer::dynamic(&format!("p{}", 1), "pipeline");
         let _m = runmetrics::phase!("macro");
         let _n = runmetrics::phase!("macro", "module");
+        let _o = runmetrics::phase!("macro", fenced);
+        let _p = runmetrics::phase!("macro", "module", fenced);
+        let g = PhaseTimer::fenced("fenced", "pipeline");
+        assert!(
+            !g.is_recording(),
+            "a fenced timer recorded with `enabled` off"
+        );
+        let h = FunctionTimer::fenced("f", "m").with_resources();
+        assert!(!h.is_recording());
+        h.end();
         let f = FunctionTimer::new("f", "m").with_resources();
         assert!(!f.is_recording());
         f.end();
@@ -56,6 +71,8 @@ fn the_global_api_builds_runs_and_records_nothing() {
     assert_eq!(block_on(later(4)), 8);
     assert_eq!(Model.infer(1), 3);
     assert_eq!(runmetrics::measure_fn("f", "m", || 5), 5);
+    assert_eq!(runmetrics::measure_fn_fenced("f", "m", || 6), 6);
+    assert_eq!(fenced(2), 3);
     runmetrics::observe_counts(&[("rules", 10)]);
     runmetrics::sample_process_gauges();
     let path = runmetrics::end_run(serde_json::json!({"facts": 1})).expect("end_run");
