@@ -1002,13 +1002,14 @@ mod loom_tests {
             assert_eq!(taken.buckets, want, "every region in its bucket, once");
             assert_eq!(taken.count, REGIONS.len() as u64);
             assert_eq!(taken.ticks, REGIONS.iter().sum::<u64>());
-            // Not that `taken.min` and `taken.max` are the regions' own: loom
-            // orders a store only after what its thread has seen, so it lets
-            // the producer's later min (or max) fall before the collector's
-            // swap that read the one before, and then lets a read after the
-            // join see the swap's reset; C++'s single modification order of
-            // the word rules that out (the swap read the value just before
-            // it). The stress test in `tests` checks them exactly.
+            // Not whether `taken.min` and `taken.max` are the regions' own:
+            // loom found a run where the producer read its min (5), the
+            // collector's swap took that 5, the producer then stored 3, and
+            // after the join both a load and the last swap read the swap's
+            // reset, not the 3. Under C++'s single order of a word's stores
+            // the 3 comes after the reset (the swap read the 5 just before
+            // it), so this looks like loom leaving the two stores unordered;
+            // not settled. The stress test in `tests` checks them exactly.
             assert!(taken.min.is_some() && taken.max.is_some());
         });
     }
