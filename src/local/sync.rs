@@ -1,7 +1,8 @@
-//! The atomics and cells of the recording side's lock-free protocol, from
-//! std in every normal build and from `loom` in the unit tests under
-//! `cfg(loom)`, where the model tests in [`super::ring`] explore every
-//! interleaving of a producer and the collector. (`loom` is a dev-dependency,
+//! The atomics and cells of the recording side's lock-free protocol (the
+//! ring's and the tally's), from std in every normal build and from `loom`
+//! in the unit tests under `cfg(loom)`, where the model tests in
+//! [`super::ring`] and [`super::tally`] explore every interleaving of a
+//! producer and the collector. (`loom` is a dev-dependency,
 //! so the library built with `--cfg loom` but not for its tests keeps std's,
 //! as tokio's does.)
 //!
@@ -12,12 +13,12 @@
 //! check every slot access: a read racing a write fails the model.
 
 #[cfg(not(all(test, loom)))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(all(test, loom))]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(all(test, loom))]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// std's `UnsafeCell` with loom's access methods.
 #[cfg(not(all(test, loom)))]
