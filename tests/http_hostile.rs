@@ -37,6 +37,34 @@ fn recorder(publish: Duration) -> Recorder {
     Recorder::new(Config::new().port(0).publish_interval(publish)).unwrap()
 }
 
+/// Times 100 phases named `<prefix>_000`.. and waits until `/metrics` lists
+/// them all, so every answer is of a known, large size.
+fn publish_phases(rec: &Recorder, addr: SocketAddr, prefix: &str) {
+    for i in 0..100 {
+        let _t = rec.phase_dynamic(&format!("{prefix}_{i:03}"), "hostile");
+    }
+    let last = format!("{prefix}_099");
+    eventually("the phases in /metrics", Duration::from_secs(10), || {
+        let (_, _, body) = http(addr, "GET", "/metrics");
+        body.contains(&last).then_some(())
+    });
+}
+
+/// A client that sends `requests` pipelined GETs of `/metrics` and never
+/// reads an answer (the server may stop reading once they back up).
+fn never_reading(addr: SocketAddr, requests: usize) -> TcpStream {
+    let mut greedy = TcpStream::connect(addr).unwrap();
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = greedy.write_all(
+        "GET /metrics HTTP/1.1\r\nHost: greedy\r\n\r\n"
+            .repeat(requests)
+            .as_bytes(),
+    );
+    greedy
+}
+
 /// One `GET /metrics` on a fresh connection, timed from connect to the last
 /// byte; `None` if it fails or takes more than a second.
 fn timed_scrape(addr: SocketAddr) -> Option<Duration> {
@@ -202,20 +230,8 @@ fn two_thousand_pipelined_requests_left_unread_do_not_block_a_scrape() {
     // Answers of about 250 KB: 2 000 of them are far more than the sockets'
     // buffers hold.
     rec.start_run(dir.path()).unwrap();
-    for i in 0..100 {
-        let _t = rec.phase_dynamic(&format!("pipelined_{i:03}"), "hostile");
-    }
-    eventually("the phases in /metrics", Duration::from_secs(10), || {
-        let (_, _, body) = http(addr, "GET", "/metrics");
-        body.contains("pipelined_099").then_some(())
-    });
-    let mut greedy = TcpStream::connect(addr).unwrap();
-    greedy
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let requests = "GET /metrics HTTP/1.1\r\nHost: greedy\r\n\r\n".repeat(2_000);
-    // The server may stop reading once its answers back up: that is fine.
-    let _ = greedy.write_all(requests.as_bytes());
+    publish_phases(&rec, addr, "pipelined");
+    let mut greedy = never_reading(addr, 2_000);
     std::thread::sleep(Duration::from_millis(300));
     let best = assert_scrape_answers(addr, "2 000 unread pipelined requests");
     eprintln!("scrape during 2 000 unread pipelined requests: {best:?}");
@@ -450,23 +466,9 @@ fn dropping_the_recorder_with_stuck_clients_is_prompt() {
     let rec = recorder(Duration::from_millis(50));
     let addr = rec.metrics_addr().unwrap();
     rec.start_run(dir.path()).unwrap();
-    for i in 0..100 {
-        let _t = rec.phase_dynamic(&format!("stuck_{i:03}"), "hostile");
-    }
-    eventually("the phases in /metrics", Duration::from_secs(10), || {
-        let (_, _, body) = http(addr, "GET", "/metrics");
-        body.contains("stuck_099").then_some(())
-    });
+    publish_phases(&rec, addr, "stuck");
     // One that never reads its answers, one mid-header, one idle.
-    let mut greedy = TcpStream::connect(addr).unwrap();
-    greedy
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let _ = greedy.write_all(
-        "GET /metrics HTTP/1.1\r\nHost: greedy\r\n\r\n"
-            .repeat(100)
-            .as_bytes(),
-    );
+    let mut greedy = never_reading(addr, 100);
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET /metrics HTTP/1.1\r\nHost: ha")
         .unwrap();

@@ -277,12 +277,6 @@ impl FunctionTimer<'static> {
             resources: None,
         }
     }
-
-    /// The `#[measure(resources = true)]` entry.
-    #[doc(hidden)]
-    pub fn at_with_resources(site: &'static Site) -> FunctionTimer<'static> {
-        FunctionTimer::at(site).with_resources()
-    }
 }
 
 impl FunctionTimer<'static, Fenced> {
