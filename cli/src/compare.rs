@@ -160,7 +160,10 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                 }
             } else {
                 let (mut count, mut total, mut in_histograms) = (0u64, 0f64, 0u64);
-                let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
+                // By lower bound: (count, the widest width there).
+                let mut hist: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+                // The exact extremes, when every run gives them.
+                let (mut min, mut max) = (Some(f64::INFINITY), Some(f64::NEG_INFINITY));
                 for (i, &(path, e)) in entries.iter().enumerate() {
                     let corrupt = |what: &str, limit: String| LoadError::Corrupt {
                         path: path.to_owned(),
@@ -187,14 +190,22 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                     in_histograms = in_histograms
                         .checked_add(e.histogram_total)
                         .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
-                    for &(lower, n) in &e.histogram_ns {
-                        let bucket = hist.entry(lower).or_default();
-                        *bucket = bucket
-                            .checked_add(n)
+                    for b in &e.histogram_ns {
+                        let (n, width) = hist.entry(b.lower_ns).or_default();
+                        *n = n
+                            .checked_add(b.count)
                             .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
+                        *width = (*width).max(b.width_ns);
                     }
+                    min = min.zip(e.min_seconds).map(|(a, b)| a.min(b));
+                    max = max.zip(e.max_seconds).map(|(a, b)| a.max(b));
                 }
-                let q = |q: f64| quantile(&hist, q);
+                // A bucket's middle may lie past the exact extremes.
+                let q = |q: f64| {
+                    let v = quantile(&hist, q)?;
+                    let v = min.map_or(v, |m| v.max(m));
+                    Some(max.map_or(v, |m| v.min(m)))
+                };
                 Stats {
                     count,
                     total,
@@ -210,21 +221,28 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
         .collect()
 }
 
-/// The value at quantile `q` of a merged run-file histogram, in seconds:
-/// the middle of the bucket it falls in (`None` for an empty histogram, or
-/// one whose counts add up past `u64::MAX`, which `merge` refuses first).
-fn quantile(hist: &BTreeMap<u64, u64>, q: f64) -> Option<f64> {
-    let n = hist.values().try_fold(0u64, |n, &c| n.checked_add(c))?;
+/// The value at quantile `q` of a merged run-file histogram (by lower
+/// bound: count and width), in seconds: the middle of the bucket it falls
+/// in (`None` for an empty histogram, or one whose counts add up past
+/// `u64::MAX`, which `merge` refuses first).
+fn quantile(hist: &BTreeMap<u64, (u64, u64)>, q: f64) -> Option<f64> {
+    let n = hist
+        .values()
+        .try_fold(0u64, |n, &(c, _)| n.checked_add(c))?;
     if n == 0 {
         return None;
     }
     let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
     let mut seen = 0u64;
-    for (&lower, &count) in hist {
+    for (&lower_ns, &(count, width_ns)) in hist {
         seen = seen.saturating_add(count);
         if seen >= rank {
-            let width = run_file::bucket_width(lower);
-            return Some((lower as f64 + (width - 1) as f64 / 2.0) / 1e9);
+            let bucket = run_file::Bucket {
+                lower_ns,
+                count,
+                width_ns: width_ns.max(1),
+            };
+            return Some(bucket.middle_ns() / 1e9);
         }
     }
     None
@@ -566,8 +584,10 @@ mod tests {
 
     #[test]
     fn quantiles_of_a_merged_histogram() {
-        // 999 424 ns is the bucket of 1 ms: 8 192 ns wide.
-        let hist: BTreeMap<u64, u64> = [(100, 50), (999_424, 50)].into_iter().collect();
+        // 999 424 ns is the layout-1 bucket of 1 ms: 8 192 ns wide.
+        let hist: BTreeMap<u64, (u64, u64)> = [(100, (50, 1)), (999_424, (50, 8_192))]
+            .into_iter()
+            .collect();
         assert_eq!(quantile(&hist, 0.5), Some(100e-9));
         let p99 = quantile(&hist, 0.99).unwrap();
         assert!((p99 - 1_003_519.5e-9).abs() < 1e-12, "{p99}");

@@ -235,7 +235,7 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
         }
     }
 
-    out.push_str("<h2>Latency distributions</h2>\n<p class=\"note\">Share of each phase's or function's regions per duration bucket (64 per power of two), log scale.</p>\n");
+    out.push_str("<h2>Latency distributions</h2>\n<p class=\"note\">Share of each phase's or function's regions per 1/128 of a power of two of duration (each bucket's share scaled to that width), log scale.</p>\n");
     let entries = crate::show::sorted(run, None);
     for (i, e) in entries.iter().take(MAX_DISTRIBUTIONS).enumerate() {
         let base_entry = base.and_then(|b| {

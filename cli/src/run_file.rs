@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
-/// The newest `meta.layout_version` this reader understands.
-pub const LAYOUT_VERSION: u64 = 1;
+/// The newest `meta.layout_version` this reader understands: 2, whose
+/// `histogram_ns` buckets carry their width (version 1's are implied by
+/// [`v1_bucket_width`]); files without it are version 1.
+pub const LAYOUT_VERSION: u64 = 2;
 
 /// How deep this reader follows nested arrays and objects: serde_json's
 /// limit (its recursion stays on a small stack), kept rather than lifted
@@ -104,8 +106,9 @@ pub struct Entry {
     pub p90_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
     pub max_seconds: Option<f64>,
-    /// `(lower bound ns, count)`, ascending; empty in older files.
-    pub histogram_ns: Vec<(u64, u64)>,
+    pub min_seconds: Option<f64>,
+    /// Ascending; empty in older files.
+    pub histogram_ns: Vec<Bucket>,
     /// The sum of the `histogram_ns` counts (it fits: [`load`] refuses a
     /// file whose counts add up past `u64::MAX`).
     pub histogram_total: u64,
@@ -126,10 +129,26 @@ pub fn label(module: &str, name: &str) -> String {
     }
 }
 
-/// The width in ns of the `histogram_ns` bucket whose lower bound is
-/// `lower`: 1 under 128 ns, then 64 buckets per power of two (the rule
-/// runmetrics writes them by).
-pub fn bucket_width(lower: u64) -> u64 {
+/// One bucket of a `histogram_ns`: `count` regions lasted from `lower_ns`
+/// to less than `lower_ns + width_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    pub lower_ns: u64,
+    pub count: u64,
+    pub width_ns: u64,
+}
+
+impl Bucket {
+    /// The bucket's middle, in ns.
+    pub fn middle_ns(&self) -> f64 {
+        self.lower_ns as f64 + (self.width_ns - 1) as f64 / 2.0
+    }
+}
+
+/// The width in ns of a layout-1 `histogram_ns` bucket (`[lower, count]`)
+/// whose lower bound is `lower`: 1 under 128 ns, then 64 buckets per power
+/// of two (the rule runmetrics wrote them by).
+pub fn v1_bucket_width(lower: u64) -> u64 {
     if lower < 128 {
         1
     } else {
@@ -138,8 +157,10 @@ pub fn bucket_width(lower: u64) -> u64 {
 }
 
 /// The sum of a histogram's counts; `None` past `u64::MAX`.
-pub fn histogram_total(buckets: &[(u64, u64)]) -> Option<u64> {
-    buckets.iter().try_fold(0u64, |sum, b| sum.checked_add(b.1))
+pub fn histogram_total(buckets: &[Bucket]) -> Option<u64> {
+    buckets
+        .iter()
+        .try_fold(0u64, |sum, b| sum.checked_add(b.count))
 }
 
 /// One count name's summary.
@@ -494,13 +515,26 @@ fn entry(e: &Value, kind: Kind, name_key: &str) -> Option<Result<Entry, String>>
         .to_owned();
     let name = e.get(name_key)?.as_str()?.to_owned();
     let total_seconds = f("duration_seconds_total")?;
-    let histogram_ns: Vec<(u64, u64)> = e
+    // `[lower, count, width]`, or layout 1's `[lower, count]`.
+    let histogram_ns: Vec<Bucket> = e
         .get("histogram_ns")
         .and_then(Value::as_array)
         .map(|buckets| {
             buckets
                 .iter()
-                .filter_map(|b| Some((b.get(0)?.as_u64()?, b.get(1)?.as_u64()?)))
+                .filter_map(|b| {
+                    let lower_ns = b.get(0)?.as_u64()?;
+                    let count = b.get(1)?.as_u64()?;
+                    let width_ns = match b.get(2) {
+                        Some(w) => w.as_u64()?.max(1),
+                        None => v1_bucket_width(lower_ns),
+                    };
+                    Some(Bucket {
+                        lower_ns,
+                        count,
+                        width_ns,
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -518,6 +552,7 @@ fn entry(e: &Value, kind: Kind, name_key: &str) -> Option<Result<Entry, String>>
         name,
         total_seconds,
         count: e.get("count").and_then(Value::as_u64),
+        min_seconds: f("min_seconds"),
         mean_seconds: f("mean_seconds"),
         p50_seconds: f("p50_seconds"),
         p90_seconds: f("p90_seconds"),

@@ -10,7 +10,7 @@ pub type Points = Vec<(f64, f64)>;
 /// A named, coloured line.
 pub type Line<'a> = (&'a str, &'a str, Points);
 /// A named, coloured set of run-file histogram buckets (lower ns, count).
-pub type Buckets<'a> = (&'a str, &'a str, &'a [(u64, u64)]);
+pub type Buckets<'a> = (&'a str, &'a str, &'a [crate::run_file::Bucket]);
 
 pub const BLUE: &str = "#1f77b4";
 pub const ORANGE: &str = "#ff7f0e";
@@ -189,8 +189,12 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
     let mut s = String::new();
     open(&mut s, id, height, title);
     let all = || series.iter().flat_map(|(_, _, b)| b.iter());
-    let lo = all().map(|b| b.0.max(1) as f64).fold(f64::MAX, f64::min);
-    let hi = all().map(|b| b.0.max(1) as f64 * 1.02).fold(1.0, f64::max);
+    let lo = all()
+        .map(|b| b.lower_ns.max(1) as f64)
+        .fold(f64::MAX, f64::min);
+    let hi = all()
+        .map(|b| (b.lower_ns + b.width_ns).max(1) as f64 * 1.02)
+        .fold(1.0, f64::max);
     if lo == f64::MAX {
         s.push_str(r#"<text x="70" y="60">no histogram in this file</text></svg>"#);
         return s;
@@ -206,9 +210,7 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
         .iter()
         .map(|(_, _, b)| {
             let n = crate::run_file::histogram_total(b).unwrap_or(u64::MAX);
-            b.iter()
-                .map(|x| x.1 as f64 / n.max(1) as f64)
-                .fold(0.0, f64::max)
+            b.iter().map(|x| density(x, n)).fold(0.0, f64::max)
         })
         .fold(0.0, f64::max);
     let (top, y_ticks) = ticks(share_max * 100.0);
@@ -224,20 +226,21 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
             crate::format::seconds(ns / 1e9)
         );
     }
-    let bar_w = |lower: u64| {
-        let width = crate::run_file::bucket_width(lower) as f64;
-        (x(lower as f64 + width) - x(lower as f64)).max(1.5)
+    let bar_w = |b: &crate::run_file::Bucket| {
+        let lower = b.lower_ns as f64;
+        (x(lower + b.width_ns as f64) - x(lower)).max(1.5)
     };
     for (n, (label, colour, buckets)) in series.iter().enumerate() {
         let total = crate::run_file::histogram_total(buckets).unwrap_or(u64::MAX);
-        for &(lower, count) in buckets.iter() {
-            let pct = 100.0 * count as f64 / total.max(1) as f64;
+        for b in buckets.iter() {
+            let (lower, count) = (b.lower_ns, b.count);
+            let pct = 100.0 * density(b, total);
             let _ = writeln!(
                 s,
                 r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}" fill-opacity="0.6"><title>{}: {} in [{}, ...)</title></rect>"#,
                 x(lower.max(1) as f64),
                 y(pct),
-                bar_w(lower),
+                bar_w(b),
                 TOP + plot_h - y(pct),
                 escape(label),
                 count,
@@ -248,6 +251,17 @@ pub fn histogram(id: &str, title: &str, series: &[Buckets<'_>]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// A bucket's share of `total` regions, per 1/128 of a power of two of
+/// duration: buckets of unequal (relative) widths then draw a smooth
+/// distribution as smooth, where raw shares would saw between wide and
+/// narrow ones.
+fn density(b: &crate::run_file::Bucket, total: u64) -> f64 {
+    let share = b.count as f64 / total.max(1) as f64;
+    let lower = b.lower_ns.max(1) as f64;
+    let octaves = ((lower + b.width_ns as f64) / lower).log2();
+    share / (octaves * 128.0).max(f64::MIN_POSITIVE)
 }
 
 /// Grouped horizontal bars: for each label, one bar per series, on a

@@ -138,9 +138,13 @@ fn runs(dir: &Path, scales: &[f64]) {
         let g = &mut run["meta"]["phase_durations_seconds_total"][0];
         for k in [
             "duration_seconds_total",
+            "min_seconds",
             "mean_seconds",
             "p50_seconds",
+            "p90_seconds",
             "p99_seconds",
+            "p999_seconds",
+            "max_seconds",
         ] {
             g[k] = Value::from(g[k].as_f64().unwrap() * scale);
         }
@@ -218,7 +222,7 @@ fn bad_files_get_clear_errors() {
         ),
         (
             "tests/fixtures/newer.json",
-            "has layout_version 99, newer than this runmetrics reads (1)",
+            "has layout_version 99, newer than this runmetrics reads (2)",
         ),
     ];
     for (file, message) in cases {

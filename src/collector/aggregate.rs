@@ -1,33 +1,29 @@
-//! Exact totals and histograms (HDR's buckets at 3 significant digits, kept
-//! sparse) per site, and the per-name count summary.
+//! Exact totals and histograms (the tally's buckets, kept sparse) per site,
+//! in ticks, and the per-name count summary. Figures in nanoseconds come
+//! from one run's [`Scale`] when they are read.
 
-use super::histogram::{self, value_at_quantile, Histogram};
+use super::histogram::{self, bucket_at_quantile, duration_ns, ns_range, Histogram};
 use crate::local::tally::Delta;
-use crate::ticks::Clock;
+use crate::ticks::Scale;
 
-/// Sub-buckets per power of two of the histogram a run file carries per
-/// phase and function: a bucket is at most 1/64 (1.6 %) of its values wide,
-/// and values under 128 ns are exact.
-pub(crate) const FILE_SUB_BUCKETS: u64 = 64;
-
-/// The lower bound of the run-file histogram bucket that holds `ns`.
-pub(crate) fn file_bucket(ns: u64) -> u64 {
-    if ns < 2 * FILE_SUB_BUCKETS {
-        return ns;
-    }
-    let shift = 63 - ns.leading_zeros() - FILE_SUB_BUCKETS.trailing_zeros();
-    (ns >> shift) << shift
+/// One bucket of the histogram a run file carries per phase and function:
+/// the nanoseconds it covers, `[low_ns, low_ns + width_ns)`, and how many
+/// regions lasted that long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileBucket {
+    pub(crate) low_ns: u64,
+    pub(crate) count: u64,
+    pub(crate) width_ns: u64,
 }
 
-/// Every duration of one phase or function in a run.
+/// Every duration of one phase or function in a run, in ticks.
 #[derive(Clone)]
 pub(crate) struct Durations {
     count: u64,
-    total_ns: u64,
-    min_ns: u64,
-    max_ns: u64,
-    /// 3 significant digits, from 0 to `u64::MAX` ns; only the buckets
-    /// with a count take memory.
+    total_ticks: u64,
+    min_ticks: u64,
+    max_ticks: u64,
+    /// The tally's buckets; only the buckets with a count take memory.
     histogram: Histogram,
     pub(crate) resources: Option<ResourceTotals>,
 }
@@ -59,41 +55,40 @@ impl Durations {
     pub(crate) fn new() -> Durations {
         Durations {
             count: 0,
-            total_ns: 0,
-            min_ns: u64::MAX,
-            max_ns: 0,
+            total_ticks: 0,
+            min_ticks: u64::MAX,
+            max_ticks: 0,
             histogram: Histogram::default(),
             resources: None,
         }
     }
 
-    pub(crate) fn record(&mut self, ns: u64) {
+    /// Counts one region of `ticks`.
+    pub(crate) fn record(&mut self, ticks: u64) {
         self.count += 1;
-        self.total_ns = self.total_ns.saturating_add(ns);
-        self.min_ns = self.min_ns.min(ns);
-        self.max_ns = self.max_ns.max(ns);
-        self.histogram.record_n(ns, 1);
+        self.total_ticks = self.total_ticks.saturating_add(ticks);
+        self.min_ticks = self.min_ticks.min(ticks);
+        self.max_ticks = self.max_ticks.max(ticks);
+        self.histogram.record_n(ticks, 1);
     }
 
-    /// Adds what a thread's tally counted: each bucket's regions at the
-    /// bucket's middle, and the exact count, total, min and max.
-    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &Clock) {
-        let ns = |ticks: u64| clock.delta_as_nanos(0, ticks);
+    /// Adds what a thread's tally counted: each bucket's regions in the
+    /// same bucket, and the exact count, total, min and max.
+    pub(crate) fn add_delta(&mut self, delta: &Delta) {
         self.count += delta.count();
-        self.total_ns = self.total_ns.saturating_add(ns(delta.ticks));
+        self.total_ticks = self.total_ticks.saturating_add(delta.ticks);
         if let Some(min) = delta.min() {
-            self.min_ns = self.min_ns.min(ns(min));
+            self.min_ticks = self.min_ticks.min(min);
         }
         if let Some(max) = delta.max() {
-            self.max_ns = self.max_ns.max(ns(max));
+            self.max_ticks = self.max_ticks.max(max);
         }
-        // The tally's buckets come in ascending order, and so do their
-        // middles in nanoseconds: one pass over the histogram.
+        // The tally's buckets come in ascending order: one pass.
         self.histogram.add_counts(
             delta
                 .buckets
                 .iter()
-                .map(|&((low, width), n)| (histogram::index(ns(low + width / 2)), n)),
+                .map(|&((low, _), n)| (histogram::index(low), n)),
         );
     }
 
@@ -102,22 +97,29 @@ impl Durations {
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn add_durations(&mut self, other: &Durations) {
         self.count += other.count;
-        self.total_ns = self.total_ns.saturating_add(other.total_ns);
-        self.min_ns = self.min_ns.min(other.min_ns);
-        self.max_ns = self.max_ns.max(other.max_ns);
+        self.total_ticks = self.total_ticks.saturating_add(other.total_ticks);
+        self.min_ticks = self.min_ticks.min(other.min_ticks);
+        self.max_ticks = self.max_ticks.max(other.max_ticks);
         self.histogram.add(&other.histogram);
     }
 
-    /// The histogram at the run file's coarser precision: (lower bound in
-    /// ns, count) for each non-empty bucket of [`file_bucket`], ascending.
-    pub(crate) fn file_histogram(&self) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = Vec::new();
+    /// The histogram as the run file lists it under `scale`: each non-empty
+    /// bucket's nanoseconds and count, ascending, buckets that share their
+    /// nanoseconds (under a nanosecond wide) as one. The top bucket, which
+    /// has no end, ends after the greatest duration.
+    pub(crate) fn file_histogram(&self, scale: &Scale) -> Vec<FileBucket> {
+        let mut out: Vec<FileBucket> = Vec::new();
+        let max_ns = duration_ns(scale, self.max_ticks);
         for (bucket, count) in self.histogram.iter() {
-            let ns = histogram::median(bucket);
-            let key = file_bucket(ns.clamp(self.min_ns, self.max_ns));
+            let (low_ns, end) = ns_range(scale, bucket);
+            let end = end.unwrap_or(max_ns.saturating_add(1).max(low_ns + 1));
             match out.last_mut() {
-                Some((k, n)) if *k == key => *n += count,
-                _ => out.push((key, count)),
+                Some(b) if b.low_ns == low_ns => b.count += count,
+                _ => out.push(FileBucket {
+                    low_ns,
+                    count,
+                    width_ns: end - low_ns,
+                }),
             }
         }
         out
@@ -125,11 +127,11 @@ impl Durations {
 
     /// How many durations, and their exact sum in nanoseconds.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
-    pub(crate) fn count_and_total_ns(&self) -> (u64, u64) {
-        (self.count, self.total_ns)
+    pub(crate) fn count_and_total_ns(&self, scale: &Scale) -> (u64, u64) {
+        (self.count, scale.ns(self.total_ticks))
     }
 
-    /// The histogram of every duration so far.
+    /// The histogram of every duration so far, in ticks.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn histogram(&self) -> &Histogram {
         &self.histogram
@@ -146,12 +148,38 @@ impl Durations {
         r.rss_delta_bytes_max = r.rss_delta_bytes_max.max(rss_delta_bytes);
     }
 
+    /// The value at quantile `q` of `buckets` (holding `total` values)
+    /// under `scale`: the highest duration of the bucket it falls in (the
+    /// lowest for `q` = 0), kept within the exact min and max.
+    fn quantile_ns(
+        &self,
+        scale: &Scale,
+        buckets: impl Iterator<Item = (u32, u64)>,
+        total: u64,
+        q: f64,
+    ) -> u64 {
+        let (min, max) = (
+            duration_ns(scale, self.min_ticks),
+            duration_ns(scale, self.max_ticks),
+        );
+        let Some(bucket) = bucket_at_quantile(buckets, total, q) else {
+            return 0;
+        };
+        let (low, end) = ns_range(scale, bucket);
+        let value = if q == 0.0 {
+            low
+        } else {
+            end.map_or(max, |e| e - 1)
+        };
+        value.clamp(min, max)
+    }
+
     /// The durations added since `base`, an earlier copy of these (`None`:
     /// since the start): exact count and total, and quantiles from the
     /// difference of the histograms, kept within the exact min and max.
-    pub(crate) fn since(&self, base: Option<&Durations>) -> WindowStats {
+    pub(crate) fn since(&self, base: Option<&Durations>, scale: &Scale) -> WindowStats {
         let Some(base) = base else {
-            let s = self.stats();
+            let s = self.stats(scale);
             return WindowStats {
                 count: s.count,
                 total_ns: s.total_ns,
@@ -162,17 +190,15 @@ impl Durations {
             };
         };
         let count = self.count - base.count;
-        let total_ns = self.total_ns.saturating_sub(base.total_ns);
+        let total_ns = scale.ns(self.total_ticks.saturating_sub(base.total_ticks));
         if count == 0 {
             return WindowStats::default();
         }
         // `base` is an earlier state of this histogram, so every one of its
         // values is here too: the difference is exact, and walked in place.
         let in_window = self.histogram.len() - base.histogram.len();
-        let q = |q: f64| {
-            value_at_quantile(self.histogram.since(&base.histogram), in_window, q)
-                .clamp(self.min_ns, self.max_ns)
-        };
+        let q =
+            |q: f64| self.quantile_ns(scale, self.histogram.since(&base.histogram), in_window, q);
         WindowStats {
             count,
             total_ns,
@@ -183,7 +209,7 @@ impl Durations {
         }
     }
 
-    pub(crate) fn stats(&self) -> DurationStats {
+    pub(crate) fn stats(&self, scale: &Scale) -> DurationStats {
         if self.count == 0 {
             return DurationStats {
                 count: 0,
@@ -197,22 +223,18 @@ impl Durations {
                 max_ns: 0,
             };
         }
-        // The histogram answers with the top of a bucket; the exact min and
-        // max bound it.
-        let q = |q: f64| {
-            value_at_quantile(self.histogram.iter(), self.histogram.len(), q)
-                .clamp(self.min_ns, self.max_ns)
-        };
+        let q = |q: f64| self.quantile_ns(scale, self.histogram.iter(), self.histogram.len(), q);
+        let total_ns = scale.ns(self.total_ticks);
         DurationStats {
             count: self.count,
-            total_ns: self.total_ns,
-            min_ns: self.min_ns,
-            mean_ns: self.total_ns as f64 / self.count as f64,
+            total_ns,
+            min_ns: duration_ns(scale, self.min_ticks),
+            mean_ns: total_ns as f64 / self.count as f64,
             p50_ns: q(0.5),
             p90_ns: q(0.9),
             p99_ns: q(0.99),
             p999_ns: q(0.999),
-            max_ns: self.max_ns,
+            max_ns: duration_ns(scale, self.max_ticks),
         }
     }
 }
@@ -260,28 +282,38 @@ impl CountStats {
 mod tests {
     use super::*;
 
+    const TICK_A_NS: Scale = Scale::fixed(1.0);
+
     #[test]
-    fn the_file_histogram_has_64_buckets_per_power_of_two() {
-        assert_eq!(file_bucket(0), 0);
-        assert_eq!(file_bucket(127), 127);
-        assert_eq!(file_bucket(128), 128);
-        assert_eq!(file_bucket(129), 128);
-        assert_eq!(file_bucket(131), 130);
-        assert_eq!(file_bucket(1_000_000), 999_424);
-        let width = |ns: u64| {
-            let shift = 63 - ns.leading_zeros() - 6;
-            1u64 << shift
-        };
-        assert!(width(1_000_000) * 64 <= 1 << 20);
+    fn the_file_histogram_lists_the_tallys_buckets_in_ns() {
         let mut d = Durations::new();
-        for ns in [100, 100, 1_000_000, 1_000_100, 5_000_000_000] {
-            d.record(ns);
+        for ticks in [100, 100, 1_000_000, 1_000_100, 5_000_000_000] {
+            d.record(ticks);
         }
-        let h = d.file_histogram();
-        assert_eq!(h.iter().map(|b| b.1).sum::<u64>(), 5);
-        assert_eq!(h[0], (100, 2));
-        assert_eq!(h[1], (999_424, 2), "1.0 ms and 1.0001 ms share a bucket");
-        assert!(h.windows(2).all(|w| w[0].0 < w[1].0));
+        let h = d.file_histogram(&TICK_A_NS);
+        let b = |low_ns, count, width_ns| FileBucket {
+            low_ns,
+            count,
+            width_ns,
+        };
+        assert_eq!(h.iter().map(|b| b.count).sum::<u64>(), 5);
+        assert_eq!(h[0], b(100, 2, 1));
+        assert_eq!(
+            h[1],
+            b(999_424, 2, 4_096),
+            "1.0 ms and 1.0001 ms share a bucket"
+        );
+        assert!(h
+            .windows(2)
+            .all(|w| w[0].low_ns + w[0].width_ns <= w[1].low_ns));
+        // At 0.4 ns a tick, the buckets under 1 ns wide merge: 100 to 102
+        // ticks are all 40 ns (rounded down), 103 ticks 41 ns.
+        let mut d = Durations::new();
+        for ticks in [100, 101, 102, 103] {
+            d.record(ticks);
+        }
+        let h = d.file_histogram(&Scale::fixed(0.4));
+        assert_eq!(h, [b(40, 3, 1), b(41, 1, 1)]);
     }
 
     /// The value at quantile `q` of sorted `v`, as HDR defines it (the
@@ -292,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_match_a_sorted_vector_within_hdr_precision() {
+    fn percentiles_match_a_sorted_vector_within_a_buckets_width() {
         // A deterministic, skewed spread from 1 ns to ~1 h.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut values = Vec::new();
@@ -306,7 +338,7 @@ mod tests {
             d.record(v);
         }
         values.sort_unstable();
-        let s = d.stats();
+        let s = d.stats(&TICK_A_NS);
         for (q, got) in [
             (0.5, s.p50_ns),
             (0.9, s.p90_ns),
@@ -315,7 +347,10 @@ mod tests {
         ] {
             let want = oracle(&values, q);
             let err = (got as f64 - want as f64).abs() / want as f64;
-            assert!(err <= 1e-3, "q{q}: got {got}, want {want} (rel err {err})");
+            assert!(
+                err <= 1.0 / 128.0,
+                "q{q}: got {got}, want {want} (rel err {err})"
+            );
         }
         assert_eq!(s.min_ns, values[0]);
         assert_eq!(s.max_ns, *values.last().unwrap());
@@ -335,8 +370,8 @@ mod tests {
             both.record(ns);
         }
         a.add_durations(&b);
-        assert_eq!(a.stats(), both.stats());
-        assert_eq!(a.count_and_total_ns(), (5, 9_000_071_008));
+        assert_eq!(a.stats(&TICK_A_NS), both.stats(&TICK_A_NS));
+        assert_eq!(a.count_and_total_ns(&TICK_A_NS), (5, 9_000_071_008));
     }
 
     #[test]
@@ -349,12 +384,22 @@ mod tests {
         for ns in 1..=100 {
             d.record(ns * 1_000); // 1..100 µs, in the window
         }
-        let w = d.since(Some(&base));
+        let w = d.since(Some(&base), &TICK_A_NS);
         assert_eq!((w.count, w.total_ns), (100, 5_050_000));
-        assert!((49_900..=50_100).contains(&w.p50_ns), "{w:?}");
-        assert!((98_900..=99_100).contains(&w.p99_ns), "{w:?}");
-        assert_eq!(d.since(Some(&d.clone())), WindowStats::default());
-        assert_eq!(d.since(None).count, 1_100);
+        // The top of the bucket holding the 50th and the 99th value.
+        assert!(
+            (50_000..=50_000 + 50_000 / 128).contains(&w.p50_ns),
+            "{w:?}"
+        );
+        assert!(
+            (99_000..=99_000 + 99_000 / 128).contains(&w.p99_ns),
+            "{w:?}"
+        );
+        assert_eq!(
+            d.since(Some(&d.clone()), &TICK_A_NS),
+            WindowStats::default()
+        );
+        assert_eq!(d.since(None, &TICK_A_NS).count, 1_100);
     }
 
     #[test]
@@ -362,7 +407,7 @@ mod tests {
         let mut d = Durations::new();
         d.record(0);
         d.record(5 * 3_600 * 1_000_000_000);
-        let s = d.stats();
+        let s = d.stats(&TICK_A_NS);
         assert_eq!(s.min_ns, 0);
         assert_eq!(s.max_ns, 5 * 3_600 * 1_000_000_000);
         assert_eq!(s.count, 2);

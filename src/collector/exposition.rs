@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::aggregate::Durations;
-use super::histogram::{self, Histogram};
+use super::histogram::{ns_range, Histogram};
 use super::run::RunState;
 use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
 use crate::site::{Kind, SiteInfo};
 use crate::slot::slot;
+use crate::ticks::Scale;
 
 pub(crate) struct Exposition {
     published: Arc<Published>,
@@ -23,8 +24,10 @@ pub(crate) struct Exposition {
     interval: Duration,
     /// `None`: never (an interval past what the clock can hold).
     pub(crate) next_publish: Option<Instant>,
-    /// Every ended run's durations per site, added up.
+    /// Every ended run's durations per site, added up (in ticks).
     durations: Vec<Option<Durations>>,
+    /// The scale of the last run ended: converts them while no run is open.
+    scale: Scale,
     counts: Vec<Option<i64>>,
     runs_completed: u64,
     aggregated: u64,
@@ -52,6 +55,7 @@ impl Exposition {
             interval,
             next_publish: Some(Instant::now()),
             durations: Vec::new(),
+            scale: Scale::fixed(1.0),
             counts: Vec::new(),
             runs_completed: 0,
             aggregated: 0,
@@ -75,6 +79,7 @@ impl Exposition {
                 *slot(&mut self.counts, site) = Some(c.last);
             }
         }
+        self.scale = run.scale;
         self.runs_completed += 1;
         self.aggregated += run.aggregated;
         self.dropped += run.dropped;
@@ -113,9 +118,10 @@ impl Exposition {
             let mut buckets = vec![0u64; self.bounds_ns.len()];
             let mut count = 0;
             let mut total_ns = 0u64;
+            let scale = run.map_or(self.scale, |r| r.scale);
             for d in [life, open].into_iter().flatten() {
-                add_buckets(d.histogram(), &self.bounds_ns, &mut buckets);
-                let (n, ns) = d.count_and_total_ns();
+                add_buckets(d.histogram(), &scale, &self.bounds_ns, &mut buckets);
+                let (n, ns) = d.count_and_total_ns(&scale);
                 count += n;
                 total_ns = total_ns.saturating_add(ns);
             }
@@ -155,11 +161,12 @@ impl Exposition {
 }
 
 /// Adds `h`'s values to cumulative counts at each bound (values at a bound
-/// count as within it, to the histogram's precision of 3 digits).
-fn add_buckets(h: &Histogram, bounds_ns: &[u64], cumulative: &mut [u64]) {
+/// count as within it, to the histogram's precision: a bucket counts at its
+/// lowest value).
+fn add_buckets(h: &Histogram, scale: &Scale, bounds_ns: &[u64], cumulative: &mut [u64]) {
     let mut per_bucket = vec![0u64; bounds_ns.len()];
     for (bucket, count) in h.iter() {
-        let lowest = histogram::lowest(bucket);
+        let lowest = ns_range(scale, bucket).0;
         let i = bounds_ns.partition_point(|&b| b < lowest);
         if let Some(b) = per_bucket.get_mut(i) {
             *b += count;
@@ -184,7 +191,7 @@ mod tests {
         }
         let bounds = [1_000, 1_000_000, 10_000_000];
         let mut out = vec![0; 3];
-        add_buckets(d.histogram(), &bounds, &mut out);
+        add_buckets(d.histogram(), &Scale::fixed(1.0), &bounds, &mut out);
         assert_eq!(out, vec![2, 3, 4]);
     }
 }

@@ -1,54 +1,49 @@
-//! A sparse histogram with the buckets of an HDR histogram at 3 significant
-//! digits: values under 2 048 have a bucket each, and each power of two
-//! above is cut into 1 024 buckets, so a bucket is at most 1/1 024 of its
-//! values wide (the same buckets as `hdrhistogram` with a lowest value of 1
-//! and 3 digits, up to `u64::MAX`). Only the buckets with a count are kept,
-//! as (index, count) in ascending order: a phase whose regions all last
-//! about the same costs a few of them, where a dense HDR histogram holds
-//! every bucket from 1 ns to its largest value (13 312 counters, 104 KiB,
-//! up to 2 ms).
+//! A sparse histogram over the tally's buckets (`local::tally`): values
+//! under 128 ticks have a bucket each, and each power of two above is cut
+//! into 128 buckets, so a bucket is at most 1/128 of its values wide. The
+//! collector keeps every region in the bucket its thread counted it in, in
+//! ticks; a run's [`Scale`] turns a bucket into the nanoseconds it covers
+//! only when a figure is written, and turns each region's ticks into a
+//! duration inside that range ([`duration_ns`]), so a region's event and
+//! its bucket always agree. Only the buckets with a count are kept, as
+//! (index, count) in ascending order.
 
+use crate::local::tally::{bucket_index, bucket_span};
 use crate::slot::merge_new;
+use crate::ticks::Scale;
 
-/// Sub-buckets per power of two, as a power of two.
-const SUB_BITS: u32 = 10;
-/// Values below this have a bucket of their own.
-const LINEAR: u64 = 2 << SUB_BITS;
+pub(crate) use crate::local::tally::bucket_index as index;
 
-/// The index of the bucket that holds `value`.
-pub(crate) fn index(value: u64) -> u32 {
-    if value < LINEAR {
-        return value as u32;
+/// The nanoseconds bucket `index` covers under `scale`: from its lowest
+/// value to the next bucket's with a greater one (a bucket under a
+/// nanosecond wide shares its nanosecond with its neighbours); no end for
+/// the top bucket.
+pub(crate) fn ns_range(scale: &Scale, index: u32) -> (u64, Option<u64>) {
+    let low = scale.ns(bucket_span(index).0);
+    let mut at = index;
+    loop {
+        let (lo, width) = bucket_span(at);
+        let Some(width) = width else {
+            return (low, None);
+        };
+        let end = scale.ns(lo + width);
+        if end > low {
+            return (low, Some(end));
+        }
+        at += 1;
     }
-    let shift = 63 - value.leading_zeros() - SUB_BITS;
-    (shift << SUB_BITS) + (value >> shift) as u32
 }
 
-/// The lowest value of bucket `index`, and its width.
-fn bounds(index: u32) -> (u64, u64) {
-    if u64::from(index) < LINEAR {
-        return (u64::from(index), 1);
+/// A region's duration in nanoseconds: its ticks scaled, rounded down, and
+/// kept in the range of the bucket it is counted in, so less than 2 ns
+/// below the exact value (the keeping moves it only where a bucket is a
+/// few nanoseconds wide or less).
+pub(crate) fn duration_ns(scale: &Scale, ticks: u64) -> u64 {
+    let plain = scale.ns(ticks);
+    match ns_range(scale, bucket_index(ticks)) {
+        (_, Some(end)) => plain.min(end - 1),
+        (_, None) => plain,
     }
-    let shift = (index >> SUB_BITS) - 1;
-    let mantissa = u64::from(index - (shift << SUB_BITS));
-    (mantissa << shift, 1 << shift)
-}
-
-/// The lowest value of bucket `index`.
-pub(crate) fn lowest(index: u32) -> u64 {
-    bounds(index).0
-}
-
-/// The highest value of bucket `index`.
-pub(crate) fn highest(index: u32) -> u64 {
-    let (low, width) = bounds(index);
-    low + (width - 1)
-}
-
-/// The middle of bucket `index` (its lowest value plus half its width).
-pub(crate) fn median(index: u32) -> u64 {
-    let (low, width) = bounds(index);
-    low + width / 2
 }
 
 /// Counts per bucket, only the buckets with a count.
@@ -61,12 +56,12 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
-    /// Counts `n` values of `value`.
-    pub(crate) fn record_n(&mut self, value: u64, n: u64) {
+    /// Counts `n` regions of `ticks`.
+    pub(crate) fn record_n(&mut self, ticks: u64, n: u64) {
         if n == 0 {
             return;
         }
-        let key = index(value);
+        let key = index(ticks);
         self.total += n;
         match self.buckets.binary_search_by_key(&key, |b| b.0) {
             Ok(at) => self.buckets[at].1 += n,
@@ -140,25 +135,24 @@ impl Histogram {
     }
 }
 
-/// The value at quantile `q` of the `total` values counted in `buckets`
-/// (ascending), as HDR gives it: the highest value of the first bucket at
-/// which at least `q` of the values are counted (the lowest for `q` = 0);
-/// 0 when there are none.
-pub(crate) fn value_at_quantile(
+/// The bucket of quantile `q` of the `total` values counted in `buckets`
+/// (ascending), as HDR gives it: the first bucket at which at least `q` of
+/// the values are counted; `None` when there are none.
+pub(crate) fn bucket_at_quantile(
     buckets: impl Iterator<Item = (u32, u64)>,
     total: u64,
     q: f64,
-) -> u64 {
+) -> Option<u32> {
     let q = q.min(1.0);
     let rank = ((q * total as f64).ceil() as u64).max(1);
     let mut counted = 0;
     for (key, n) in buckets {
         counted += n;
         if counted >= rank {
-            return if q == 0.0 { lowest(key) } else { highest(key) };
+            return Some(key);
         }
     }
-    0
+    None
 }
 
 #[cfg(test)]
@@ -166,22 +160,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_contiguous_and_three_digits_narrow() {
-        let mut next = 0u64;
-        let last = index(u64::MAX);
-        for i in 0..=last {
-            let (low, width) = bounds(i);
-            assert_eq!(low, next, "bucket {i}");
-            assert_eq!(index(low), i);
-            assert_eq!(index(highest(i)), i);
-            assert!(width == 1 || width * 1024 <= low, "at most 1/1024 wide");
-            next = low.wrapping_add(width);
+    fn a_duration_lies_in_its_buckets_range_and_ranges_tile() {
+        // A 2.6 GHz TSC, a tick per ns, and slower counters.
+        for ns_per_tick in [0.385_187_5, 1.0, 2.5, 41.666] {
+            let scale = Scale::fixed(ns_per_tick);
+            let mut ticks: u64 = 0;
+            while ticks < 1 << 40 {
+                let d = duration_ns(&scale, ticks);
+                let (low, end) = ns_range(&scale, index(ticks));
+                assert!(
+                    low <= d && end.is_none_or(|e| d < e),
+                    "{ticks} ticks: {d} ns"
+                );
+                let exact = ticks as f64 * ns_per_tick;
+                let below = exact - d as f64;
+                assert!(
+                    (0.0..2.0).contains(&below),
+                    "{ticks} ticks: {d} ns, not {exact}"
+                );
+                // Where this bucket's range ends, the next range with another
+                // lowest value starts.
+                if let Some(end) = end {
+                    let mut next = index(ticks) + 1;
+                    while ns_range(&scale, next).0 < end {
+                        assert_eq!(ns_range(&scale, next), (low, Some(end)));
+                        next += 1;
+                    }
+                    assert_eq!(ns_range(&scale, next).0, end);
+                }
+                ticks += 1 + ticks / 97;
+            }
         }
-        assert_eq!(next, 0, "the last bucket ends at u64::MAX");
-        assert_eq!(highest(last), u64::MAX);
-        assert_eq!(index(2_047), 2_047);
-        assert_eq!(bounds(index(2_048)), (2_048, 2));
-        assert_eq!(median(index(1_000_001)), 999_936 + 256);
     }
 
     #[test]

@@ -292,10 +292,7 @@ impl Collector {
             self.rings.extend(registered.iter().cloned());
         }
         let clock = &self.shared.clock;
-        let drain_ns = self
-            .run
-            .as_ref()
-            .map(|r| clock.delta_as_nanos(r.t0, clock.raw()));
+        let drain_ns = self.run.as_ref().map(|r| r.scale.delta(r.t0, clock.raw()));
         // Rings seen closed before their drain: everything their thread
         // recorded is taken in this pass.
         let mut finished: Vec<*const Ring> = Vec::new();
@@ -324,7 +321,6 @@ impl Collector {
                         records,
                         Source {
                             thread: ring.thread,
-                            clock,
                             sites,
                         },
                     ),
@@ -344,7 +340,7 @@ impl Collector {
                         copy_new_sites(sites);
                     }
                     collected += 1;
-                    run.add_delta(delta, clock);
+                    run.add_delta(delta);
                 }
                 None => *outside += delta.count(),
             });
@@ -465,10 +461,12 @@ impl Collector {
                 run_id: run.run_id.clone(),
             });
         }
-        let t0 = self.shared.clock.raw();
-        let mut run = RunState::new(run_id, path, t0, self.config.events);
+        // Waits for the rest of the process's first 20 ms, if it is that
+        // young: the scale's baseline.
+        let (start, scale) = self.shared.clock.calibrate();
+        let mut run = RunState::new(run_id, path, start, scale, self.config.events);
         run.outside_run = std::mem::take(&mut self.outside_between_runs);
-        self.shared.set_run_start(t0);
+        self.shared.set_run_start(start.raw);
         self.open(run);
         self.shared.set_run_open(true);
         Ok(())
@@ -510,8 +508,8 @@ impl Collector {
         let old = self.close_run();
         let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
         let (run_id, path) = report::run_id::free_run_path(dir);
-        let t0 = self.shared.clock.raw();
-        let run = RunState::after(&old, run_id, path, t0, &self.shared.clock);
+        let (start, scale) = self.shared.clock.calibrate();
+        let run = RunState::after(&old, run_id, path, start, scale);
         self.open(run);
     }
 
@@ -559,8 +557,7 @@ impl Collector {
             .run
             .as_mut()
             .expect("runmetrics: called with a run open");
-        let clock = &self.shared.clock;
-        let written_ns = clock.delta_as_nanos(run.t0, clock.raw());
+        let written_ns = run.scale.delta(run.t0, self.shared.clock.raw());
         let snapshot = report::RunSnapshot {
             run,
             sites: &self.sites,
@@ -590,10 +587,7 @@ impl Collector {
     fn sample(&mut self, last: bool) {
         let Some(run) = self.run.as_mut() else { return };
         let s = self.sampler.sample(last && run.process.windows == 0);
-        let at_ns = self
-            .shared
-            .clock
-            .delta_as_nanos(run.t0, self.shared.clock.raw());
+        let at_ns = run.scale.delta(run.t0, self.shared.clock.raw());
         run.add_sample(at_ns, &s);
         self.next_sample = deadline(Instant::now(), self.config.sample_interval);
         self.note_sample(s.ends_window.then_some(s.cpu_percent), s.rss_bytes);

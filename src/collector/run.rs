@@ -8,6 +8,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::aggregate::{CountStats, Durations, WindowStats};
 use super::events::{Event, EventLog};
+use super::histogram::duration_ns;
 use super::sampler::Sample;
 use crate::config::Events;
 use crate::local::ring::Record;
@@ -15,7 +16,7 @@ use crate::local::tally::Delta;
 use crate::report::EventText;
 use crate::site::{Kind, SiteInfo};
 use crate::slot::slot;
-use crate::ticks::Clock;
+use crate::ticks::{Pair, Scale};
 
 /// Process CPU and RSS over the run's samples. The CPU figures are over the
 /// samples that end a window (`Sample::ends_window`, a window longer than
@@ -63,6 +64,10 @@ pub(crate) struct RunState {
     pub(crate) started_at: DateTime<FixedOffset>,
     /// Raw clock value at the start: event times count from here.
     pub(crate) t0: u64,
+    /// The monotonic clock at `t0`.
+    start_at: std::time::Instant,
+    /// Converts every raw value of the run (measured at its start).
+    pub(crate) scale: Scale,
     /// Raw clock value before which a record belongs to an earlier run: `t0`,
     /// except after a rotation, which keeps the first run's (a region that
     /// spans the boundary belongs to the run that collects it).
@@ -94,14 +99,23 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    pub(crate) fn new(run_id: String, path: PathBuf, t0: u64, events: Events) -> RunState {
+    /// A run from `start` on, its raw values converted by `scale`.
+    pub(crate) fn new(
+        run_id: String,
+        path: PathBuf,
+        start: Pair,
+        scale: Scale,
+        events: Events,
+    ) -> RunState {
         RunState {
             events: EventLog::new(events, &path),
             run_id,
             path,
             started_at: crate::wall_clock::now().fixed_offset(),
-            t0,
-            accept_from: t0,
+            t0: start.raw,
+            start_at: start.at,
+            scale,
+            accept_from: start.raw,
             previous_run_id: None,
             durations: Vec::new(),
             counts: Vec::new(),
@@ -121,19 +135,23 @@ impl RunState {
         }
     }
 
-    /// The run that follows `previous` after a rotation, from `t0` on. The
-    /// chain keeps one wall-clock reading: this run starts where the TSC
-    /// says, whatever the wall clock did meanwhile.
+    /// The run that follows `previous` after a rotation, from `start` on.
+    /// The chain keeps one wall-clock reading: this run starts where the
+    /// monotonic clock says, whatever the wall clock did meanwhile (and no
+    /// run's scale error carries into the next's start).
     pub(crate) fn after(
         previous: &RunState,
         run_id: String,
         path: PathBuf,
-        t0: u64,
-        clock: &Clock,
+        start: Pair,
+        scale: Scale,
     ) -> RunState {
-        let mut run = RunState::new(run_id, path, t0, previous.events.mode);
-        run.started_at =
-            crate::wall_clock::after(previous.started_at, clock.delta_as_nanos(previous.t0, t0));
+        let mut run = RunState::new(run_id, path, start, scale, previous.events.mode);
+        let since = start.at.saturating_duration_since(previous.start_at);
+        run.started_at = crate::wall_clock::after(
+            previous.started_at,
+            since.as_nanos().min(u128::from(u64::MAX)) as u64,
+        );
         run.accept_from = previous.accept_from;
         run.previous_run_id = Some(previous.run_id.clone());
         run
@@ -169,7 +187,10 @@ impl RunState {
     /// What `site` recorded since the run file was last written.
     pub(crate) fn window(&self, site: usize) -> WindowStats {
         match self.durations.get(site) {
-            Some(Some(d)) => d.since(self.window_base.get(site).and_then(Option::as_ref)),
+            Some(Some(d)) => d.since(
+                self.window_base.get(site).and_then(Option::as_ref),
+                &self.scale,
+            ),
             _ => WindowStats::default(),
         }
     }
@@ -189,11 +210,11 @@ impl RunState {
     }
 
     /// Adds what one thread's tally counted since the collector last looked.
-    pub(crate) fn add_delta(&mut self, delta: &Delta, clock: &Clock) {
+    pub(crate) fn add_delta(&mut self, delta: &Delta) {
         let n = delta.count();
         slot(&mut self.durations, delta.site as usize)
             .get_or_insert_with(Durations::new)
-            .add_delta(delta, clock);
+            .add_delta(delta);
         self.aggregated += n;
         self.tallied += n;
     }
@@ -230,7 +251,7 @@ impl RunState {
     fn complete(&mut self, first: Record, ext: u64, from: Source<'_>) {
         let site = first.site_id().unwrap_or(first.site);
         match kind_of(from.sites, site) {
-            Kind::Count => self.count(from.thread, first.site, first.a, ext as i64, from.clock),
+            Kind::Count => self.count(from.thread, first.site, first.a, ext as i64),
             kind => self.timing(first.site, kind, first.a, ext, from),
         }
     }
@@ -247,18 +268,19 @@ impl RunState {
             self.previous = Previous::None;
             return;
         }
-        let clock = from.clock;
         let thread = from.thread;
-        let duration = clock.delta_as_nanos(start, end);
+        let ticks = end.saturating_sub(start);
+        // In its bucket's range: the event says what the histogram counts.
+        let duration = duration_ns(&self.scale, ticks);
         let durations = slot(&mut self.durations, site as usize).get_or_insert_with(Durations::new);
         if tallied {
             self.tallied_events += 1;
         } else {
-            durations.record(duration);
+            durations.record(ticks);
             self.aggregated += 1;
         }
         // From the end: a region that spans a rotation starts at 0.
-        let end_ns = clock.delta_as_nanos(self.t0, end);
+        let end_ns = self.scale.delta(self.t0, end);
         let event = self.events.offer(Event::Timing {
             site,
             thread,
@@ -272,7 +294,7 @@ impl RunState {
         };
     }
 
-    fn count(&mut self, thread: u32, site: u32, at: u64, value: i64, clock: &Clock) {
+    fn count(&mut self, thread: u32, site: u32, at: u64, value: i64) {
         if at < self.accept_from {
             self.outside_run += 1;
             return;
@@ -292,7 +314,7 @@ impl RunState {
                 return;
             }
         }
-        let at_ns = clock.delta_as_nanos(self.t0, at);
+        let at_ns = self.scale.delta(self.t0, at);
         let event = self.events.offer(Event::Counts {
             at_ns,
             thread,
@@ -341,8 +363,6 @@ impl RunState {
 #[derive(Clone, Copy)]
 pub(crate) struct Source<'a> {
     pub(crate) thread: u32,
-    /// Converts raw values.
-    pub(crate) clock: &'a Clock,
     /// Knows every id's kind.
     pub(crate) sites: &'a [SiteInfo],
 }
@@ -359,6 +379,21 @@ mod tests {
     use super::*;
     use crate::site::{intern, Kind};
 
+    /// A run from raw 1 000 on, at 0.5 ns a tick.
+    fn test_run() -> RunState {
+        let start = Pair {
+            raw: 1_000,
+            at: std::time::Instant::now(),
+        };
+        RunState::new(
+            "r".into(),
+            "r.json".into(),
+            start,
+            Scale::fixed(0.5),
+            Events::First(100),
+        )
+    }
+
     fn sites() -> Vec<SiteInfo> {
         let mut v = Vec::new();
         crate::site::copy_new_sites(&mut v);
@@ -370,11 +405,9 @@ mod tests {
         let phase = intern(Kind::Phase, "run_test", "long");
         let count = intern(Kind::Count, "run_test_count", "");
         let sites = sites();
-        let clock = Clock::new();
-        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
+        let mut run = test_run();
         let from = Source {
             thread: 0,
-            clock: &clock,
             sites: &sites,
         };
         let long = 1u64 << 40;
@@ -396,9 +429,12 @@ mod tests {
         };
         run.ingest(&[at], from);
         run.ingest(&[value], from);
-        let d = run.durations[phase as usize].as_ref().unwrap().stats();
+        let d = run.durations[phase as usize]
+            .as_ref()
+            .unwrap()
+            .stats(&run.scale);
         assert_eq!(d.count, 1);
-        assert_eq!(d.total_ns, clock.delta_as_nanos(2_000, 2_000 + long));
+        assert_eq!(d.total_ns, (long as f64 * 0.5) as u64);
         assert_eq!(run.counts[count as usize].unwrap().last, -7);
         assert_eq!(run.aggregated, 2);
     }
@@ -407,11 +443,9 @@ mod tests {
     fn records_from_before_the_run_are_outside_it() {
         let phase = intern(Kind::Phase, "run_test_early", "m");
         let sites = sites();
-        let clock = Clock::new();
-        let mut run = RunState::new("r".into(), "r.json".into(), 1_000, Events::First(100));
+        let mut run = test_run();
         let from = Source {
             thread: 0,
-            clock: &clock,
             sites: &sites,
         };
         run.begin_ring();

@@ -235,6 +235,21 @@ fn bucket(ticks: u64) -> (usize, usize) {
     (row, column)
 }
 
+/// The index of the bucket that holds `ticks` (row × 128 + column), as
+/// the collector keys its histograms.
+pub(crate) fn bucket_index(ticks: u64) -> u32 {
+    let (row, column) = bucket(ticks);
+    (row * SUB + column) as u32
+}
+
+/// The lowest value of bucket `index` (of [`bucket_index`]) and its width in
+/// ticks; `None` for the top bucket, which holds every larger value too.
+pub(crate) fn bucket_span(index: u32) -> (u64, Option<u64>) {
+    let (row, column) = (index as usize / SUB, index as usize % SUB);
+    let (low, width) = bucket_bounds(row, column);
+    (low, ((row, column) != (ROWS - 1, SUB - 1)).then_some(width))
+}
+
 /// The lowest value of a bucket and its width, in ticks.
 pub(crate) fn bucket_bounds(row: usize, column: usize) -> (u64, u64) {
     if row == 0 {

@@ -9,15 +9,19 @@ use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::RunSnapshot;
-use crate::collector::aggregate::{DurationStats, ResourceTotals, WindowStats};
+use crate::collector::aggregate::{DurationStats, Durations, ResourceTotals, WindowStats};
 use crate::collector::events::Event;
 use crate::config::Events as EventMode;
 use crate::site::{Kind, SiteInfo};
+use crate::ticks::Scale;
 use crate::wall_clock::after;
 
 /// The version of this layout, written as `meta.layout_version`. Raised only
 /// when a reader of the old layout would misread the new one.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Version 2: a `histogram_ns` bucket is `[lower ns, count, width ns]`,
+/// the buckets the threads counted in (version 1: `[lower ns, count]`, 64
+/// buckets per power of two of nanoseconds, widths implied).
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// Keys of `meta` that runmetrics writes (or will write); `extra_meta` may not use them.
 pub(crate) const RESERVED_META_KEYS: &[&str] = &[
@@ -59,6 +63,7 @@ pub(crate) const RESERVED_META_KEYS: &[&str] = &[
     "event_every_nth",
     "events_file",
     "events_write_failures",
+    "clock",
 ];
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -95,7 +100,7 @@ impl<'a> RunFile<'a> {
             let (Some(d), Some(site)) = (d, id.checked_sub(1).and_then(|i| s.sites.get(i))) else {
                 continue;
             };
-            let stats = d.stats();
+            let stats = d.stats(&run.scale);
             let recent = WindowEntry::from(run.window(id));
             match site.kind {
                 Kind::Phase => {
@@ -103,7 +108,7 @@ impl<'a> RunFile<'a> {
                         module: &site.module,
                         phase: &site.name,
                         stats: Stats::from(stats),
-                        histogram_ns: d.file_histogram(),
+                        histogram_ns: file_histogram(d, &run.scale),
                     });
                     window.phases.push(WindowPhase {
                         module: &site.module,
@@ -117,7 +122,7 @@ impl<'a> RunFile<'a> {
                         name: &site.name,
                         stats: Stats::from(stats),
                         resources: d.resources.map(Resources::from),
-                        histogram_ns: d.file_histogram(),
+                        histogram_ns: file_histogram(d, &run.scale),
                     });
                     window.functions.push(WindowFunction {
                         module: &site.module,
@@ -200,6 +205,10 @@ impl<'a> RunFile<'a> {
                 events_file: (!s.ended && run.events.sidecar.lines() > 0)
                     .then(|| run.events.sidecar.file_name()),
                 events_write_failures: run.events.write_failures,
+                clock: ClockOut {
+                    ns_per_tick: run.scale.ns_per_tick(),
+                    baseline_seconds: run.scale.baseline().as_secs_f64(),
+                },
                 extra: s.extra_meta,
             },
             events: [],
@@ -260,6 +269,8 @@ struct Meta<'a> {
     /// Appends to the events file that failed (their events are in
     /// `events_omitted`).
     events_write_failures: u64,
+    /// The scale every raw clock value of this run was converted by.
+    clock: ClockOut,
     #[serde(flatten)]
     extra: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -304,9 +315,12 @@ struct PhaseEntry<'a> {
     phase: &'a str,
     #[serde(flatten)]
     stats: Stats,
-    /// `[lower bound ns, count]` per non-empty bucket, 64 buckets per power
-    /// of two: what lets a reader merge runs' distributions.
-    histogram_ns: Vec<(u64, u64)>,
+    /// `[lower bound ns, count, width ns]` per non-empty bucket: the
+    /// buckets the threads counted in (128 per power of two of clock
+    /// ticks) in the run's nanoseconds. Every region's duration, as its
+    /// event gives it, lies in `[lower, lower + width)` of its bucket; what
+    /// lets a reader plot and merge runs' distributions.
+    histogram_ns: Vec<(u64, u64, u64)>,
 }
 
 #[derive(Serialize)]
@@ -317,7 +331,23 @@ struct FunctionEntry<'a> {
     stats: Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<Resources>,
-    histogram_ns: Vec<(u64, u64)>,
+    histogram_ns: Vec<(u64, u64, u64)>,
+}
+
+/// `meta.clock`: nanoseconds per raw clock tick, measured against
+/// `CLOCK_MONOTONIC` over the baseline from the process's first recorder to
+/// the run's start.
+#[derive(Serialize)]
+struct ClockOut {
+    ns_per_tick: f64,
+    baseline_seconds: f64,
+}
+
+fn file_histogram(d: &Durations, scale: &Scale) -> Vec<(u64, u64, u64)> {
+    d.file_histogram(scale)
+        .into_iter()
+        .map(|b| (b.low_ns, b.count, b.width_ns))
+        .collect()
 }
 
 /// The last window: from the previous write of the run file (or the start)

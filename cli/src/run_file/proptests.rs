@@ -292,7 +292,8 @@ struct Written {
     total: f64,
     count: u64,
     stats: [Option<f64>; 5],
-    histogram: Vec<(u64, u64)>,
+    /// `[lower, count, width]`; layout 1's `[lower, count]` where width is 0.
+    histogram: Vec<(u64, u64, u64)>,
 }
 
 fn seconds() -> impl Strategy<Value = f64> {
@@ -311,7 +312,7 @@ fn written() -> impl Strategy<Value = Written> {
         seconds(),
         any::<u64>(),
         prop::array::uniform5(prop::option::of(seconds())),
-        prop::collection::btree_map(any::<u64>(), 0..u64::MAX / 64, 0..20),
+        prop::collection::btree_map(any::<u64>(), (0..u64::MAX / 64, 0..3u64), 0..20),
     )
         .prop_map(|(kind, module, name, total, count, stats, hist)| Written {
             kind,
@@ -320,7 +321,10 @@ fn written() -> impl Strategy<Value = Written> {
             total,
             count,
             stats,
-            histogram: hist.into_iter().collect(),
+            histogram: hist
+                .into_iter()
+                .map(|(lower, (count, width))| (lower, count, width))
+                .collect(),
         })
 }
 
@@ -352,7 +356,15 @@ fn run_file(entries: &[Written], events: &[(u64, f64)], pretty: bool) -> Vec<u8>
                         m.insert((*k).into(), json!(v));
                     }
                 }
-                m.insert("histogram_ns".into(), json!(e.histogram));
+                let buckets: Vec<Value> = e
+                    .histogram
+                    .iter()
+                    .map(|&(lower, count, width)| match width {
+                        0 => json!([lower, count]),
+                        w => json!([lower, count, w]),
+                    })
+                    .collect();
+                m.insert("histogram_ns".into(), Value::Array(buckets));
                 Value::Object(m)
             })
             .collect()
@@ -398,7 +410,19 @@ fn same(e: &Entry, w: &Written) -> Result<(), TestCaseError> {
         e.max_seconds,
     ];
     prop_assert_eq!(got, w.stats);
-    prop_assert_eq!(&e.histogram_ns, &w.histogram);
+    let want: Vec<super::Bucket> = w
+        .histogram
+        .iter()
+        .map(|&(lower_ns, count, width)| super::Bucket {
+            lower_ns,
+            count,
+            width_ns: match width {
+                0 => super::v1_bucket_width(lower_ns),
+                w => w,
+            },
+        })
+        .collect();
+    prop_assert_eq!(&e.histogram_ns, &want);
     Ok(())
 }
 
