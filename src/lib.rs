@@ -83,6 +83,8 @@ mod report;
 mod shared;
 mod site;
 mod slot;
+#[cfg(feature = "tracing")]
+mod spans;
 #[allow(unsafe_code)]
 mod ticks;
 mod wall_clock;
@@ -103,6 +105,8 @@ pub use prometheus::push::PushMethod;
 #[cfg(feature = "prometheus")]
 pub use prometheus::sanitize_metric_name;
 pub use recorder::Recorder;
+#[cfg(feature = "tracing")]
+pub use spans::{layer as tracing_layer, TracingLayer};
 
 /// Times every call of the function it is put on, as a `func_timing` event and
 /// an entry of `meta.function_durations_seconds_total`.

@@ -98,6 +98,13 @@ impl Recorder {
         &self.shared
     }
 
+    /// What this recorder shares with its threads, for a sink that outlives
+    /// a borrow of it (the `tracing` layer).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn shared_handle(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// The settings this recorder was made with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -1,0 +1,66 @@
+//! A `tracing` span (created, entered, exited, closed) through the registry
+//! alone, through the registry with `runmetrics::tracing_layer()` (a run
+//! open: every span recorded), and through the registry with
+//! `tracing-timing`'s layer, in the same run. BENCHMARKS.md has the ratios.
+//!
+//! cargo bench --features tracing --bench tracing_layer
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use runmetrics::{Config, Recorder};
+use tracing_subscriber::prelude::*;
+
+fn one_span(i: u64) {
+    let span = tracing::info_span!("work");
+    let _e = span.enter();
+    black_box(i);
+}
+
+fn spans(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("runmetrics-spans-{}", std::process::id()));
+    let rec = Recorder::new(Config::new().event_cap(0)).expect("recorder");
+    let mut g = c.benchmark_group("span");
+    let mut i = 0u64;
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+        g.bench_function("registry alone", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+    rec.start_run(&dir).expect("start_run");
+    let with_runmetrics = tracing_subscriber::registry().with(rec.tracing_layer());
+    tracing::subscriber::with_default(with_runmetrics, || {
+        g.bench_function("registry + runmetrics", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+    let timing = tracing_timing::Builder::default()
+        .layer(|| tracing_timing::Histogram::new_with_max(1_000_000_000, 2).unwrap());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(timing), || {
+        g.bench_function("registry + tracing-timing", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+    g.finish();
+    rec.end_run(serde_json::Value::Null).expect("end_run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = spans
+}
+criterion_main!(benches);

@@ -1,0 +1,195 @@
+//! `tracing` spans through `runmetrics::tracing_layer()`: busy time (the sum
+//! of the entered intervals) and wall time (creation to close) against
+//! `Instant` brackets, exact counts from two threads, and futures that cross
+//! `.await`s and threads on a multi-threaded tokio runtime.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use runmetrics::{Config, Events, Recorder};
+use serde_json::Value;
+use tracing::Instrument;
+use tracing_subscriber::prelude::*;
+
+fn recorder() -> Recorder {
+    Recorder::new(
+        Config::new()
+            .events(Events::All)
+            .sample_interval(Duration::from_secs(3600)),
+    )
+    .unwrap()
+}
+
+fn entry<'a>(file: &'a Value, phase: &str) -> &'a Value {
+    file["meta"]["phase_durations_seconds_total"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["phase"] == phase)
+        .unwrap_or_else(|| panic!("no phase {phase}: {}", file["meta"]))
+}
+
+/// Each span's (busy, wall) seconds from the events, paired by their common
+/// start (to a few ns of rounding: the spans must start further apart).
+fn pairs(file: &Value, name: &str) -> Vec<(f64, f64)> {
+    let wall_name = format!("{name} (wall)");
+    let (mut busy, mut wall) = (Vec::new(), Vec::new());
+    for e in file["events"].as_array().unwrap() {
+        if e["event"] != "phase_timing" {
+            continue;
+        }
+        let start = e["start_offset_seconds"].as_f64().unwrap();
+        let d = e["duration_seconds"].as_f64().unwrap();
+        if e["phase"] == name {
+            busy.push((start, d));
+        } else if e["phase"] == wall_name.as_str() {
+            wall.push((start, d));
+        }
+    }
+    busy.sort_by(|a, b| a.0.total_cmp(&b.0));
+    wall.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(busy.len(), wall.len(), "a busy and a wall event per span");
+    busy.iter()
+        .zip(&wall)
+        .map(|(b, w)| {
+            assert!((b.0 - w.0).abs() < 1e-8, "unpaired: {b:?} {w:?}");
+            (b.1, w.1)
+        })
+        .collect()
+}
+
+#[test]
+fn busy_time_is_the_entered_intervals_and_wall_time_the_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let subscriber = tracing_subscriber::registry().with(rec.tracing_layer());
+    let (mut busy_in, mut busy_out) = (Duration::ZERO, Duration::ZERO);
+    let (wall_in, wall_out);
+    rec.start_run(dir.path()).unwrap();
+    {
+        let _default = tracing::subscriber::set_default(subscriber);
+        let outer = Instant::now();
+        let span = tracing::info_span!("step");
+        let inner = Instant::now();
+        for _ in 0..2 {
+            let a = Instant::now();
+            let entered = span.enter();
+            let b = Instant::now();
+            std::thread::sleep(Duration::from_millis(20));
+            let c = Instant::now();
+            drop(entered);
+            let d = Instant::now();
+            busy_in += c - b;
+            busy_out += d - a;
+            // Not entered: wall time only.
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        wall_in = inner.elapsed();
+        drop(span);
+        wall_out = outer.elapsed();
+    }
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    let busy = entry(&file, "step");
+    let wall = entry(&file, "step (wall)");
+    assert_eq!(busy["module"], "tracing_layer");
+    assert_eq!(
+        (busy["count"].as_u64(), wall["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let b = busy["duration_seconds_total"].as_f64().unwrap();
+    let w = wall["duration_seconds_total"].as_f64().unwrap();
+    // 1 µs for the file's rounding.
+    assert!(
+        b >= busy_in.as_secs_f64() - 1e-6 && b <= busy_out.as_secs_f64() + 1e-6,
+        "busy {b} s, entered for {busy_in:?}..{busy_out:?}"
+    );
+    assert!(
+        w >= wall_in.as_secs_f64() - 1e-6 && w <= wall_out.as_secs_f64() + 1e-6,
+        "wall {w} s, the span lived {wall_in:?}..{wall_out:?}"
+    );
+}
+
+#[test]
+fn every_span_of_two_threads_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    rec.start_run(dir.path()).unwrap();
+    const SPANS: u64 = 20_000;
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let layer = rec.tracing_layer();
+            s.spawn(move || {
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || {
+                    for i in 0..SPANS {
+                        let span = tracing::info_span!("tick", i);
+                        let _e = span.enter();
+                        std::hint::black_box(i);
+                    }
+                });
+            });
+        }
+    });
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    assert_eq!(entry(&file, "tick")["count"], 2 * SPANS);
+    assert_eq!(entry(&file, "tick (wall)")["count"], 2 * SPANS);
+    assert_eq!(file["meta"]["records_dropped"], 0);
+}
+
+#[test]
+fn spans_across_awaits_and_threads_count_only_their_polls_as_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let subscriber = tracing_subscriber::registry().with(rec.tracing_layer());
+    let dispatch = tracing::Dispatch::new(subscriber);
+    rec.start_run(dir.path()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .on_thread_start({
+            let dispatch = dispatch.clone();
+            move || {
+                // Each worker records into the same subscriber.
+                std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+            }
+        })
+        .build()
+        .unwrap();
+    const TASKS: usize = 64;
+    tracing::dispatcher::with_default(&dispatch, || {
+        runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..TASKS {
+                tasks.push(tokio::spawn(
+                    async {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let spin = Instant::now();
+                        while spin.elapsed() < Duration::from_millis(1) {}
+                        tokio::task::yield_now().await;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    .instrument(tracing::info_span!("request")),
+                ));
+                // Spans made a timer tick apart: their events pair by start.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    });
+    drop(runtime);
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    assert_eq!(entry(&file, "request")["count"], TASKS as u64);
+    let spans = pairs(&file, "request");
+    assert_eq!(spans.len(), TASKS);
+    for (busy, wall) in spans {
+        // The spin is busy; the two sleeps (20 ms at least) are not.
+        assert!(busy >= 0.001 - 1e-6, "busy {busy} s < the 1 ms spin");
+        assert!(
+            wall - busy >= 0.020 - 1e-6,
+            "busy {busy} s of wall {wall} s includes the sleeps"
+        );
+    }
+}
