@@ -4,6 +4,11 @@
 //! `tracing-timing`'s layer, in the same run. BENCHMARKS.md has the ratios.
 //!
 //! cargo bench --features tracing --bench tracing_layer
+//!
+//! With `SPANS_ONLY=registry|runmetrics|timing` it only makes `SPANS_N`
+//! (100 000) spans through that subscriber and exits: for `valgrind
+//! --tool=callgrind`, whose instruction counts a loaded machine does not
+//! move (BENCHMARKS.md takes the difference of two `SPANS_N`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -56,6 +61,32 @@ fn spans(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `SPANS_ONLY`'s loop: `n` spans through subscriber `which`.
+fn spans_only(which: &str, n: u64) {
+    let dir = std::env::temp_dir().join(format!("runmetrics-spans-{}", std::process::id()));
+    let rec = Recorder::new(Config::new().event_cap(0)).expect("recorder");
+    rec.start_run(&dir).expect("start_run");
+    let run = |f: &dyn Fn()| f();
+    match which {
+        "registry" => tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            run(&|| (0..n).for_each(one_span))
+        }),
+        "runmetrics" => {
+            let s = tracing_subscriber::registry().with(rec.tracing_layer());
+            tracing::subscriber::with_default(s, || run(&|| (0..n).for_each(one_span)))
+        }
+        "timing" => {
+            let timing = tracing_timing::Builder::default()
+                .layer(|| tracing_timing::Histogram::new_with_max(1_000_000_000, 2).unwrap());
+            let s = tracing_subscriber::registry().with(timing);
+            tracing::subscriber::with_default(s, || run(&|| (0..n).for_each(one_span)))
+        }
+        other => panic!("SPANS_ONLY={other}: registry, runmetrics or timing"),
+    }
+    rec.end_run(serde_json::Value::Null).expect("end_run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -63,4 +94,13 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = spans
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(which) = std::env::var("SPANS_ONLY") {
+        let n = std::env::var("SPANS_N").map_or(100_000, |n| n.parse().expect("SPANS_N"));
+        spans_only(&which, n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
