@@ -190,7 +190,7 @@ impl<'a> RunFile<'a> {
                 pid: std::process::id(),
                 layout_version: LAYOUT_VERSION,
                 runmetrics_version: env!("CARGO_PKG_VERSION"),
-                recording_enabled: crate::local::timer::ENABLED,
+                recording_enabled: crate::config::ENABLED,
                 in_progress: !s.ended,
                 flushed_at: timestamp(written_at),
                 write_failures: run.write_failures,
