@@ -117,15 +117,15 @@ impl Recorder {
         })?;
         check_writable(dir)?;
         let (run_id, path) = free_run_path(dir);
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::StartRun {
-                run_id: run_id.clone(),
+        let id = run_id.clone();
+        self.ask(
+            |reply| Command::StartRun {
+                run_id: id,
                 path,
                 reply,
-            })
-            .map_err(|_| StartRunError::CollectorGone)?;
-        answer.recv().map_err(|_| StartRunError::CollectorGone)??;
+            },
+            StartRunError::CollectorGone,
+        )?;
         Ok(run_id)
     }
 
@@ -137,11 +137,10 @@ impl Recorder {
             return Err(EndRunError::ForkedChild);
         }
         let extra_meta = extra_meta_object(extra_meta)?;
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::EndRun { extra_meta, reply })
-            .map_err(|_| EndRunError::CollectorGone)?;
-        answer.recv().map_err(|_| EndRunError::CollectorGone)?
+        self.ask(
+            |reply| Command::EndRun { extra_meta, reply },
+            EndRunError::CollectorGone,
+        )
     }
 
     /// Writes a snapshot of the open run now and returns its path once it is
@@ -150,11 +149,7 @@ impl Recorder {
         if self.shared.forked() {
             return Err(FlushError::ForkedChild);
         }
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::Flush { reply })
-            .map_err(|_| FlushError::CollectorGone)?;
-        answer.recv().map_err(|_| FlushError::CollectorGone)?
+        self.ask(|reply| Command::Flush { reply }, FlushError::CollectorGone)
     }
 
     /// Times a phase on this recorder; see [`PhaseTimer`].
@@ -214,11 +209,25 @@ impl Recorder {
         if self.shared.forked() {
             return Err(crate::PushError::ForkedChild);
         }
+        self.ask(
+            |reply| Command::Push { method, reply },
+            crate::PushError::Gone,
+        )
+    }
+
+    /// Sends the command `command` makes around a reply channel and waits for
+    /// the collector's answer; `gone` when the collector has stopped (before
+    /// the command or before answering it).
+    fn ask<T, E>(
+        &self,
+        command: impl FnOnce(Sender<Result<T, E>>) -> Command,
+        gone: E,
+    ) -> Result<T, E> {
         let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::Push { method, reply })
-            .map_err(|_| crate::PushError::Gone)?;
-        answer.recv().map_err(|_| crate::PushError::Gone)?
+        if self.commands.send(command(reply)).is_err() {
+            return Err(gone);
+        }
+        answer.recv().unwrap_or(Err(gone))
     }
 
     /// Asks for a process CPU/RSS sample now (during a run). It never

@@ -68,6 +68,12 @@ pub(crate) fn copy_new_sites(into: &mut Vec<SiteInfo>) {
     }
 }
 
+/// The site of `id` in `sites` (what [`copy_new_sites`] fills: id 1 first);
+/// `None` for 0 and for an id not copied yet.
+pub(crate) fn by_id(sites: &[SiteInfo], id: usize) -> Option<&SiteInfo> {
+    sites.get(id.checked_sub(1)?)
+}
+
 /// One call site of [`phase!`](crate::phase) or [`#[measure]`](crate::measure):
 /// its names, and its id once it has one.
 ///
