@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use runmetrics::{Config, Recorder};
 use tracing_subscriber::prelude::*;
 

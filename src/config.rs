@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
+/// Whether recording is compiled in: the `enabled` feature (on by default).
+/// Off, every timer is inactive from its creation and the optimizer removes
+/// it whole: the off switch for builds that must pay nothing.
+pub(crate) const ENABLED: bool = cfg!(feature = "enabled");
+
 /// Default Prometheus histogram bucket upper bounds, in seconds: 1 µs to 60 s.
 pub(crate) const DEFAULT_BUCKETS: &[f64] = &[
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
@@ -139,6 +144,14 @@ impl std::fmt::Debug for Secret {
 pub(crate) enum PushAuth {
     Basic { user: Secret, password: Secret },
     Bearer(Secret),
+}
+
+/// How many run files, and how many bytes of them, a `log_dir` keeps
+/// ([`Config::keep_runs`], [`Config::max_log_bytes`]); `report` prunes by it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Retention {
+    pub(crate) keep_runs: Option<usize>,
+    pub(crate) max_bytes: Option<u64>,
 }
 
 /// The shortest `poll_interval`: a collector that looked more often would
@@ -426,8 +439,8 @@ impl Config {
         self.pushgateway.as_ref().map(|u| u.0.as_str())
     }
 
-    pub(crate) fn retention(&self) -> crate::report::Retention {
-        crate::report::Retention {
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
             keep_runs: self.keep_runs,
             max_bytes: self.max_log_bytes,
         }

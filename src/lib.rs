@@ -282,7 +282,7 @@ pub fn measure_fn_fenced<R>(name: &'static str, module: &'static str, f: impl Fn
 /// runmetrics::observe_counts(&[("grounded_rules", 10), ("facts_count", 200)]);
 /// ```
 pub fn observe_counts(counts: &[(&str, i64)]) {
-    local::timer::observe_counts(recorder::global_shared, counts);
+    local::timer::observe_counts(shared::global_shared, counts);
 }
 
 /// Takes a process CPU and RSS sample now, as a `process_sample` event

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError};
 use crate::local::timer::{self, FunctionTimer, PhaseTimer};
 use crate::report::{run_id::free_run_path, RESERVED_META_KEYS};
-use crate::shared::{Shared, MAX_RECORDERS};
+use crate::shared::{self, Shared, MAX_RECORDERS};
 use crate::site::{dynamic_id, static_id, Kind};
 
 /// A recorder: its own collector thread, runs and run files. The free
@@ -94,10 +94,6 @@ impl Recorder {
         None
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
     /// What this recorder shares with its threads, for a sink that outlives
     /// a borrow of it (the `tracing` layer).
     #[cfg(feature = "tracing")]
@@ -128,15 +124,15 @@ impl Recorder {
         })?;
         check_writable(dir)?;
         let (run_id, path) = free_run_path(dir);
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::StartRun {
-                run_id: run_id.clone(),
+        let id = run_id.clone();
+        self.ask(
+            |reply| Command::StartRun {
+                run_id: id,
                 path,
                 reply,
-            })
-            .map_err(|_| StartRunError::CollectorGone)?;
-        answer.recv().map_err(|_| StartRunError::CollectorGone)??;
+            },
+            StartRunError::CollectorGone,
+        )?;
         Ok(run_id)
     }
 
@@ -148,11 +144,10 @@ impl Recorder {
             return Err(EndRunError::ForkedChild);
         }
         let extra_meta = extra_meta_object(extra_meta)?;
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::EndRun { extra_meta, reply })
-            .map_err(|_| EndRunError::CollectorGone)?;
-        answer.recv().map_err(|_| EndRunError::CollectorGone)?
+        self.ask(
+            |reply| Command::EndRun { extra_meta, reply },
+            EndRunError::CollectorGone,
+        )
     }
 
     /// Writes a snapshot of the open run now and returns its path once it is
@@ -161,33 +156,29 @@ impl Recorder {
         if self.shared.forked() {
             return Err(FlushError::ForkedChild);
         }
-        let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::Flush { reply })
-            .map_err(|_| FlushError::CollectorGone)?;
-        answer.recv().map_err(|_| FlushError::CollectorGone)?
+        self.ask(|reply| Command::Flush { reply }, FlushError::CollectorGone)
     }
 
     /// Times a phase on this recorder; see [`PhaseTimer`].
     #[inline]
     pub fn phase(&self, phase: &'static str, module: &'static str) -> PhaseTimer<'_> {
-        PhaseTimer::on(self, || static_id(Kind::Phase, phase, module))
+        PhaseTimer::on(&self.shared, || static_id(Kind::Phase, phase, module))
     }
 
     /// Times a phase whose names are made at run time (hashed per call).
     pub fn phase_dynamic(&self, phase: &str, module: &str) -> PhaseTimer<'_> {
-        PhaseTimer::on(self, || dynamic_id(Kind::Phase, phase, module))
+        PhaseTimer::on(&self.shared, || dynamic_id(Kind::Phase, phase, module))
     }
 
     /// Times one call of a function on this recorder; see [`FunctionTimer`].
     #[inline]
     pub fn function(&self, name: &'static str, module: &'static str) -> FunctionTimer<'_> {
-        FunctionTimer::on(self, || static_id(Kind::Function, name, module))
+        FunctionTimer::on(&self.shared, || static_id(Kind::Function, name, module))
     }
 
     /// Times a function call whose names are made at run time (hashed per call).
     pub fn function_dynamic(&self, name: &str, module: &str) -> FunctionTimer<'_> {
-        FunctionTimer::on(self, || dynamic_id(Kind::Function, name, module))
+        FunctionTimer::on(&self.shared, || dynamic_id(Kind::Function, name, module))
     }
 
     /// Runs `f`, timed as a call of function `name` in `module`.
@@ -225,11 +216,25 @@ impl Recorder {
         if self.shared.forked() {
             return Err(crate::PushError::ForkedChild);
         }
+        self.ask(
+            |reply| Command::Push { method, reply },
+            crate::PushError::Gone,
+        )
+    }
+
+    /// Sends the command `command` makes around a reply channel and waits for
+    /// the collector's answer; `gone` when the collector has stopped (before
+    /// the command or before answering it).
+    fn ask<T, E>(
+        &self,
+        command: impl FnOnce(Sender<Result<T, E>>) -> Command,
+        gone: E,
+    ) -> Result<T, E> {
         let (reply, answer) = bounded(1);
-        self.commands
-            .send(Command::Push { method, reply })
-            .map_err(|_| crate::PushError::Gone)?;
-        answer.recv().map_err(|_| crate::PushError::Gone)?
+        if self.commands.send(command(reply)).is_err() {
+            return Err(gone);
+        }
+        answer.recv().unwrap_or(Err(gone))
     }
 
     /// Asks for a process CPU/RSS sample now (during a run). It never
@@ -241,7 +246,7 @@ impl Recorder {
     /// nothing. A no-op without the `enabled` feature, like every recording
     /// call.
     pub fn sample_process_gauges(&self) {
-        if !timer::ENABLED || !self.shared.run_open() {
+        if !crate::config::ENABLED || !self.shared.run_open() {
             return;
         }
         self.shared.request_sample();
@@ -419,10 +424,12 @@ static GLOBAL: OnceLock<Recorder> = OnceLock::new();
 /// Serialises the creation of the global recorder; remembers how it was made.
 static GLOBAL_INIT: Mutex<Option<&'static str>> = Mutex::new(None);
 
-/// The global recorder's shared state, if it exists (never creates it).
-#[inline]
-pub(crate) fn global_shared() -> Option<&'static Shared> {
-    GLOBAL.get().map(|r| &*r.shared)
+/// Makes `recorder` the global one (with `GLOBAL_INIT` held): its `Shared`
+/// first, so whoever finds the recorder finds its `Shared` too
+/// (`shared::global_shared`, what the timers of the free functions use).
+fn set_global(recorder: Recorder) {
+    shared::set_global_shared(recorder.shared.clone());
+    let _ = GLOBAL.set(recorder);
 }
 
 /// The global recorder, if it exists (never creates it).
@@ -437,7 +444,7 @@ pub(crate) fn global_or_default() -> Result<&'static Recorder, NewRecorderError>
     }
     let mut how = GLOBAL_INIT.lock().unwrap_or_else(PoisonError::into_inner);
     if GLOBAL.get().is_none() {
-        let _ = GLOBAL.set(Recorder::new(Config::default())?);
+        set_global(Recorder::new(Config::default())?);
         *how = Some("with the defaults, by the first start_run");
     }
     Ok(GLOBAL
@@ -451,7 +458,7 @@ pub(crate) fn init_global(config: Config) -> Result<(), InitMetricsError> {
         return Err(InitMetricsError::AlreadyInitialized { how });
     }
     config.validate()?;
-    let _ = GLOBAL.set(Recorder::new(config)?);
+    set_global(Recorder::new(config)?);
     *how = Some("by an earlier init_metrics call");
     Ok(())
 }

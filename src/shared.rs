@@ -2,7 +2,7 @@
 //! run-open flag, the clock, the ring registry and the wake-up line.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crossbeam_channel::Sender;
 
@@ -17,6 +17,22 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Every live recorder's `Shared` by slot, for the fork handler.
 static LIVE: [AtomicPtr<Shared>; MAX_RECORDERS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_RECORDERS];
+/// The global recorder's `Shared`, for the timers of the free functions. Set
+/// once, by `recorder.rs` just before it stores the global recorder, which
+/// is never dropped; here, below the facade, so the recording side finds it
+/// without knowing `Recorder`.
+static GLOBAL: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// The global recorder's shared state, if it exists (never creates it).
+#[inline]
+pub(crate) fn global_shared() -> Option<&'static Shared> {
+    GLOBAL.get().map(|shared| &**shared)
+}
+
+/// Makes `shared` the global recorder's; only the first call counts.
+pub(crate) fn set_global_shared(shared: Arc<Shared>) {
+    let _ = GLOBAL.set(shared);
+}
 
 pub(crate) struct Shared {
     /// Unique for the life of the process; 0 is never used.

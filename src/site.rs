@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// The highest id a site can have: below the marks a ring record keeps in
+/// its `site` (`local::ring::Record::TALLIED`, `EXTENSION`, `RESOURCES`).
+pub(crate) const MAX_SITE: u32 = (1 << 31) - 3;
+
 /// What a site times or counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
@@ -45,7 +49,7 @@ pub(crate) fn intern(kind: Kind, module: &str, name: &str) -> u32 {
     }
     let id = u32::try_from(registry.sites.len() + 1)
         .ok()
-        .filter(|&id| id <= crate::local::ring::Record::MAX_SITE)
+        .filter(|&id| id <= MAX_SITE)
         .expect("runmetrics: more than 2 billion distinct names");
     registry.sites.push(SiteInfo {
         kind,
@@ -62,6 +66,12 @@ pub(crate) fn copy_new_sites(into: &mut Vec<SiteInfo>) {
     if let Some(registry) = guard.as_ref() {
         into.extend_from_slice(&registry.sites[into.len().min(registry.sites.len())..]);
     }
+}
+
+/// The site of `id` in `sites` (what [`copy_new_sites`] fills: id 1 first);
+/// `None` for 0 and for an id not copied yet.
+pub(crate) fn by_id(sites: &[SiteInfo], id: usize) -> Option<&SiteInfo> {
+    sites.get(id.checked_sub(1)?)
 }
 
 /// One call site of [`phase!`](crate::phase) or [`#[measure]`](crate::measure):

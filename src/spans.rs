@@ -25,10 +25,10 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use crate::config::ENABLED;
 use crate::local::thread::region;
-use crate::local::timer::ENABLED;
-use crate::recorder::{global_shared, Recorder};
-use crate::shared::Shared;
+use crate::recorder::Recorder;
+use crate::shared::{global_shared, Shared};
 use crate::site::{intern, static_id, Kind};
 
 /// Records closed spans as phases of a recorder's open run: the global

@@ -12,7 +12,7 @@ use super::histogram::{ns_range, Histogram};
 use super::run::RunState;
 use crate::prometheus::server::Published;
 use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
-use crate::site::{Kind, SiteInfo};
+use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::Scale;
 
@@ -112,7 +112,7 @@ impl Exposition {
             if life.is_none() && open.is_none() {
                 continue;
             }
-            let Some(info) = sites.get(site - 1) else {
+            let Some(info) = by_id(sites, site) else {
                 continue;
             };
             let mut buckets = vec![0u64; self.bounds_ns.len()];
@@ -141,7 +141,7 @@ impl Exposition {
                 .and_then(|r| r.counts.get(site))
                 .and_then(|c| c.map(|c| c.last));
             let last = open.or_else(|| self.counts.get(site).copied().flatten());
-            if let (Some(v), Some(info)) = (last, sites.get(site - 1)) {
+            if let (Some(v), Some(info)) = (last, by_id(sites, site)) {
                 counts.push((info.name.to_string(), v));
             }
         }

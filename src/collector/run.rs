@@ -14,7 +14,7 @@ use crate::config::Events;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
 use crate::report::EventText;
-use crate::site::{Kind, SiteInfo};
+use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::{Pair, Scale};
 
@@ -368,10 +368,7 @@ pub(crate) struct Source<'a> {
 }
 
 fn kind_of(sites: &[SiteInfo], site: u32) -> Kind {
-    (site as usize)
-        .checked_sub(1)
-        .and_then(|i| sites.get(i))
-        .map_or(Kind::Phase, |s| s.kind)
+    by_id(sites, site as usize).map_or(Kind::Phase, |s| s.kind)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ impl Record {
     /// The `site` of the second half of a two-slot record.
     pub(crate) const EXTENSION: u32 = u32::MAX - 1;
     /// The highest site id a name can have.
-    pub(crate) const MAX_SITE: u32 = (1 << 31) - 3;
+    pub(crate) const MAX_SITE: u32 = crate::site::MAX_SITE;
     /// Set in `site` when the thread's tally already counted the region: the
     /// record only carries its event (and resources).
     pub(crate) const TALLIED: u32 = 1 << 31;

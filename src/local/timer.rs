@@ -5,15 +5,10 @@ use std::marker::PhantomData;
 
 use super::ring::Record;
 use super::thread::{push, region};
+use crate::config::ENABLED;
 use crate::os as resources;
-use crate::recorder::{global_shared, Recorder};
-use crate::shared::Shared;
+use crate::shared::{global_shared, Shared};
 use crate::site::{dynamic_id, static_id, Kind, Site};
-
-/// Whether recording is compiled in: the `enabled` feature (on by default).
-/// Off, every timer is inactive from its creation and the optimizer removes
-/// it whole: the off switch for builds that must pay nothing.
-pub(crate) const ENABLED: bool = cfg!(feature = "enabled");
 
 /// How a timer reads the clock: [`Unfenced`] (the default) or [`Fenced`]. A
 /// type parameter of [`PhaseTimer`] and [`FunctionTimer`], so each kind of
@@ -211,9 +206,9 @@ impl PhaseTimer<'static, Fenced> {
 }
 
 impl<'r> PhaseTimer<'r> {
-    pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> PhaseTimer<'r> {
+    pub(crate) fn on(shared: &'r Shared, id: impl FnOnce() -> u32) -> PhaseTimer<'r> {
         PhaseTimer {
-            region: Region::begin(|| Some(recorder.shared()), id),
+            region: Region::begin(|| Some(shared), id),
         }
     }
 }
@@ -307,9 +302,9 @@ impl FunctionTimer<'static, Fenced> {
 }
 
 impl<'r> FunctionTimer<'r> {
-    pub(crate) fn on(recorder: &'r Recorder, id: impl FnOnce() -> u32) -> FunctionTimer<'r> {
+    pub(crate) fn on(shared: &'r Shared, id: impl FnOnce() -> u32) -> FunctionTimer<'r> {
         FunctionTimer {
-            region: Region::begin(|| Some(recorder.shared()), id),
+            region: Region::begin(|| Some(shared), id),
             resources: None,
         }
     }

@@ -12,7 +12,7 @@ use super::RunSnapshot;
 use crate::collector::aggregate::{DurationStats, Durations, ResourceTotals, WindowStats};
 use crate::collector::events::Event;
 use crate::config::Events as EventMode;
-use crate::site::{Kind, SiteInfo};
+use crate::site::{by_id, Kind, SiteInfo};
 use crate::ticks::Scale;
 use crate::wall_clock::after;
 
@@ -97,7 +97,7 @@ impl<'a> RunFile<'a> {
             functions: Vec::new(),
         };
         for (id, d) in run.durations.iter().enumerate() {
-            let (Some(d), Some(site)) = (d, id.checked_sub(1).and_then(|i| s.sites.get(i))) else {
+            let (Some(d), Some(site)) = (d, by_id(s.sites, id)) else {
                 continue;
             };
             let stats = d.stats(&run.scale);
@@ -142,7 +142,7 @@ impl<'a> RunFile<'a> {
             .enumerate()
             .filter_map(|(id, c)| {
                 let c = c.as_ref()?;
-                let site = s.sites.get(id.checked_sub(1)?)?;
+                let site = by_id(s.sites, id)?;
                 Some(CountEntry {
                     name: &site.name,
                     last: c.last,
@@ -190,7 +190,7 @@ impl<'a> RunFile<'a> {
                 pid: std::process::id(),
                 layout_version: LAYOUT_VERSION,
                 runmetrics_version: env!("CARGO_PKG_VERSION"),
-                recording_enabled: crate::local::timer::ENABLED,
+                recording_enabled: crate::config::ENABLED,
                 in_progress: !s.ended,
                 flushed_at: timestamp(written_at),
                 write_failures: run.write_failures,
@@ -639,7 +639,7 @@ impl<'a> EventText<'a> {
     }
 
     fn site(&self, id: u32) -> Option<&'a SiteInfo> {
-        (id as usize).checked_sub(1).and_then(|i| self.sites.get(i))
+        by_id(self.sites, id as usize)
     }
 
     fn out(&self, e: &'a Event) -> EventOut<'a> {
@@ -769,10 +769,7 @@ impl Serialize for CountValues<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.values.len()))?;
         for (site, value) in self.values {
-            let name = (*site as usize)
-                .checked_sub(1)
-                .and_then(|i| self.sites.get(i))
-                .map_or("", |s| &s.name);
+            let name = by_id(self.sites, *site as usize).map_or("", |s| &s.name);
             map.serialize_entry(name, value)?;
         }
         map.end()

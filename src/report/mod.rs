@@ -10,7 +10,6 @@ mod sidecar;
 use std::path::Path;
 
 pub(crate) use layout::{EventText, RESERVED_META_KEYS};
-pub(crate) use retention::Retention;
 pub(crate) use sidecar::Sidecar;
 
 use crate::collector::run::RunState;

@@ -6,13 +6,7 @@ use std::time::SystemTime;
 
 use super::run_id::is_run_file_name;
 use super::Sidecar;
-
-/// How many run files, and how many bytes of them, a `log_dir` keeps.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Retention {
-    pub(crate) keep_runs: Option<usize>,
-    pub(crate) max_bytes: Option<u64>,
-}
+use crate::config::Retention;
 
 impl Retention {
     fn is_set(&self) -> bool {
