@@ -20,7 +20,8 @@ pub(crate) enum Event {
     Timing {
         site: u32,
         thread: u32,
-        start_ns: u64,
+        /// The whole region's, though it may have begun before the run.
+        duration_ns: u64,
         end_ns: u64,
         /// Thread CPU ns and RSS change in bytes, for resource-capturing calls.
         resources: Option<(u64, i64)>,

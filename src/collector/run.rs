@@ -279,12 +279,13 @@ impl RunState {
             durations.record(ticks);
             self.aggregated += 1;
         }
-        // From the end: a region that spans a rotation starts at 0.
+        // From the end: a region that spans a rotation starts at 0 (its
+        // event keeps its whole duration).
         let end_ns = self.scale.delta(self.t0, end);
         let event = self.events.offer(Event::Timing {
             site,
             thread,
-            start_ns: end_ns.saturating_sub(duration),
+            duration_ns: duration,
             end_ns,
             resources: None,
         });

@@ -660,16 +660,18 @@ impl<'a> EventText<'a> {
             Event::Timing {
                 site,
                 thread,
-                start_ns,
+                duration_ns,
                 end_ns,
                 resources,
             } => {
                 let info = self.site(*site);
                 let module = info.map_or("", |s| &s.module);
                 let name = info.map_or("", |s| &s.name);
-                let duration_seconds = secs(end_ns - start_ns);
+                let duration_seconds = secs(*duration_ns);
                 let timestamp = self.at(*end_ns);
-                let start_offset_seconds = secs(*start_ns);
+                // A region that began before the run (it spans a rotation)
+                // starts at 0; its duration stays whole.
+                let start_offset_seconds = secs(end_ns.saturating_sub(*duration_ns));
                 match info.map(|s| s.kind) {
                     Some(Kind::Function) => EventOut::Function {
                         timestamp,
