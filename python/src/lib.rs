@@ -389,7 +389,7 @@ fn init_metrics(
 /// Raises rm::StartRunError (kind RunAlreadyOpen, CreateLogDir,
 /// LogDirNotWritable, Recorder) with the Rust error's message.
 #[pyfunction]
-#[pyo3(signature = (log_dir="metrics_logs".into()))]
+#[pyo3(signature = (log_dir="metrics_logs".into()), text_signature = "(log_dir='metrics_logs')")]
 fn start_run(py: Python<'_>, log_dir: PathBuf) -> PyResult<String> {
     let recorder = with_state(|state| match state.recorder {
         Some(r) => Ok(r),
