@@ -583,19 +583,96 @@ fn to_json(v: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<serde_jso
 
 /// The caller's module name (`__name__` of the calling frame's globals), the
 /// default `module` of a timer, as Rust's default is `module_path!()`.
-fn caller_module(py: Python<'_>) -> Py<PyString> {
+fn caller_module(py: Python<'_>) -> Bound<'_, PyString> {
     #[allow(unsafe_code)]
     // SAFETY: the GIL is held; PyEval_GetGlobals returns a borrowed reference
     // to the executing frame's globals (the caller's: this is a C call from
     // it) or NULL, which `from_borrowed_ptr_or_opt` turns into None.
     let globals = unsafe { Bound::from_borrowed_ptr_or_opt(py, pyo3::ffi::PyEval_GetGlobals()) };
-    let name = globals
+    globals
         .and_then(|g| g.cast_into::<PyDict>().ok())
         .and_then(|g| g.get_item("__name__").ok().flatten())
-        .and_then(|n| n.cast_into::<PyString>().ok());
-    match name {
-        Some(n) => n.unbind(),
-        None => PyString::intern(py, "__main__").unbind(),
+        .and_then(|n| n.cast_into::<PyString>().ok())
+        .unwrap_or_else(|| PyString::intern(py, "__main__"))
+}
+
+/// One entry of [`NAMES`]: two Python strings' addresses and their text,
+/// interned.
+#[derive(Clone, Copy)]
+struct NameEntry {
+    name: usize,
+    module: usize,
+    names: (&'static str, &'static str),
+}
+
+/// Entries per thread in [`NAMES`].
+const NAME_CACHE: usize = 256;
+
+thread_local! {
+    /// Per thread, direct-mapped by the two `str` objects' addresses: the
+    /// names a timer was last made with there. A hit also compares the text
+    /// (a `str` freed and another made at its address is a miss), so no
+    /// reference is held and no hash computed.
+    static NAMES: [std::cell::Cell<NameEntry>; NAME_CACHE] = const {
+        [const { std::cell::Cell::new(NameEntry { name: 0, module: 0, names: ("", "") }) }; NAME_CACHE]
+    };
+}
+
+/// `(name, module)` as interned `'static` strings, so that the timer takes
+/// the crate's per-call-site path (`Recorder::phase`, a pointer-keyed cache)
+/// rather than hashing the names on every call: a string literal is the same
+/// `str` object at every call, so [`NAMES`] hits.
+#[inline]
+fn names_of(
+    name: &Bound<'_, PyString>,
+    module: &Bound<'_, PyString>,
+) -> PyResult<(&'static str, &'static str)> {
+    let (np, mp) = (name.as_ptr() as usize, module.as_ptr() as usize);
+    let slot = ((np >> 4) ^ (mp >> 9)) % NAME_CACHE;
+    let (n, m) = (name.to_str()?, module.to_str()?);
+    let found = NAMES.try_with(|cache| {
+        let e = cache[slot].get();
+        if e.name == np && e.module == mp && e.names.0 == n && e.names.1 == m {
+            return e.names;
+        }
+        let names = static_names(n, m);
+        cache[slot].set(NameEntry {
+            name: np,
+            module: mp,
+            names,
+        });
+        names
+    });
+    Ok(found.unwrap_or_else(|_| static_names(n, m)))
+}
+
+/// Interns `(name, module)` as `'static` strings, once per distinct pair
+/// (a lock, only on a miss of [`NAMES`] or when `@measure` decorates). Names
+/// are kept for the life of the process, as the crate keeps every name.
+fn static_names(name: &str, module: &str) -> (&'static str, &'static str) {
+    type Names = HashMap<(String, String), (&'static str, &'static str)>;
+    static INTERNED: Mutex<Option<Names>> = Mutex::new(None);
+    let mut guard = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    *guard
+        .get_or_insert_with(HashMap::new)
+        .entry((name.to_owned(), module.to_owned()))
+        .or_insert_with(|| {
+            (
+                Box::leak(name.to_owned().into_boxed_str()),
+                Box::leak(module.to_owned().into_boxed_str()),
+            )
+        })
+}
+
+/// A timer's names, `module` defaulting to the caller's module.
+fn timer_names(
+    py: Python<'_>,
+    name: &Bound<'_, PyString>,
+    module: Option<&Bound<'_, PyString>>,
+) -> PyResult<(&'static str, &'static str)> {
+    match module {
+        Some(m) => names_of(name, m),
+        None => names_of(name, &caller_module(py)),
     }
 }
 
@@ -608,8 +685,8 @@ fn caller_module(py: Python<'_>) -> Py<PyString> {
 /// but not while it runs: nest two timers instead.
 #[pyclass(module = "runmetrics", name = "PhaseTimer")]
 struct PhaseTimer {
-    phase: Py<PyString>,
-    module: Py<PyString>,
+    phase: &'static str,
+    module: &'static str,
     active: Option<runmetrics::PhaseTimer<'static>>,
 }
 
@@ -619,17 +696,15 @@ impl PhaseTimer {
     #[pyo3(signature = (phase, module=None))]
     fn new(
         py: Python<'_>,
-        phase: Bound<'_, PyString>,
-        module: Option<Bound<'_, PyString>>,
-    ) -> Self {
-        PhaseTimer {
-            phase: phase.unbind(),
-            module: match module {
-                Some(m) => m.unbind(),
-                None => caller_module(py),
-            },
+        phase: &Bound<'_, PyString>,
+        module: Option<&Bound<'_, PyString>>,
+    ) -> PyResult<Self> {
+        let (phase, module) = timer_names(py, phase, module)?;
+        Ok(PhaseTimer {
+            phase,
+            module,
             active: None,
-        }
+        })
     }
 
     fn __enter__<'py>(mut slf: PyRefMut<'py, Self>) -> PyResult<PyRefMut<'py, Self>> {
@@ -639,9 +714,7 @@ impl PhaseTimer {
             ));
         }
         if let Some(rec) = current() {
-            let py = slf.py();
-            let t = rec.phase_dynamic(slf.phase.bind(py).to_str()?, slf.module.bind(py).to_str()?);
-            slf.active = Some(t);
+            slf.active = Some(rec.phase(slf.phase, slf.module));
         }
         Ok(slf)
     }
@@ -658,14 +731,14 @@ impl PhaseTimer {
 
     /// The phase's name.
     #[getter]
-    fn phase(&self, py: Python<'_>) -> Py<PyString> {
-        self.phase.clone_ref(py)
+    fn phase(&self) -> &'static str {
+        self.phase
     }
 
     /// The phase's module.
     #[getter]
-    fn module(&self, py: Python<'_>) -> Py<PyString> {
-        self.module.clone_ref(py)
+    fn module(&self) -> &'static str {
+        self.module
     }
 
     /// Whether the timer is running and will produce a record (a run was
@@ -675,39 +748,15 @@ impl PhaseTimer {
         self.active.as_ref().is_some_and(|t| t.is_recording())
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.borrow();
+        let py = slf.py();
         Ok(format!(
             "PhaseTimer({}, module={})",
-            self.phase.bind(py).repr()?,
-            self.module.bind(py).repr()?
+            PyString::new(py, this.phase).repr()?,
+            PyString::new(py, this.module).repr()?
         ))
     }
-}
-
-/// Interns `(name, module)` as `'static` strings, once per distinct pair, so
-/// a measured function's timer takes the crate's per-call-site path (a
-/// pointer-keyed cache) instead of hashing the names on every call. Names are
-/// kept for the life of the process, as the crate keeps every name.
-fn static_names(name: &str, module: &str) -> (&'static str, &'static str) {
-    type Names = HashMap<(String, String), (&'static str, &'static str)>;
-    static NAMES: Mutex<Option<Names>> = Mutex::new(None);
-    let mut guard = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    *guard
-        .get_or_insert_with(HashMap::new)
-        .entry((name.to_owned(), module.to_owned()))
-        .or_insert_with(|| {
-            (
-                Box::leak(name.to_owned().into_boxed_str()),
-                Box::leak(module.to_owned().into_boxed_str()),
-            )
-        })
-}
-
-/// A function timer's names: interned once (`@measure`), or taken as given
-/// and hashed per call (`FunctionTimer(...)` by hand), like `PhaseTimer`.
-enum Names {
-    Static(&'static str, &'static str),
-    Dynamic(Py<PyString>, Py<PyString>),
 }
 
 /// Times a call of a function: the context-manager form of `@measure`,
@@ -717,7 +766,8 @@ enum Names {
 /// module `__name__`.
 #[pyclass(module = "runmetrics", name = "FunctionTimer")]
 struct FunctionTimer {
-    names: Names,
+    name: &'static str,
+    module: &'static str,
     resources: bool,
     active: Option<runmetrics::FunctionTimer<'static>>,
 }
@@ -728,21 +778,17 @@ impl FunctionTimer {
     #[pyo3(signature = (name, module=None, resources=false))]
     fn new(
         py: Python<'_>,
-        name: Bound<'_, PyString>,
-        module: Option<Bound<'_, PyString>>,
+        name: &Bound<'_, PyString>,
+        module: Option<&Bound<'_, PyString>>,
         resources: bool,
-    ) -> Self {
-        FunctionTimer {
-            names: Names::Dynamic(
-                name.unbind(),
-                match module {
-                    Some(m) => m.unbind(),
-                    None => caller_module(py),
-                },
-            ),
+    ) -> PyResult<Self> {
+        let (name, module) = timer_names(py, name, module)?;
+        Ok(FunctionTimer {
+            name,
+            module,
             resources,
             active: None,
-        }
+        })
     }
 
     fn __enter__<'py>(mut slf: PyRefMut<'py, Self>) -> PyResult<PyRefMut<'py, Self>> {
@@ -751,17 +797,7 @@ impl FunctionTimer {
                 "this FunctionTimer is already running; use a new one for a call inside it",
             ));
         }
-        let Some(rec) = current() else {
-            return Ok(slf);
-        };
-        let py = slf.py();
-        let t = match &slf.names {
-            Names::Static(n, m) => rec.function(n, m),
-            Names::Dynamic(n, m) => {
-                rec.function_dynamic(n.bind(py).to_str()?, m.bind(py).to_str()?)
-            }
-        };
-        slf.active = Some(if slf.resources { t.with_resources() } else { t });
+        slf.active = start_function(slf.name, slf.module, slf.resources);
         Ok(slf)
     }
 
@@ -777,20 +813,14 @@ impl FunctionTimer {
 
     /// The function's name.
     #[getter]
-    fn name(&self, py: Python<'_>) -> Py<PyAny> {
-        match &self.names {
-            Names::Static(n, _) => PyString::new(py, n).into_any().unbind(),
-            Names::Dynamic(n, _) => n.clone_ref(py).into_any(),
-        }
+    fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The function's module.
     #[getter]
-    fn module(&self, py: Python<'_>) -> Py<PyAny> {
-        match &self.names {
-            Names::Static(_, m) => PyString::new(py, m).into_any().unbind(),
-            Names::Dynamic(_, m) => m.clone_ref(py).into_any(),
-        }
+    fn module(&self) -> &'static str {
+        self.module
     }
 
     /// Whether the timer is running and will produce a record.
@@ -804,8 +834,8 @@ impl FunctionTimer {
         let py = slf.py();
         Ok(format!(
             "FunctionTimer({}, module={}, resources={})",
-            this.name(py).bind(py).repr()?,
-            this.module(py).bind(py).repr()?,
+            PyString::new(py, this.name).repr()?,
+            PyString::new(py, this.module).repr()?,
             if this.resources { "True" } else { "False" }
         ))
     }
@@ -873,7 +903,8 @@ impl Measured {
     /// function's names (the async and generator wrappers use it).
     fn timer(&self) -> FunctionTimer {
         FunctionTimer {
-            names: Names::Static(self.name, self.module),
+            name: self.name,
+            module: self.module,
             resources: self.resources,
             active: None,
         }
@@ -923,6 +954,215 @@ fn bound_method(func: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> PyResult<Py<
     }
 }
 
+/// The arguments of a timer's constructor, taken from a vectorcall: the
+/// positional ones, then those named in `kwnames`, by `params`' names.
+/// Errors read as CPython's own for a Python function with these parameters.
+fn timer_args<'py, const N: usize>(
+    py: Python<'py>,
+    what: &str,
+    params: [&str; N],
+    args: &[*mut pyo3::ffi::PyObject],
+    kwnames: Option<Bound<'py, PyTuple>>,
+) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
+    let mut out: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
+    let npos = args.len() - kwnames.as_ref().map_or(0, |k| k.len());
+    if npos > N {
+        return Err(PyTypeError::new_err(format!(
+            "{what}() takes at most {N} positional arguments ({npos} given)"
+        )));
+    }
+    for (slot, &a) in out.iter_mut().zip(&args[..npos]) {
+        #[allow(unsafe_code)]
+        // SAFETY: vectorcall's argument array holds live borrowed references.
+        let a = unsafe { Bound::from_borrowed_ptr(py, a) };
+        *slot = Some(a);
+    }
+    if let Some(names) = kwnames {
+        for (name, &value) in names.iter().zip(&args[npos..]) {
+            let name = name.cast_into::<PyString>()?;
+            let key = name.to_str()?;
+            let Some(i) = params.iter().position(|p| *p == key) else {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}() got an unexpected keyword argument '{key}'"
+                )));
+            };
+            if out[i].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}() got multiple values for argument '{key}'"
+                )));
+            }
+            #[allow(unsafe_code)]
+            // SAFETY: as above, the values follow the positional arguments.
+            let value = unsafe { Bound::from_borrowed_ptr(py, value) };
+            out[i] = Some(value);
+        }
+    }
+    Ok(out)
+}
+
+/// `Some(str)` for a given, non-None argument; TypeError for another type.
+fn opt_str<'a, 'py>(
+    what: &str,
+    param: &str,
+    v: &'a Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<&'a Bound<'py, PyString>>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_none() && param != "name" && param != "phase" => Ok(None),
+        Some(v) => v.cast::<PyString>().map(Some).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what}() argument '{param}' must be str, not {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        }),
+    }
+}
+
+/// Calls `make` as the body of a vectorcall: a new reference, or NULL with
+/// the error set (a panic becomes a RuntimeError).
+fn vectorcall_body(
+    make: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>,
+) -> *mut pyo3::ffi::PyObject {
+    #[allow(unsafe_code)]
+    // SAFETY: a vectorcall is made with the interpreter attached.
+    let py = unsafe { Python::assume_attached() };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(py)))
+        .unwrap_or_else(|_| {
+            Err(PyRuntimeError::new_err(
+                "runmetrics: a timer's constructor panicked",
+            ))
+        });
+    match result {
+        Ok(obj) => obj.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The argument slice and keyword names of a vectorcall.
+///
+/// # Safety
+/// `args`, `nargsf` and `kwnames` must be a vectorcall's, with the
+/// interpreter attached.
+#[allow(unsafe_code)]
+unsafe fn vectorcall_args<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> (&'a [*mut pyo3::ffi::PyObject], Option<Bound<'py, PyTuple>>) {
+    // SAFETY: the caller passes a vectorcall's arguments.
+    unsafe {
+        let npos = pyo3::ffi::PyVectorcall_NARGS(nargsf) as usize;
+        let kw = Bound::from_borrowed_ptr_or_opt(py, kwnames)
+            .map(|k| k.cast_into_unchecked::<PyTuple>());
+        let n = npos + kw.as_ref().map_or(0, |k| k.len());
+        let args = if n == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(args, n)
+        };
+        (args, kw)
+    }
+}
+
+/// `PhaseTimer(...)` as a vectorcall, set as the type's `tp_vectorcall`:
+/// calling a PyO3 class goes through `tp_new`, which makes the interpreter
+/// build an argument tuple and a keyword dict per call (most of a timed
+/// block's cost in a `with`). A subclass does not inherit it and takes
+/// `#[new]`.
+#[allow(unsafe_code)]
+unsafe extern "C" fn phase_timer_vectorcall(
+    _callable: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    vectorcall_body(|py| {
+        // SAFETY: these are this vectorcall's arguments.
+        let (args, kw) = unsafe { vectorcall_args(py, args, nargsf, kwnames) };
+        let [phase, module] = timer_args(py, "PhaseTimer", ["phase", "module"], args, kw)?;
+        let Some(phase) = opt_str("PhaseTimer", "phase", &phase)? else {
+            return Err(PyTypeError::new_err(
+                "PhaseTimer() missing required argument 'phase'",
+            ));
+        };
+        let module = opt_str("PhaseTimer", "module", &module)?;
+        let (phase, module) = timer_names(py, phase, module)?;
+        Ok(Py::new(
+            py,
+            PhaseTimer {
+                phase,
+                module,
+                active: None,
+            },
+        )?
+        .into_any())
+    })
+}
+
+/// `FunctionTimer(...)` as a vectorcall; see [`phase_timer_vectorcall`].
+#[allow(unsafe_code)]
+unsafe extern "C" fn function_timer_vectorcall(
+    _callable: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    vectorcall_body(|py| {
+        // SAFETY: these are this vectorcall's arguments.
+        let (args, kw) = unsafe { vectorcall_args(py, args, nargsf, kwnames) };
+        let [name, module, resources] = timer_args(
+            py,
+            "FunctionTimer",
+            ["name", "module", "resources"],
+            args,
+            kw,
+        )?;
+        let Some(name) = opt_str("FunctionTimer", "name", &name)? else {
+            return Err(PyTypeError::new_err(
+                "FunctionTimer() missing required argument 'name'",
+            ));
+        };
+        let module = opt_str("FunctionTimer", "module", &module)?;
+        let resources = match resources {
+            Some(r) => r.is_truthy()?,
+            None => false,
+        };
+        let (name, module) = timer_names(py, name, module)?;
+        Ok(Py::new(
+            py,
+            FunctionTimer {
+                name,
+                module,
+                resources,
+                active: None,
+            },
+        )?
+        .into_any())
+    })
+}
+
+/// Sets `T`'s `tp_vectorcall`, so calling the class skips `tp_new`'s tuple
+/// and dict.
+fn set_vectorcall<T: pyo3::PyTypeInfo>(py: Python<'_>, f: pyo3::ffi::vectorcallfunc) {
+    let ty = py.get_type::<T>();
+    #[allow(unsafe_code)]
+    // SAFETY: the type object is ours, alive (the module holds it), and not
+    // yet called; CPython reads `tp_vectorcall` when a type is called
+    // (`PyType_Type` has `Py_TPFLAGS_HAVE_VECTORCALL`), and a NULL or set
+    // slot are both valid. PyType_Modified drops any cached lookups.
+    unsafe {
+        (*ty.as_type_ptr()).tp_vectorcall = Some(f);
+        pyo3::ffi::PyType_Modified(ty.as_type_ptr());
+    }
+}
+
 /// The native half of the `runmetrics` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -938,6 +1178,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PhaseTimer>()?;
     m.add_class::<FunctionTimer>()?;
     m.add_class::<Measured>()?;
+    set_vectorcall::<PhaseTimer>(py, phase_timer_vectorcall);
+    set_vectorcall::<FunctionTimer>(py, function_timer_vectorcall);
     m.add("RunmetricsError", py.get_type::<RunmetricsError>())?;
     m.add("InitMetricsError", py.get_type::<InitMetricsError>())?;
     m.add("StartRunError", py.get_type::<StartRunError>())?;

@@ -335,3 +335,34 @@ print(json.dumps(dict(path=path, errors=errors)))
     # 200 MiB were touched before the asked-for sample.
     assert file["meta"]["rss_max_mib"] >= 200
     assert max(s["rss_mib"] for s in samples) >= 200
+
+
+def test_timer_constructor_arguments_are_checked():
+    # The constructors parse their own arguments (a vectorcall, for speed):
+    # each mistake is a TypeError as a Python function's would be.
+    import pytest
+
+    import runmetrics as rm
+
+    cases = [
+        (lambda: rm.PhaseTimer(), "PhaseTimer() missing required argument 'phase'"),
+        (lambda: rm.PhaseTimer(1), "PhaseTimer() argument 'phase' must be str, not int"),
+        (lambda: rm.PhaseTimer(None), "PhaseTimer() argument 'phase' must be str, not NoneType"),
+        (lambda: rm.PhaseTimer("a", module=2), "PhaseTimer() argument 'module' must be str, not int"),
+        (lambda: rm.PhaseTimer("a", "b", "c"), "PhaseTimer() takes at most 2 positional arguments (3 given)"),
+        (lambda: rm.PhaseTimer("a", foo=1), "PhaseTimer() got an unexpected keyword argument 'foo'"),
+        (lambda: rm.PhaseTimer("a", phase="b"), "PhaseTimer() got multiple values for argument 'phase'"),
+        (lambda: rm.FunctionTimer(), "FunctionTimer() missing required argument 'name'"),
+        (lambda: rm.FunctionTimer("f", "m", True, 4), "FunctionTimer() takes at most 3 positional arguments (4 given)"),
+    ]
+    for make, message in cases:
+        with pytest.raises(TypeError) as e:
+            make()
+        assert str(e.value) == message
+    t = rm.PhaseTimer(phase="p", module="m")
+    assert (t.phase, t.module) == ("p", "m")
+    assert rm.PhaseTimer("p", None).module == __name__
+    f = rm.FunctionTimer("f", "m", True)
+    assert repr(f) == "FunctionTimer('f', module='m', resources=True)"
+    assert rm.FunctionTimer(name="g").module == __name__
+    assert isinstance(t, rm.PhaseTimer) and isinstance(f, rm.FunctionTimer)
