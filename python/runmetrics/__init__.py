@@ -110,7 +110,8 @@ def _wrap(func, name, module, resources):
         raise TypeError(
             "put @measure below @staticmethod/@classmethod (nearer the def), not above"
         )
-    name = name if name is not None else getattr(func, "__qualname__", None) or func.__name__
+    if name is None:
+        name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or type(func).__name__
     module = module if module is not None else getattr(func, "__module__", None) or "__main__"
     # The names are interned once, here; each call's timer reuses them.
     measured = MeasuredFunction(func, name, module, resources)

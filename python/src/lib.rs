@@ -899,6 +899,14 @@ impl Measured {
         }
     }
 
+    /// Pickles by reference, as a function does: the name it is found under
+    /// in its module (`__qualname__`, which `functools.update_wrapper` copied
+    /// from the function), so a measured function can be a
+    /// `multiprocessing` target.
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        slf.getattr("__qualname__").map(Bound::unbind)
+    }
+
     /// A new, not yet entered `FunctionTimer` for one call under this
     /// function's names (the async and generator wrappers use it).
     fn timer(&self) -> FunctionTimer {

@@ -58,6 +58,15 @@ WORKERS = """
 import json, multiprocessing as mp, os, sys, time
 import runmetrics as rm
 
+@rm.measure("work", module="w")
+def work(x):
+    return x * 2
+
+@rm.measure("task", module="w")
+def task(x):
+    # A measured function as the pool's target: it pickles by name.
+    return work(x) + 1
+
 def worker(args):
     log_dir, i = args
     # Timers before the worker's own run record nothing anywhere.
@@ -66,7 +75,7 @@ def worker(args):
     run_id = rm.start_run(log_dir=log_dir)
     for _ in range(i + 1):
         with rm.PhaseTimer("child", module="w"):
-            pass
+            work(i)
     path = rm.end_run(extra_meta={"worker": i})
     return dict(pid=os.getpid(), run_id=run_id, path=os.path.abspath(path))
 
@@ -82,21 +91,25 @@ if __name__ == "__main__":
     with rm.PhaseTimer("across", module="p"):
         with ctx.Pool(3) as pool:
             kids = pool.map(worker, [("logs", i) for i in range(3)])
+            # Outside any run of theirs, the workers' calls record nothing.
+            tasks = pool.map(task, range(4))
     for _ in range(5):
         with rm.PhaseTimer("after", module="p"):
             pass
     path = os.path.abspath(rm.end_run())
-    print(json.dumps(dict(path=path, pid=os.getpid(), kids=kids, parent_run=parent_run)))
+    print(json.dumps(dict(path=path, pid=os.getpid(), kids=kids, parent_run=parent_run, tasks=tasks)))
 """
 
 
 def check_workers(out, tmp_path, method):
+    assert out["tasks"] == [1, 3, 5, 7]
     parent = load(out["path"])
     assert parent["meta"]["pid"] == out["pid"]
     assert entry(parent, "phase", "before")["count"] == 10
     assert entry(parent, "phase", "after")["count"] == 5
     assert entry(parent, "phase", "across")["count"] == 1
     assert entry(parent, "phase", "child") is None
+    assert entry(parent, "function", "work") is None and entry(parent, "function", "task") is None
     assert parent["meta"]["records_outside_run"] == 0
     pids = set()
     for i, kid in enumerate(out["kids"]):
@@ -106,6 +119,7 @@ def check_workers(out, tmp_path, method):
         pids.add(kid["pid"])
         assert f["meta"]["worker"] == i
         assert entry(f, "phase", "child")["count"] == i + 1
+        assert entry(f, "function", "work")["count"] == i + 1
         # Nothing of the parent's, nothing from before the worker's run.
         assert entry(f, "phase", "before") is None and entry(f, "phase", "across") is None
         assert entry(f, "phase", "child_before_run") is None

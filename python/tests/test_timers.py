@@ -366,3 +366,24 @@ def test_timer_constructor_arguments_are_checked():
     assert repr(f) == "FunctionTimer('f', module='m', resources=True)"
     assert rm.FunctionTimer(name="g").module == __name__
     assert isinstance(t, rm.PhaseTimer) and isinstance(f, rm.FunctionTimer)
+
+
+def test_measured_functions_pickle_by_name_and_wrap_any_callable():
+    import functools
+    import pickle
+
+    import runmetrics as rm
+
+    assert pickle.loads(pickle.dumps(measured_at_module_level)) is measured_at_module_level
+    assert measured_at_module_level(2) == 3
+    p = rm.measure(module="m")(functools.partial(int, base=2))
+    assert p("101") == 5 and p.measured_name == "partial"
+    assert p.measured_module == "m"
+
+
+import runmetrics as _rm  # noqa: E402
+
+
+@_rm.measure("module_level", module="t")
+def measured_at_module_level(x):
+    return x + 1
