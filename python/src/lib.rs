@@ -5,7 +5,8 @@
 //!
 //! The module owns one [`Recorder`] per process (not the crate's global
 //! recorder): a forked child cannot use its parent's (its collector stayed in
-//! the parent), so in a child the first control call makes the child its own.
+//! the parent), so a forked child's first `start_run` (or `init_metrics`)
+//! makes the child its own.
 //! The recorder is leaked, so timers can borrow it for `'static` and a forked
 //! child never runs its `Drop`. Timers find it through [`CURRENT`], one
 //! atomic load: recording takes no lock of ours, and the crate's own
@@ -287,8 +288,9 @@ fn seconds(name: &str, s: Option<f64>) -> PyResult<Option<Duration>> {
 /// per process (a forked child may call it again for itself).
 ///
 /// The keyword-only settings are the Rust `Config`'s, intervals in seconds:
-/// `sample_interval`, `event_cap` (events kept per run; None keeps all),
-/// `flush_interval`, `rotate_every`, `keep_runs`, `max_log_bytes`,
+/// `sample_interval`, `event_cap` (events kept per run, default 100 000),
+/// `keep_all_events` (keep every event instead), `flush_interval`,
+/// `rotate_every`, `keep_runs`, `max_log_bytes`,
 /// `namespace`, `buckets` (seconds), `overflow` ("drop" or "block"),
 /// `buffer_records`, `bind` (an IP address).
 ///

@@ -118,3 +118,21 @@ def test_the_seeds_example_runs_and_writes_the_seed_layout(tmp_path):
     assert file["meta"]["grouping"] == {"env": "dev"}
     assert file["meta"]["pid"] != os.getpid()
     assert file["meta"]["records_dropped"] == 0
+
+
+def test_the_readme_python_example_runs(run_py):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Python\n") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    out = run_py(
+        "import json, os\n"
+        "def do_grounding():\n    pass\n"
+        + code
+        + "print(json.dumps(dict(path=os.path.abspath(path), run_id=run_id)))\n"
+    )
+    file = load(out["path"])
+    assert file["meta"]["run_id"] == out["run_id"]
+    assert entry(file, "phase", "grounding")["count"] == 1
+    assert entry(file, "function", "infer_step")["count"] == 1
+    assert file["meta"]["facts_final"] == 100
