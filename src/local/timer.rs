@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::ring::Record;
-use super::thread::{push, region};
+use super::thread::{push, region, region_ended};
 use crate::os as resources;
 use crate::recorder::{global_shared, Recorder};
 use crate::shared::Shared;
@@ -118,13 +118,14 @@ impl<'r, R: ClockRead> Region<'r, R> {
 }
 
 impl<R: ClockRead> Drop for Region<'_, R> {
-    #[inline]
+    // Always: a clock read and a call, with the region in registers.
+    #[inline(always)]
     fn drop(&mut self) {
         if !ENABLED {
             return;
         }
         let Some(shared) = self.shared else { return };
-        region(shared, self.site, self.start, read::<R>(shared), None);
+        region_ended(shared, self.site, self.start, read::<R>(shared));
     }
 }
 
