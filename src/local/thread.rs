@@ -151,6 +151,34 @@ fn region_records(
     }
 }
 
+/// Counts `values` (count ids and values), observed at raw time `at`, in the
+/// calling thread's count aggregates for `shared`.
+///
+/// Never locks once the thread has its ring, and allocates only the first
+/// time the thread observes a name; never panics.
+pub(crate) fn observe(shared: &Shared, values: impl Iterator<Item = (u32, i64)> + Clone, at: u64) {
+    let epoch = shared.count_epoch();
+    let counted = with_ring(shared, |_, ring| {
+        let refused = values
+            .clone()
+            .filter(|&(id, value)| !ring.counts.observe(id, value, at, epoch))
+            .count();
+        // Every id a name can have has a place; should one not, its value
+        // is lost, and counted so.
+        if refused > 0 {
+            ring.count_dropped(refused as u64);
+        }
+    });
+    if counted.is_none() {
+        if register(shared) {
+            observe(shared, values, at);
+        } else {
+            // The thread is being torn down: there is no ring to count in.
+            shared.count_orphaned(values.count() as u64);
+        }
+    }
+}
+
 /// Hands `records` (a batch of counts) to the calling thread's ring for `shared`.
 ///
 /// Never allocates or locks once the thread has its ring; never panics.
