@@ -47,12 +47,16 @@
 //! # Costs
 //!
 //! A [`PhaseTimer`] region inside a run costs two raw TSC reads plus a few
-//! nanoseconds: see BENCHMARKS.md for the measured ratio. With no run open a
-//! timer costs one load and a branch. The recording path never allocates,
-//! locks or does I/O once a thread has its buffer (its first record allocates
-//! the buffer: 1 MiB by default). When a thread's buffer is full because the
-//! collector is behind, the record is dropped and counted
-//! (`records_dropped`), or, with [`Overflow::Block`], the thread waits.
+//! nanoseconds; in a loop with tens of nanoseconds of work it adds from under
+//! a nanosecond (when the processor hides the reads behind the work) to about
+//! three times what the two reads alone add: see BENCHMARKS.md for the
+//! measured figures. With no run open a timer costs one load and a branch.
+//! The recording path never allocates, locks or does I/O once a thread has
+//! its buffer (its first record allocates the buffer: 1 MiB by default).
+//! Regions and count values are counted on their thread and never dropped;
+//! when a thread's buffer is full because the collector is behind, an event
+//! is dropped and counted (`events_omitted`), or, with [`Overflow::Block`],
+//! the thread waits.
 //!
 //! # Caveats
 //!

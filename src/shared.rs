@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// The raw clock at the open run's start: a region that started earlier
     /// is not counted in the tally (it belongs to an earlier run).
     run_start: AtomicU64,
+    /// One more with every run opened (rotations too): the threads' count
+    /// aggregates start their min and max again in a new one.
+    count_epoch: AtomicU64,
     pub(crate) clock: crate::ticks::Clock,
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
@@ -89,6 +92,7 @@ impl Shared {
             run_open: AtomicBool::new(false),
             events_open: AtomicBool::new(false),
             run_start: AtomicU64::new(0),
+            count_epoch: AtomicU64::new(0),
             clock: crate::ticks::Clock::new(),
             overflow,
             ring_capacity,
@@ -142,6 +146,17 @@ impl Shared {
     #[inline]
     pub(crate) fn run_start(&self) -> u64 {
         self.run_start.load(Ordering::Relaxed)
+    }
+
+    /// The count epoch of the open run (see `local::counts`).
+    #[inline]
+    pub(crate) fn count_epoch(&self) -> u64 {
+        self.count_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new count epoch, for a run being opened; returns it.
+    pub(crate) fn next_count_epoch(&self) -> u64 {
+        self.count_epoch.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Sets the run's start; before the run is marked open.

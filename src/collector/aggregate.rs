@@ -254,27 +254,38 @@ pub(crate) struct WindowStats {
 /// `observe_counts` values of one name over a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CountStats {
+    /// The value with the latest raw time, across threads.
     pub(crate) last: i64,
+    pub(crate) last_at: u64,
     pub(crate) min: i64,
     pub(crate) max: i64,
     pub(crate) observations: u64,
 }
 
 impl CountStats {
-    pub(crate) fn new(value: i64) -> CountStats {
+    pub(crate) fn new(value: i64, at: u64) -> CountStats {
         CountStats {
             last: value,
+            last_at: at,
             min: value,
             max: value,
             observations: 1,
         }
     }
 
-    pub(crate) fn observe(&mut self, value: i64) {
-        self.last = value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        self.observations += 1;
+    pub(crate) fn observe(&mut self, value: i64, at: u64) {
+        self.merge(1, value, at, value, value);
+    }
+
+    /// Adds `n` values, the last of which was `last` at raw time `at`.
+    pub(crate) fn merge(&mut self, n: u64, last: i64, at: u64, min: i64, max: i64) {
+        if at >= self.last_at {
+            self.last = last;
+            self.last_at = at;
+        }
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
+        self.observations += n;
     }
 }
 
@@ -415,17 +426,19 @@ mod tests {
 
     #[test]
     fn counts_keep_last_min_max_and_observations() {
-        let mut c = CountStats::new(5);
-        c.observe(-2);
-        c.observe(9);
-        c.observe(3);
+        let mut c = CountStats::new(5, 10);
+        c.observe(-2, 20);
+        c.observe(9, 30);
+        c.observe(3, 40);
+        c.merge(2, 7, 35, 1, 8); // another thread's, the last one earlier
         assert_eq!(
             c,
             CountStats {
                 last: 3,
+                last_at: 40,
                 min: -2,
                 max: 9,
-                observations: 4
+                observations: 6
             }
         );
     }

@@ -344,6 +344,17 @@ impl Collector {
                 }
                 None => *outside += delta.count(),
             });
+            // Count values, aggregated on their thread like regions.
+            settled &= ring.counts.collect(|delta| match run.as_mut() {
+                Some(run) => {
+                    if delta.site as usize > sites.len() {
+                        copy_new_sites(sites);
+                    }
+                    collected += 1;
+                    run.add_counts(delta);
+                }
+                None => *outside += delta.new,
+            });
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
                 run.dropped += dropped;
@@ -478,6 +489,7 @@ impl Collector {
         let s = self.sampler.start();
         run.add_sample(0, &s);
         self.shared.set_events_open(!run.events_full());
+        run.count_epoch = self.shared.next_count_epoch();
         self.run = Some(run);
         let now = Instant::now();
         self.next_sample = deadline(now, self.config.sample_interval);

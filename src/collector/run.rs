@@ -11,6 +11,7 @@ use super::events::{Event, EventLog};
 use super::histogram::duration_ns;
 use super::sampler::Sample;
 use crate::config::Events;
+use crate::local::counts::CountDelta;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
 use crate::report::EventText;
@@ -76,6 +77,8 @@ pub(crate) struct RunState {
     pub(crate) previous_run_id: Option<String>,
     pub(crate) durations: Vec<Option<Durations>>,
     pub(crate) counts: Vec<Option<CountStats>>,
+    /// The count epoch this run's min and max of count values are of.
+    pub(crate) count_epoch: u64,
     pub(crate) events: EventLog,
     /// Regions counted by the threads' tallies, and how many of their events
     /// reached the collector (kept or refused).
@@ -119,6 +122,7 @@ impl RunState {
             previous_run_id: None,
             durations: Vec::new(),
             counts: Vec::new(),
+            count_epoch: 0,
             tallied: 0,
             tallied_events: 0,
             aggregated: 0,
@@ -209,6 +213,36 @@ impl RunState {
         self.last_write_error = Some(error.to_string());
     }
 
+    /// Adds the count values one thread aggregated since the collector
+    /// last looked. Values of an earlier run (the last one's time is before
+    /// the run) are outside it; values from before a rotation, still in
+    /// the earlier epoch, give their min and max only by the last one.
+    pub(crate) fn add_counts(&mut self, d: &CountDelta) {
+        if d.at < self.accept_from {
+            self.outside_run += d.new;
+            return;
+        }
+        self.aggregated += d.new;
+        self.tallied += d.new;
+        let (min, max) = if d.epoch == self.count_epoch {
+            (d.min, d.max)
+        } else {
+            (d.last, d.last)
+        };
+        match slot(&mut self.counts, d.site as usize) {
+            Some(c) => c.merge(d.new, d.last, d.at, min, max),
+            empty => {
+                *empty = Some(CountStats {
+                    last: d.last,
+                    last_at: d.at,
+                    min,
+                    max,
+                    observations: d.new,
+                })
+            }
+        }
+    }
+
     /// Adds what one thread's tally counted since the collector last looked.
     pub(crate) fn add_delta(&mut self, delta: &Delta) {
         let n = delta.count();
@@ -295,15 +329,25 @@ impl RunState {
         };
     }
 
+    /// A count value's record: its event, and the value unless its
+    /// thread's count aggregates took it (`site` has [`Record::TALLIED`]).
     fn count(&mut self, thread: u32, site: u32, at: u64, value: i64) {
+        let tallied = site & Record::TALLIED != 0;
+        let site = site & !Record::TALLIED;
         if at < self.accept_from {
-            self.outside_run += 1;
+            if !tallied {
+                self.outside_run += 1;
+            }
             return;
         }
-        self.aggregated += 1;
-        match slot(&mut self.counts, site as usize) {
-            Some(c) => c.observe(value),
-            empty => *empty = Some(CountStats::new(value)),
+        if tallied {
+            self.tallied_events += 1;
+        } else {
+            self.aggregated += 1;
+            match slot(&mut self.counts, site as usize) {
+                Some(c) => c.observe(value, at),
+                empty => *empty = Some(CountStats::new(value, at)),
+            }
         }
         if let Previous::Counts { at: prev, event } = self.previous {
             if prev == at {

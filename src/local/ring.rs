@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use super::counts::CountTally;
 use super::sync::{AtomicBool, AtomicU64, Ordering, UnsafeCell};
 use super::tally::Tally;
 
@@ -38,8 +39,9 @@ impl Record {
     pub(crate) const EXTENSION: u32 = u32::MAX - 1;
     /// The highest site id a name can have.
     pub(crate) const MAX_SITE: u32 = crate::site::MAX_SITE;
-    /// Set in `site` when the thread's tally already counted the region: the
-    /// record only carries its event (and resources).
+    /// Set in `site` when the thread's tally already counted the region (or
+    /// its count aggregates the count value): the record only carries its
+    /// event (and resources).
     pub(crate) const TALLIED: u32 = 1 << 31;
     /// `b` of a region too long for 32 bits of ticks.
     pub(crate) const LONG: u32 = u32::MAX;
@@ -113,6 +115,9 @@ pub(crate) struct Ring {
     /// The producing thread's own aggregates, which most regions go to
     /// instead of a slot.
     pub(crate) tally: Tally,
+    /// The producing thread's count aggregates: count values never go
+    /// through a slot (only their events do).
+    pub(crate) counts: CountTally,
 }
 
 // SAFETY: the slots are only touched under the single-producer/single-consumer
@@ -142,6 +147,7 @@ impl Ring {
             thread,
             thread_name,
             tally: Tally::new(),
+            counts: CountTally::new(),
         }
     }
 

@@ -8,14 +8,21 @@
 //! what it saw last in [`Seen`], so each look yields what changed since; it
 //! also resets the min and max it has taken.
 //!
-//! A region's bucket is counted one region late. Its duration waits in the
-//! site's `pending` word, and the site's next region on the thread counts it
-//! into its bucket. A store whose address comes from the clock read just
-//! before it (the bucket of this very region) held the processor until that
-//! read completed, which made a region cost a third more than the two clock
-//! reads alone; the waiting duration's address is known long before. When
-//! the thread is not in the middle of a region of the site, the collector
-//! counts the waiting region itself (see [`Tally::collect`]).
+//! A region is counted one region late. Its duration waits in the site's
+//! `pending` word, and the site's next region on the thread counts it into
+//! its bucket and the sum. So the work that needs the clock read just
+//! before it is storing that word and comparing with the min and max: a
+//! store whose address comes from the read (this region's bucket) held the
+//! processor until the read completed, which made an empty region cost a
+//! third more than the two clock reads alone, and every instruction that
+//! waits for the read (an add for the sum) holds a scheduler entry while
+//! the loop's own work could use it, which made a region in a loop with
+//! work cost twice what a bare pair of reads adds (BENCHMARKS.md). The
+//! waiting duration was stored a whole region earlier. (The min and max
+//! take each region as it ends: the collector takes them by resetting
+//! them, and a region taken twice would reach the next run's.) When the thread is
+//! not in the middle of a region of the site, the collector counts the
+//! waiting region itself (see [`Tally::collect`]).
 //!
 //! Places are made lazily, by the recording thread: a site's first region
 //! on a thread allocates its chunk (unless a site near it made it; for an
@@ -79,7 +86,7 @@ type Row = [AtomicU64; SUB];
 
 /// One site's counters on one thread.
 struct SiteTally {
-    /// The sum of the regions' ticks, the waiting one's too (each region at
+    /// The sum of the regions' ticks but the waiting one's (each region at
     /// least 1 tick).
     sum: AtomicU64,
     /// The last region's duration (low 32 bits; 0 before the first), not yet
@@ -116,15 +123,21 @@ impl SiteTally {
         unsafe { ptr.as_ref() }
     }
 
-    /// Adds a region of `ticks` to the min, max and sum.
+    /// Adds a region of `ticks` to the min and max.
     #[inline]
-    fn add_to_sum(&self, ticks: u64) {
+    fn add_to_min_max(&self, ticks: u64) {
         if ticks < self.min.load(Ordering::Relaxed) {
             self.min.store(ticks, Ordering::Relaxed);
         }
         if ticks > self.max.load(Ordering::Relaxed) {
             self.max.store(ticks, Ordering::Relaxed);
         }
+    }
+
+    /// Adds a region of `ticks` to the sum: the waiting one, or a long one
+    /// counted at once.
+    #[inline]
+    fn add_to_sum(&self, ticks: u64) {
         // Release: a collector that sees the sum move sees what came before.
         self.sum.store(
             self.sum.load(Ordering::Relaxed).wrapping_add(ticks),
@@ -278,26 +291,29 @@ fn make_once<T>(slot: &AtomicPtr<T>, new: impl FnOnce() -> Box<T>) {
     }
 }
 
-/// [`Tally::add`]'s counting, on a site's counters once found.
+/// [`Tally::add`]'s counting, on a site's counters once found: counts the
+/// waiting region (bucket, sum) and leaves `ticks` waiting, in the min and
+/// max already. Only the stores of `next` and the two compares use `ticks`,
+/// the value just read from the clock.
 #[inline(always)]
 fn add_to(s: &SiteTally, ticks: u64) -> bool {
     let pending = s.pending.load(Ordering::Relaxed);
     let waiting = pending % WAITS_UNDER;
-    let place = if waiting != 0 {
+    let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
+    if waiting != 0 {
         let (row, column) = bucket(waiting);
         let Some(row) = s.row(row) else {
             return false;
         };
-        Some(&row[column])
+        s.pending.store(next, Ordering::Relaxed);
+        // `% SUB` (a mask): `column` is below it, which the compiler
+        // cannot see, so it would check.
+        count_in(&row[column % SUB]);
+        s.add_to_sum(waiting);
     } else {
-        None
-    };
-    let next = (pending - waiting).wrapping_add(TAG_ONE) | ticks;
-    s.pending.store(next, Ordering::Relaxed);
-    if let Some(bucket) = place {
-        count_in(bucket);
+        s.pending.store(next, Ordering::Relaxed);
     }
-    s.add_to_sum(ticks);
+    s.add_to_min_max(ticks);
     // Last, with release: a collector that sees it sees all of the above.
     s.done.store(next, Ordering::Release);
     true
@@ -369,7 +385,7 @@ impl Tally {
     ///
     /// A site from [`NEAR`] on always gets `false` here: `add_slow` counts
     /// its regions through its far directory.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&self, site: u32, ticks: u64) -> bool {
         if ticks.wrapping_sub(1) >= WAITS_UNDER - 1 {
             return false;
@@ -412,6 +428,7 @@ impl Tally {
         }
         let row = s.row(row).expect("runmetrics: the row was made just above");
         count_in(&row[column]);
+        s.add_to_min_max(ticks);
         s.add_to_sum(ticks);
         true
     }
@@ -462,19 +479,22 @@ impl Tally {
     /// Hands what changed since the last call, site by site, to `f`. Only
     /// the collector calls this.
     ///
-    /// The buckets count every region but the waiting one, once the thread
-    /// is done with them. A region of a site goes: `pending` (the new
-    /// region), the bucket of the one it replaced (with release), the sum,
-    /// then `done` (with release). This reads `done`, `pending`, the buckets
-    /// (with acquire), `pending` again. When all three words are the same,
-    /// the thread was between regions of the site for the whole look: the
-    /// buckets hold exactly the regions before the waiting one, and this
-    /// counts the waiting one in its bucket too, so each count is exact.
-    /// Otherwise the thread was counting, and the buckets alone are a count
-    /// that is never too high. Each bucket's copy in [`Seen`] takes the
-    /// greater of itself and the new count: no region is counted twice (a
-    /// region counted waiting is taken again by the thread's own count of
-    /// it), and the next look between regions counts what is missing.
+    /// The buckets and the sum count every region but the waiting one, once
+    /// the thread is done with them. A region of a site goes: `pending` (the
+    /// new region), the bucket of the one it replaced (with release), that
+    /// one's sum (with release), this one's min and max, then `done` (with
+    /// release).
+    /// This reads `done`, the sum, `pending`, the buckets (with acquire),
+    /// `pending` again. When all three words are the same, the thread was
+    /// between regions of the site for the whole look: the buckets and the
+    /// sum hold exactly the regions before the waiting one, and this counts
+    /// the waiting one too (bucket, sum), so each count is exact.
+    /// Otherwise the thread was counting, and the buckets and the sum alone
+    /// are never too high. Each bucket's copy in [`Seen`], and the sum's,
+    /// takes the greater of itself and the new count: no region is counted
+    /// twice (a region counted waiting is taken again by the thread's own
+    /// count of it), and the next look between regions counts what is
+    /// missing.
     ///
     /// Returns whether the thread was between regions for every site: then
     /// every region it finished is counted.
@@ -541,7 +561,7 @@ fn collect_site(
     // long one in the sum.
     let done = s.done.load(Ordering::Acquire);
     let sum = s.sum.load(Ordering::Acquire);
-    if (last.done, last.sum) == (done, sum) {
+    if (last.done, last.raw_sum) == (done, sum) {
         return !last.caught;
     }
     let pending = s.pending.load(Ordering::Acquire);
@@ -594,8 +614,13 @@ fn collect_site(
         }
     }
     merge_new(&mut last.buckets, adds);
-    delta.ticks = sum.wrapping_sub(last.sum);
-    last.sum = sum;
+    // Settled, the waiting region counts in the sum too; the thread's own
+    // sum takes it later, and the greater of the two is kept meanwhile.
+    let counted = sum + more.map_or(0, |_| waiting);
+    let counted = counted.max(last.sum);
+    delta.ticks = counted - last.sum;
+    last.sum = counted;
+    last.raw_sum = sum;
     last.done = done;
     last.caught = !settled;
     delta.min = s.min.swap(u64::MAX, Ordering::Relaxed);
@@ -654,7 +679,11 @@ struct Seen {
 
 #[derive(Default)]
 struct SeenSite {
+    /// The ticks counted: the thread's sum, or more while the region
+    /// counted waiting is not in the thread's sum yet.
     sum: u64,
+    /// The thread's sum as read at the last look.
+    raw_sum: u64,
     done: u64,
     /// The thread was caught counting at the last look.
     caught: bool,

@@ -77,8 +77,36 @@ pub(crate) fn thread_id() -> u32 {
 ///
 /// Never locks once the thread has its ring, and allocates only a tally row
 /// for a duration of a power of two the site never had; never panics.
-#[inline]
+///
+/// Inline, the usual region only: one with no event to send and no
+/// resources, whose site and bucket have their places; the rest in
+/// [`region_rest`], a call.
+#[inline(always)]
 pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
+    if resources.is_none() && !shared.events_open() && start >= shared.run_start() {
+        let ticks = end.saturating_sub(start);
+        if with_ring(shared, |_, ring| ring.tally.add(site, ticks)) == Some(true) {
+            return;
+        }
+    }
+    region_rest(shared, site, start, end, resources);
+}
+
+/// [`region`] without resources, a call: what a timer's drop makes, so that
+/// the drop inlined at each timer is a clock read and this call, with the
+/// region in registers (a drop that inlined all of [`region`] was too
+/// large for the compiler to inline, and spilled the region to the stack).
+#[inline(never)]
+pub(crate) fn region_ended(shared: &Shared, site: u32, start: u64, end: u64) {
+    region(shared, site, start, end, None);
+}
+
+/// [`region`] for any region: one whose event is still wanted, with
+/// resources, started before the run, needing a tally place, or the
+/// thread's first. When [`region`]'s inline part did not count the region
+/// it changed nothing, so this counts it once.
+#[inline(never)]
+fn region_rest(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
     let done = with_ring(shared, |p, ring| {
         let ticks = end.saturating_sub(start);
         let tallied = start >= shared.run_start()
@@ -100,7 +128,7 @@ pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources
 #[inline(never)]
 fn region_cold(shared: &Shared, site: u32, start: u64, end: u64, resources: Option<Record>) {
     if register(shared) {
-        region(shared, site, start, end, resources);
+        region_rest(shared, site, start, end, resources);
     } else {
         // The thread is being torn down: there is no ring or tally to count in.
         shared.count_orphaned(1);
@@ -123,6 +151,34 @@ fn region_records(
     }
 }
 
+/// Counts `values` (count ids and values), observed at raw time `at`, in the
+/// calling thread's count aggregates for `shared`.
+///
+/// Never locks once the thread has its ring, and allocates only the first
+/// time the thread observes a name; never panics.
+pub(crate) fn observe(shared: &Shared, values: impl Iterator<Item = (u32, i64)> + Clone, at: u64) {
+    let epoch = shared.count_epoch();
+    let counted = with_ring(shared, |_, ring| {
+        let refused = values
+            .clone()
+            .filter(|&(id, value)| !ring.counts.observe(id, value, at, epoch))
+            .count();
+        // Every id a name can have has a place; should one not, its value
+        // is lost, and counted so.
+        if refused > 0 {
+            ring.count_dropped(refused as u64);
+        }
+    });
+    if counted.is_none() {
+        if register(shared) {
+            observe(shared, values, at);
+        } else {
+            // The thread is being torn down: there is no ring to count in.
+            shared.count_orphaned(values.count() as u64);
+        }
+    }
+}
+
 /// Hands `records` (a batch of counts) to the calling thread's ring for `shared`.
 ///
 /// Never allocates or locks once the thread has its ring; never panics.
@@ -135,19 +191,20 @@ pub(crate) fn push(shared: &Shared, records: &[Record]) {
 
 /// Runs `f` on this thread's producer state and ring for `shared`; `None`
 /// when the thread has no ring for it yet (or is exiting).
-#[inline]
-fn with_ring(shared: &Shared, f: impl FnOnce(&Producer, &Ring)) -> Option<()> {
+#[inline(always)]
+fn with_ring<T>(shared: &Shared, f: impl FnOnce(&Producer, &Ring) -> T) -> Option<T> {
     PRODUCERS
         .try_with(|producers| {
-            let p = &producers[shared.slot];
+            // `% MAX_RECORDERS` (a mask; a slot is below it) instead of a
+            // bounds check on every region.
+            let p = &producers[shared.slot % MAX_RECORDERS];
             let ring = p.ring.get();
             if ring.is_null() || p.owner.get() != shared.id {
                 return None;
             }
             // SAFETY: a non-null `ring` owned by this recorder is kept alive by
             // `RINGS` of this very thread, which nulls it before dropping the Arc.
-            f(p, unsafe { &*ring });
-            Some(())
+            Some(f(p, unsafe { &*ring }))
         })
         .ok()
         .flatten()

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::ring::Record;
-use super::thread::{push, region};
+use super::thread::{observe, push, region, region_ended};
 use crate::config::ENABLED;
 use crate::os as resources;
 use crate::shared::{global_shared, Shared};
@@ -113,13 +113,14 @@ impl<'r, R: ClockRead> Region<'r, R> {
 }
 
 impl<R: ClockRead> Drop for Region<'_, R> {
-    #[inline]
+    // Always: a clock read and a call, with the region in registers.
+    #[inline(always)]
     fn drop(&mut self) {
         if !ENABLED {
             return;
         }
         let Some(shared) = self.shared else { return };
-        region(shared, self.site, self.start, read::<R>(shared), None);
+        region_ended(shared, self.site, self.start, read::<R>(shared));
     }
 }
 
@@ -365,8 +366,9 @@ impl<R: ClockRead> std::fmt::Debug for FunctionTimer<'_, R> {
     }
 }
 
-/// Pushes one `counts` observation: two records per value (the name and the
-/// time, then the value), all sharing one timestamp.
+/// One `counts` observation, all its values sharing one timestamp: each
+/// value counted in the thread's count aggregates, and while the run takes
+/// events, two records per value (the name and the time, then the value).
 pub(crate) fn observe_counts<'r>(
     shared: impl FnOnce() -> Option<&'r Shared>,
     counts: &[(&str, i64)],
@@ -379,24 +381,33 @@ pub(crate) fn observe_counts<'r>(
         return;
     }
     let at = shared.clock.raw();
+    let events = shared.events_open();
     let mut batch = [Record {
         a: 0,
         b: 0,
         site: 0,
     }; 16];
     for chunk in counts.chunks(batch.len() / 2) {
-        for (out, (name, value)) in batch.chunks_exact_mut(2).zip(chunk) {
-            out[0] = Record {
-                a: at,
-                b: 0,
-                site: dynamic_id(Kind::Count, name, ""),
-            };
-            out[1] = Record {
-                a: *value as u64,
-                b: 0,
-                site: Record::EXTENSION,
-            };
+        let mut ids = [0u32; 8];
+        for (id, (name, _)) in ids.iter_mut().zip(chunk) {
+            *id = dynamic_id(Kind::Count, name, "");
         }
-        push(shared, &batch[..chunk.len() * 2]);
+        let values = ids.iter().zip(chunk).map(|(&id, &(_, value))| (id, value));
+        observe(shared, values.clone(), at);
+        if events {
+            for (out, (id, value)) in batch.chunks_exact_mut(2).zip(values) {
+                out[0] = Record {
+                    a: at,
+                    b: 0,
+                    site: id | Record::TALLIED,
+                };
+                out[1] = Record {
+                    a: value as u64,
+                    b: 0,
+                    site: Record::EXTENSION,
+                };
+            }
+            push(shared, &batch[..chunk.len() * 2]);
+        }
     }
 }

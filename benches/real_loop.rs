@@ -1,0 +1,376 @@
+//! What a timed region adds to a loop that does work: bodies of about 10, 50
+//! and 200 ns of dependent arithmetic (a chain of multiply-rotates, each
+//! step needing the one before, so nothing can be hoisted or overlapped with
+//! itself), run bare, with a bare TSC pair around the body, and inside each
+//! runmetrics timer and each peer of `benches/contenders`. For each, the ns
+//! per iteration over the bare body, and that added cost as a ratio to what
+//! the bare TSC pair adds in the same run. BENCHMARKS.md records the figures.
+//!
+//! cargo bench --bench real_loop [-- --only TEXT] [-- --rounds N]
+//!
+//! Each contender runs in a block of its own, after the last one's
+//! background work settled: 31 rounds of the bare body, the bare pair and
+//! the contender, each the least of 5 runs of about 0.4 ms (so a run the
+//! scheduler preempted is left out). Its added cost, and the pair's, are
+//! the median over rounds of the time less the bare body's of the same
+//! round, so drift slower than a round (another build starting, the host
+//! changing the clock speed) cancels out, and the ratio is to the pair of
+//! its own block. Under `cargo test` (no `--bench` argument) it runs
+//! a few thousand iterations of each, as a smoke test.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+mod contenders;
+use contenders::Setup;
+
+/// One contender: `iters` iterations of a body, each timed its way; the
+/// loop's elapsed time.
+type Run = fn(u64) -> Duration;
+
+/// The body: `STEPS` dependent multiply-rotates (about 1.5 ns each here).
+#[inline(always)]
+fn body<const STEPS: u32>(mut x: u64) -> u64 {
+    for _ in 0..STEPS {
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7);
+    }
+    x
+}
+
+/// Times `iters` iterations of `each`, which takes and returns the chain's
+/// value, with `Instant` around the whole loop.
+#[inline(always)]
+fn looped(iters: u64, mut each: impl FnMut(u64) -> u64) -> Duration {
+    let mut x = black_box(1);
+    let start = Instant::now();
+    for _ in 0..iters {
+        x = each(x);
+    }
+    let took = start.elapsed();
+    black_box(x);
+    took
+}
+
+static CLOCK: std::sync::LazyLock<quanta::Clock> = std::sync::LazyLock::new(quanta::Clock::new);
+
+fn bare<const S: u32>(iters: u64) -> Duration {
+    looped(iters, body::<S>)
+}
+
+/// Two raw TSC reads around the body, their difference summed: the least
+/// any timed region can do.
+fn tsc_pair<const S: u32>(iters: u64) -> Duration {
+    let clock = &*CLOCK;
+    let mut total = 0u64;
+    let took = looped(iters, |x| {
+        let start = clock.raw();
+        let x = body::<S>(x);
+        total = total.wrapping_add(clock.raw().wrapping_sub(start));
+        x
+    });
+    black_box(total);
+    took
+}
+
+fn phase_macro<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::phase!("loop phase!", "real_loop");
+        body::<S>(x)
+    })
+}
+
+fn phase_timer<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::PhaseTimer::new("loop PhaseTimer::new", "real_loop");
+        body::<S>(x)
+    })
+}
+
+#[runmetrics::measure("loop measure 10", module = "real_loop")]
+fn measured_10(x: u64) -> u64 {
+    body::<STEPS_10>(x)
+}
+
+#[runmetrics::measure("loop measure 50", module = "real_loop")]
+fn measured_50(x: u64) -> u64 {
+    body::<STEPS_50>(x)
+}
+
+#[runmetrics::measure("loop measure 200", module = "real_loop")]
+fn measured_200(x: u64) -> u64 {
+    body::<STEPS_200>(x)
+}
+
+fn measure_attr<const S: u32>(iters: u64) -> Duration {
+    let f = match S {
+        STEPS_10 => measured_10,
+        STEPS_50 => measured_50,
+        _ => measured_200,
+    };
+    looped(iters, f)
+}
+
+fn measure_fn<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        runmetrics::measure_fn("loop measure_fn", "real_loop", || body::<S>(x))
+    })
+}
+
+fn observe_counts<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let x = body::<S>(x);
+        runmetrics::observe_counts(&[("loop count", (x & 0xff) as i64)]);
+        x
+    })
+}
+
+fn metrics_histogram<const S: u32>(iters: u64) -> Duration {
+    let histogram = metrics::histogram!("loop_region_seconds");
+    looped(iters, |x| {
+        let start = Instant::now();
+        let x = body::<S>(x);
+        histogram.record(start.elapsed());
+        x
+    })
+}
+
+static HISTOGRAM: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLock::new(|| {
+    prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+        "loop_region_seconds",
+        "One region.",
+    ))
+    .expect("histogram")
+});
+
+fn prometheus_timer<const S: u32>(iters: u64) -> Duration {
+    let histogram = &*HISTOGRAM;
+    looped(iters, |x| {
+        let timer = histogram.start_timer();
+        let x = body::<S>(x);
+        timer.observe_duration();
+        x
+    })
+}
+
+fn prometheus_local<const S: u32>(iters: u64) -> Duration {
+    let local = HISTOGRAM.local();
+    let took = looped(iters, |x| {
+        let began = Instant::now();
+        let x = body::<S>(x);
+        local.observe(began.elapsed().as_secs_f64());
+        x
+    });
+    local.flush();
+    took
+}
+
+fn hotpath_block<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        hotpath::measure_block!("loop region", body::<S>(x))
+    })
+}
+
+fn fastrace_local_span<const S: u32>(iters: u64) -> Duration {
+    use fastrace::prelude::*;
+    // A trace per 10 000 regions, as in `benches/contenders`.
+    let mut x = black_box(1);
+    let start = Instant::now();
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(10_000);
+        let root = Span::root("trace", SpanContext::random());
+        let _parent = root.set_local_parent();
+        for _ in 0..n {
+            let _span = LocalSpan::enter_with_local_parent("loop region");
+            x = body::<S>(x);
+        }
+        done += n;
+    }
+    let took = start.elapsed();
+    black_box(x);
+    took
+}
+
+fn tracing_span<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let span = tracing::info_span!("loop region");
+        let _entered = span.enter();
+        body::<S>(x)
+    })
+}
+
+/// Steps per body: about 10, 50 and 200 ns on the reference machine
+/// (BENCHMARKS.md gives the bare body's measured time with each table).
+const STEPS_10: u32 = 7;
+const STEPS_50: u32 = 33;
+const STEPS_200: u32 = 132;
+
+/// The contenders of one body size, the bare body and the pair first.
+fn cases<const S: u32>() -> Vec<(&'static str, Run)> {
+    vec![
+        ("bare body", bare::<S>),
+        ("TSC pair", tsc_pair::<S>),
+        ("phase!", phase_macro::<S>),
+        ("PhaseTimer::new", phase_timer::<S>),
+        ("#[measure]", measure_attr::<S>),
+        ("measure_fn", measure_fn::<S>),
+        ("observe_counts (1 value)", observe_counts::<S>),
+        ("metrics histogram!", metrics_histogram::<S>),
+        ("prometheus start_timer", prometheus_timer::<S>),
+        ("prometheus LocalHistogram", prometheus_local::<S>),
+        ("hotpath measure_block!", hotpath_block::<S>),
+        ("fastrace LocalSpan", fastrace_local_span::<S>),
+        ("tracing span", tracing_span::<S>),
+    ]
+}
+
+const RUNMETRICS: [&str; 4] = ["phase!", "PhaseTimer::new", "#[measure]", "measure_fn"];
+const PEERS: [&str; 6] = [
+    "metrics histogram!",
+    "prometheus start_timer",
+    "prometheus LocalHistogram",
+    "hotpath measure_block!",
+    "fastrace LocalSpan",
+    "tracing span",
+];
+
+/// Runs per contender per round, of which the least counts.
+const REPEATS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One contender's block of rounds: its median time per iteration, and the
+/// medians of its and the pair's added ns (each less the bare body's time
+/// of the same round).
+struct Block {
+    ns: f64,
+    added: f64,
+    pair_added: f64,
+    bare: f64,
+}
+
+/// Runs `n` iterations `REPEATS` times; the least, in ns per iteration. A
+/// run the scheduler preempted (other builds share the cores) is left out.
+fn least(run: Run, n: u64) -> f64 {
+    (0..REPEATS)
+        .map(|_| run(n).as_nanos() as f64 / n as f64)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Iterations that take about `round`.
+fn calibrate(run: Run, round: Duration) -> u64 {
+    let mut n = 1_000u64;
+    loop {
+        let took = run(n);
+        if took >= round / 8 || n >= 1 << 34 {
+            return (n as f64 * round.as_secs_f64() / took.as_secs_f64().max(1e-9)).max(1.0) as u64;
+        }
+        n *= 4;
+    }
+}
+
+/// `rounds` rounds of the bare body, the pair and `run`, in that order.
+fn block(bare: Run, pair: Run, run: Run, rounds: usize, round: Duration) -> Block {
+    let n: Vec<u64> = [bare, pair, run]
+        .iter()
+        .map(|&r| calibrate(r, round))
+        .collect();
+    let (mut ns, mut added, mut pair_added, mut bare_ns) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let b = least(bare, n[0]);
+        let p = least(pair, n[1]);
+        let t = least(run, n[2]);
+        bare_ns.push(b);
+        ns.push(t);
+        added.push(t - b);
+        pair_added.push(p - b);
+    }
+    Block {
+        ns: median(ns),
+        added: median(added),
+        pair_added: median(pair_added),
+        bare: median(bare_ns),
+    }
+}
+
+/// Measures one body size; prints its table and the targets' verdict.
+fn measure(
+    label: &str,
+    all: Vec<(&'static str, Run)>,
+    only: Option<&str>,
+    rounds: usize,
+    round: Duration,
+) {
+    let (bare, pair) = (all[0].1, all[1].1);
+    println!("{label}:");
+    println!(
+        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>9}",
+        "", "bare ns", "ns/iter", "added ns", "pair added", "× pair's"
+    );
+    let mut results = Vec::new();
+    for &(name, run) in &all[1..] {
+        if name != "TSC pair" && !only.is_none_or(|t| name.contains(t)) {
+            continue;
+        }
+        // Lets the last contender's background work (fastrace's and our
+        // collector, hotpath's worker) finish before this one's block.
+        if rounds > 1 {
+            contenders::settle();
+        }
+        let b = block(bare, pair, run, rounds, round);
+        println!(
+            "  {name:<28} {:>9.2} {:>9.2} {:>9.2} {:>11.2} {:>9.2}",
+            b.bare,
+            b.ns,
+            b.added,
+            b.pair_added,
+            b.added / b.pair_added
+        );
+        results.push((name, b));
+    }
+    let of = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, b)| b);
+    let worst = RUNMETRICS
+        .iter()
+        .filter_map(|r| of(r))
+        .max_by(|a, b| (a.added / a.pair_added).total_cmp(&(b.added / b.pair_added)));
+    let fastest_peer = PEERS
+        .iter()
+        .filter_map(|p| Some((p, of(p)?)))
+        .min_by(|a, b| a.1.added.total_cmp(&b.1.added));
+    if let (Some(worst), Some((peer, peer_b))) = (worst, fastest_peer) {
+        println!(
+            "  slowest runmetrics region adds {:.2}× the pair's; the fastest peer ({peer}) adds {:.1}× what it adds",
+            worst.added / worst.pair_added,
+            peer_b.added / worst.added
+        );
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let mut args = std::env::args().skip(1);
+    let (mut only, mut rounds) = (None, if full { 31 } else { 1 });
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--only" => only = args.next(),
+            "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(rounds),
+            _ => {}
+        }
+    }
+    let round = if full {
+        Duration::from_micros(400)
+    } else {
+        println!("(test mode: a smoke run; `cargo bench --bench real_loop` for figures)");
+        Duration::from_micros(200)
+    };
+    let setup = Setup::new();
+    let only = only.as_deref();
+    measure("~10 ns body", cases::<STEPS_10>(), only, rounds, round);
+    measure("~50 ns body", cases::<STEPS_50>(), only, rounds, round);
+    measure("~200 ns body", cases::<STEPS_200>(), only, rounds, round);
+    let (issued, aggregated, dropped) = setup.finish();
+    println!("runmetrics records: issued {issued}, aggregated {aggregated}, dropped {dropped}");
+}
