@@ -1,9 +1,12 @@
 //! The run-file layout. The seed module fixed the keys of `meta` and of the
 //! three event kinds (we add `counts`); everything else here is added after them, never renamed.
+//! The types, version and reserved keys are `runmetrics-format`'s; `tests/format.rs`
+//! reads what this writes into them, losing nothing.
 
 use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
+use runmetrics_format::LAYOUT_VERSION;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
@@ -15,56 +18,6 @@ use crate::config::Events as EventMode;
 use crate::site::{Kind, SiteInfo};
 use crate::ticks::Scale;
 use crate::wall_clock::after;
-
-/// The version of this layout, written as `meta.layout_version`. Raised only
-/// when a reader of the old layout would misread the new one.
-/// Version 2: a `histogram_ns` bucket is `[lower ns, count, width ns]`,
-/// the buckets the threads counted in (version 1: `[lower ns, count]`, 64
-/// buckets per power of two of nanoseconds, widths implied).
-pub(crate) const LAYOUT_VERSION: u32 = 2;
-
-/// Keys of `meta` that runmetrics writes (or will write); `extra_meta` may not use them.
-pub(crate) const RESERVED_META_KEYS: &[&str] = &[
-    "run_id",
-    "started_at",
-    "ended_at",
-    "cpu_percent_max",
-    "cpu_percent_mean",
-    "rss_max_mib",
-    "phase_durations_seconds_total",
-    "all_phases_duration_seconds_total",
-    "function_durations_seconds_total",
-    "all_functions_duration_seconds_total",
-    "counts",
-    "records_issued",
-    "records_aggregated",
-    "records_dropped",
-    "records_outside_run",
-    "events_written",
-    "events_omitted",
-    "event_cap",
-    "process_samples",
-    "threads",
-    "job",
-    "grouping",
-    "pid",
-    "layout_version",
-    "runmetrics_version",
-    "recording_enabled",
-    // Written by periodic flushes and rotation.
-    "in_progress",
-    "flushed_at",
-    "write_failures",
-    "last_write_error",
-    "window",
-    "previous_run_id",
-    // Written with the events sidecar.
-    "event_mode",
-    "event_every_nth",
-    "events_file",
-    "events_write_failures",
-    "clock",
-];
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -243,7 +196,7 @@ struct Meta<'a> {
     job: &'a str,
     grouping: Grouping<'a>,
     pid: u32,
-    layout_version: u32,
+    layout_version: u64,
     runmetrics_version: &'static str,
     /// False in a build without the `enabled` feature: no region, count or
     /// manual sample was recorded, whatever the code called.

@@ -9,8 +9,9 @@ mod sidecar;
 
 use std::path::Path;
 
-pub(crate) use layout::{EventText, RESERVED_META_KEYS};
+pub(crate) use layout::EventText;
 pub(crate) use retention::Retention;
+pub(crate) use runmetrics_format::RESERVED_META_KEYS;
 pub(crate) use sidecar::Sidecar;
 
 use crate::collector::run::RunState;
