@@ -118,12 +118,12 @@ impl From<&Entry> for Stats {
     /// One run's own figures.
     fn from(e: &Entry) -> Stats {
         Stats {
-            count: e.count.unwrap_or(0),
-            total: e.total_seconds,
-            mean: e.mean_seconds,
-            p50: e.p50_seconds,
-            p90: e.p90_seconds,
-            p99: e.p99_seconds,
+            count: e.stats.count.unwrap_or(0),
+            total: e.stats.duration_seconds_total,
+            mean: e.stats.mean_seconds,
+            p50: e.stats.p50_seconds,
+            p90: e.stats.p90_seconds,
+            p99: e.stats.p99_seconds,
             per_run: Vec::new(),
         }
     }
@@ -138,7 +138,7 @@ pub type Key = (Kind, String, String);
 fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError> {
     let mut by_key: BTreeMap<Key, Vec<(&Path, &Entry)>> = BTreeMap::new();
     for run in runs {
-        for e in &run.entries {
+        for e in run.entries() {
             by_key
                 .entry((e.kind, e.module.clone(), e.name.clone()))
                 .or_default()
@@ -177,9 +177,9 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                     };
                     let regions = || format!("{} regions", u64::MAX);
                     count = count
-                        .checked_add(e.count.unwrap_or(0))
+                        .checked_add(e.stats.count.unwrap_or(0))
                         .ok_or_else(|| corrupt("count", regions()))?;
-                    total += e.total_seconds;
+                    total += e.stats.duration_seconds_total;
                     if !total.is_finite() {
                         return Err(corrupt(
                             "duration_seconds_total",
@@ -188,7 +188,7 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                     }
                     // Bounds every merged bucket and the quantiles' sum.
                     in_histograms = in_histograms
-                        .checked_add(e.histogram_total)
+                        .checked_add(e.histogram_total().unwrap_or(u64::MAX))
                         .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
                     for b in &e.histogram_ns {
                         let (n, width) = hist.entry(b.lower_ns).or_default();
@@ -197,15 +197,11 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                             .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
                         *width = (*width).max(b.width_ns);
                     }
-                    min = min.zip(e.min_seconds).map(|(a, b)| a.min(b));
-                    max = max.zip(e.max_seconds).map(|(a, b)| a.max(b));
+                    min = min.zip(e.stats.min_seconds).map(|(a, b)| a.min(b));
+                    max = max.zip(e.stats.max_seconds).map(|(a, b)| a.max(b));
                 }
-                // A bucket's middle may lie past the exact extremes.
-                let q = |q: f64| {
-                    let v = quantile(&hist, q)?;
-                    let v = min.map_or(v, |m| v.max(m));
-                    Some(max.map_or(v, |m| v.min(m)))
-                };
+                let buckets = buckets(&hist);
+                let q = |q: f64| runmetrics_format::quantile_seconds(&buckets, q, min, max);
                 Stats {
                     count,
                     total,
@@ -221,31 +217,24 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
         .collect()
 }
 
-/// The value at quantile `q` of a merged run-file histogram (by lower
-/// bound: count and width), in seconds: the middle of the bucket it falls
-/// in (`None` for an empty histogram, or one whose counts add up past
-/// `u64::MAX`, which `merge` refuses first).
+/// A merged histogram (by lower bound: count and the widest width there)
+/// as buckets, ascending.
+fn buckets(hist: &BTreeMap<u64, (u64, u64)>) -> Vec<run_file::Bucket> {
+    hist.iter()
+        .map(|(&lower_ns, &(count, width_ns))| run_file::Bucket {
+            lower_ns,
+            count,
+            width_ns: width_ns.max(1),
+        })
+        .collect()
+}
+
+/// The value at quantile `q` of a merged run-file histogram, in seconds, by
+/// the format's one rule (`runmetrics_format::quantile_seconds`), without
+/// extremes to clamp to.
+#[cfg(test)]
 fn quantile(hist: &BTreeMap<u64, (u64, u64)>, q: f64) -> Option<f64> {
-    let n = hist
-        .values()
-        .try_fold(0u64, |n, &(c, _)| n.checked_add(c))?;
-    if n == 0 {
-        return None;
-    }
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-    let mut seen = 0u64;
-    for (&lower_ns, &(count, width_ns)) in hist {
-        seen = seen.saturating_add(count);
-        if seen >= rank {
-            let bucket = run_file::Bucket {
-                lower_ns,
-                count,
-                width_ns: width_ns.max(1),
-            };
-            return Some(bucket.middle_ns() / 1e9);
-        }
-    }
-    None
+    runmetrics_format::quantile_seconds(&buckets(hist), q, None, None)
 }
 
 /// What happened to one entry.

@@ -7,11 +7,9 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
-
 use crate::compare::{self, Metric, Options};
 use crate::format::{maybe_seconds, seconds};
-use crate::run_file::Run;
+use crate::run_file::{Event, ProcessSample, Run};
 use crate::svg::{self, escape, BLUE, ORANGE};
 
 /// Distributions drawn: the entries with the largest totals.
@@ -37,8 +35,9 @@ if(r.width>0&&r.height>0)n++;});document.body.setAttribute('data-plots-rendered'
 /// streams by.
 pub struct Loaded {
     run: Run,
-    samples: Vec<Value>,
-    timed: Vec<Value>,
+    samples: Vec<ProcessSample>,
+    /// Phase and function events.
+    timed: Vec<Event>,
     /// Timed events in the file, drawn or not.
     timed_total: u64,
 }
@@ -46,14 +45,16 @@ pub struct Loaded {
 impl Loaded {
     pub fn load(path: &std::path::Path) -> Result<Loaded, crate::run_file::LoadError> {
         let (mut samples, mut timed, mut timed_total) = (Vec::new(), Vec::new(), 0);
-        let run = crate::run_file::load_each(path, &mut |_, e| {
-            if e["event"] == "process_sample" {
-                samples.push(e);
-            } else if e["event"] == "phase_timing" || e["event"] == "func_timing" {
-                timed_total = u64::saturating_add(timed_total, 1);
-                if timed.len() < MAX_SPANS {
-                    timed.push(e);
+        let run = crate::run_file::load_each(path, |_, e| {
+            match e {
+                Event::Sample(s) => samples.push(s),
+                Event::Phase(_) | Event::Function(_) => {
+                    timed_total = u64::saturating_add(timed_total, 1);
+                    if timed.len() < MAX_SPANS {
+                        timed.push(e);
+                    }
                 }
+                Event::Counts(_) | Event::Other(_) => {}
             }
             Ok(())
         })?;
@@ -65,8 +66,8 @@ impl Loaded {
         })
     }
 
-    fn at_seconds(&self, e: &Value) -> Option<f64> {
-        crate::trace::at_seconds(Some(self.run.started_at), e)
+    fn at_seconds(&self, e: &Event) -> Option<f64> {
+        e.at_seconds(self.run.meta.started_at)
     }
 }
 
@@ -88,24 +89,22 @@ fn samples(l: &Loaded) -> (svg::Points, svg::Points) {
     let mut previous_at: Option<f64> = None;
     let mut has_windows = false;
     for e in &l.samples {
-        let Some(at) = l.at_seconds(e) else {
-            continue;
+        let at = match e.offset_ns {
+            Some(ns) => ns as f64 / 1e9,
+            None => match (e.timestamp - l.run.meta.started_at).num_nanoseconds() {
+                Some(ns) => ns as f64 / 1e9,
+                None => continue,
+            },
         };
-        has_windows |= e["window_seconds"].is_number();
-        let window = e["window_seconds"]
-            .as_f64()
-            .or_else(|| previous_at.map(|p| at - p));
+        has_windows |= e.window_seconds.is_some();
+        let window = e.window_seconds.or_else(|| previous_at.map(|p| at - p));
         previous_at = Some(at);
-        if let Some(v) = e["cpu_percent"].as_f64() {
-            match window {
-                Some(w) if w >= MIN_CPU_WINDOW_SECONDS => cpu.push((at, v)),
-                Some(w) if w > 0.0 => last = Some((at, v)),
-                _ => {}
-            }
+        match window {
+            Some(w) if w >= MIN_CPU_WINDOW_SECONDS => cpu.push((at, e.cpu_percent)),
+            Some(w) if w > 0.0 => last = Some((at, e.cpu_percent)),
+            _ => {}
         }
-        if let Some(v) = e["rss_mib"].as_f64() {
-            rss.push((at, v));
-        }
+        rss.push((at, e.rss_mib));
     }
     if cpu.is_empty() && has_windows {
         cpu.extend(last);
@@ -159,23 +158,25 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>runmetrics {}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>\n",
-        escape(&run.run_id)
+        escape(&run.meta.run_id)
     );
     let _ = writeln!(
         out,
         "<h1>runmetrics run {}</h1><p>started {}, {}{}; job {}{}</p>",
-        escape(&run.run_id),
-        escape(run.meta_str("started_at").unwrap_or("")),
+        escape(&run.meta.run_id),
+        run.meta
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         seconds(run.seconds()),
-        if run.in_progress {
+        if run.in_progress() {
             " so far (a snapshot)"
         } else {
             ""
         },
-        escape(run.meta_str("job").unwrap_or("-")),
+        escape(run.meta.job.as_deref().unwrap_or("-")),
         base.map_or(String::new(), |b| format!(
             "; compared with base run {}",
-            escape(&b.run.run_id)
+            escape(&b.run.meta.run_id)
         )),
     );
 
@@ -240,8 +241,7 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
     for (i, e) in entries.iter().take(MAX_DISTRIBUTIONS).enumerate() {
         let base_entry = base.and_then(|b| {
             b.run
-                .entries
-                .iter()
+                .entries()
                 .find(|x| x.kind == e.kind && x.module == e.module && x.name == e.name)
         });
         let mut series = vec![("run", BLUE, &e.histogram_ns[..])];
@@ -260,15 +260,29 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
     }
 
     out.push_str("<h2>Timeline</h2>\n");
-    let mut lanes: Vec<u64> = Vec::new();
+    let mut lanes: Vec<u32> = Vec::new();
     let mut spans = Vec::new();
     for e in &loaded.timed {
         let Some(at) = loaded.at_seconds(e) else {
             continue;
         };
-        let duration = e["duration_seconds"].as_f64().unwrap_or(0.0);
-        let start = e["start_offset_seconds"].as_f64().unwrap_or(at - duration);
-        let thread = e["thread"].as_u64().unwrap_or(0);
+        let (name, duration, start, thread) = match e {
+            Event::Phase(p) => (
+                &p.phase,
+                p.duration_seconds,
+                p.start_offset_seconds,
+                p.thread,
+            ),
+            Event::Function(f) => (
+                &f.name,
+                f.duration_seconds,
+                f.start_offset_seconds,
+                f.thread,
+            ),
+            _ => continue,
+        };
+        let start = start.unwrap_or(at - duration);
+        let thread = thread.unwrap_or(0);
         let lane = match lanes.iter().position(|&t| t == thread) {
             Some(l) => l,
             None => {
@@ -276,17 +290,21 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
                 lanes.len() - 1
             }
         };
-        let name = e["phase"].as_str().or(e["name"].as_str()).unwrap_or("");
-        spans.push((lane, start.max(0.0), start.max(0.0) + duration, name));
+        spans.push((
+            lane,
+            start.max(0.0),
+            start.max(0.0) + duration,
+            name.as_str(),
+        ));
     }
     let names: Vec<String> = lanes
         .iter()
         .map(|t| {
             run.meta
-                .get("threads")
-                .and_then(Value::as_array)
-                .and_then(|ts| ts.iter().find(|x| x["thread"] == *t))
-                .and_then(|x| x["name"].as_str())
+                .threads
+                .iter()
+                .find(|x| x.thread == *t)
+                .and_then(|x| x.name.as_deref())
                 .map_or_else(|| format!("thread {t}"), |n| format!("{n} ({t})"))
         })
         .collect();
@@ -305,12 +323,13 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
             spans.len()
         );
     }
+    let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     let _ = writeln!(
         out,
         "<p class=\"note\">{} events written, {} omitted; {} records dropped. Made by runmetrics {}.</p>",
-        run.meta_u64("events_written").map_or("-".to_owned(), |v| v.to_string()),
-        run.meta_u64("events_omitted").map_or("-".to_owned(), |v| v.to_string()),
-        run.meta_u64("records_dropped").map_or("-".to_owned(), |v| v.to_string()),
+        n(run.meta.events_written),
+        n(run.meta.events_omitted),
+        n(run.meta.records_dropped),
         env!("CARGO_PKG_VERSION"),
     );
     out.push_str("</body></html>\n");
@@ -329,7 +348,7 @@ mod tests {
         // An old file: no start sample (its CPU was of the time before the run).
         let (cpu, _) = samples(&Loaded::load(&fixture).unwrap());
         assert_eq!(cpu, vec![(1.0, 62.5), (2.0, 81.25)]);
-        let mut file: Value =
+        let mut file: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
@@ -372,8 +391,7 @@ mod tests {
         assert!(!page.contains(" src="));
         assert!(run
             .run
-            .entries
-            .iter()
+            .entries()
             .any(|e| e.kind == crate::run_file::Kind::Function));
     }
 }

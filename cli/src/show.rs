@@ -11,13 +11,13 @@ use crate::run_file::{Entry, Kind, Run};
 /// first (then by name).
 pub fn sorted(run: &Run, kind: Option<Kind>) -> Vec<&Entry> {
     let mut entries: Vec<&Entry> = run
-        .entries
-        .iter()
+        .entries()
         .filter(|e| kind.is_none_or(|k| e.kind == k))
         .collect();
     entries.sort_by(|a, b| {
-        b.total_seconds
-            .total_cmp(&a.total_seconds)
+        b.stats
+            .duration_seconds_total
+            .total_cmp(&a.stats.duration_seconds_total)
             .then_with(|| a.label().cmp(&b.label()))
     });
     entries
@@ -26,13 +26,13 @@ pub fn sorted(run: &Run, kind: Option<Kind>) -> Vec<&Entry> {
 /// An entry's count, total, mean, p50, p90, p99 and max, as printed.
 pub fn stat_cells(e: &Entry) -> [String; 7] {
     [
-        e.count.map_or("-".to_owned(), |c| c.to_string()),
-        seconds(e.total_seconds),
-        maybe_seconds(e.mean_seconds),
-        maybe_seconds(e.p50_seconds),
-        maybe_seconds(e.p90_seconds),
-        maybe_seconds(e.p99_seconds),
-        maybe_seconds(e.max_seconds),
+        e.stats.count.map_or("-".to_owned(), |c| c.to_string()),
+        seconds(e.stats.duration_seconds_total),
+        maybe_seconds(e.stats.mean_seconds),
+        maybe_seconds(e.stats.p50_seconds),
+        maybe_seconds(e.stats.p90_seconds),
+        maybe_seconds(e.stats.p99_seconds),
+        maybe_seconds(e.stats.max_seconds),
     ]
 }
 
@@ -40,33 +40,29 @@ pub fn stat_cells(e: &Entry) -> [String; 7] {
 /// threads overlap).
 fn percent_of_run(run: &Run, e: &Entry) -> Option<f64> {
     let seconds = run.seconds();
-    (seconds > 0.0).then(|| 100.0 * e.total_seconds / seconds)
+    (seconds > 0.0).then(|| 100.0 * e.stats.duration_seconds_total / seconds)
 }
 
 pub fn text(run: &Run) -> String {
     let mut out = String::new();
-    let state = if run.in_progress {
+    let meta = &run.meta;
+    let state = if run.in_progress() {
         "in progress (a snapshot)"
     } else {
         "ended"
     };
-    out.push_str(&format!("run       {} ({state})\n", run.run_id));
+    out.push_str(&format!("run       {} ({state})\n", meta.run_id));
     out.push_str(&format!(
         "started   {}\n",
-        run.started_at
+        meta.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
     ));
     out.push_str(&format!("duration  {}\n", seconds(run.seconds())));
-    let threads = run
-        .meta
-        .get("threads")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let threads = meta.threads.len();
     out.push_str(&format!(
         "job       {}   pid {}   threads {threads}\n",
-        run.meta_str("job").unwrap_or("-"),
-        run.meta_u64("pid")
-            .map_or("-".to_owned(), |p| p.to_string()),
+        meta.job.as_deref().unwrap_or("-"),
+        meta.pid.map_or("-".to_owned(), |p| p.to_string()),
     ));
     for kind in [Kind::Phase, Kind::Function] {
         let mut table = Table::new(
@@ -104,7 +100,7 @@ pub fn text(run: &Run) -> String {
             table.render(&mut out);
         }
     }
-    if !run.counts.is_empty() {
+    if !meta.counts.is_empty() {
         let mut table = Table::new(
             &["count", "last", "min", "max", "observations"],
             &[
@@ -115,54 +111,50 @@ pub fn text(run: &Run) -> String {
                 Align::Right,
             ],
         );
-        let num = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
-        for c in &run.counts {
+        for c in &meta.counts {
             table.row(vec![
                 c.name.clone(),
-                num(c.last),
-                num(c.min),
-                num(c.max),
-                c.observations.map_or("-".to_owned(), |o| o.to_string()),
+                c.last.to_string(),
+                c.min.to_string(),
+                c.max.to_string(),
+                c.observations.to_string(),
             ]);
         }
         out.push('\n');
         table.render(&mut out);
     }
     out.push('\n');
-    let f = |k: &str| {
-        run.meta_f64(k)
-            .map_or("-".to_owned(), |v| format!("{v:.1}"))
-    };
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     out.push_str(&format!(
         "process   CPU mean {} %, max {} %; RSS max {} MiB; {} samples\n",
-        f("cpu_percent_mean"),
-        f("cpu_percent_max"),
-        f("rss_max_mib"),
-        run.meta_u64("process_samples").unwrap_or(0)
+        f(meta.cpu_percent_mean),
+        f(meta.cpu_percent_max),
+        f(meta.rss_max_mib),
+        meta.process_samples.unwrap_or(0)
     ));
-    let n = |k: &str| run.meta_u64(k).map_or("-".to_owned(), |v| v.to_string());
+    let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     out.push_str(&format!(
         "records   {} issued = {} aggregated + {} dropped; {} outside the run\n",
-        n("records_issued"),
-        n("records_aggregated"),
-        n("records_dropped"),
-        n("records_outside_run"),
+        n(meta.records_issued),
+        n(meta.records_aggregated),
+        n(meta.records_dropped),
+        n(meta.records_outside_run),
     ));
-    let mode = match (run.meta_str("event_mode"), run.meta_u64("event_cap")) {
-        (Some("every_nth"), _) => format!("every {}th", n("event_every_nth")),
+    let mode = match (meta.event_mode.as_deref(), meta.event_cap) {
+        (Some("every_nth"), _) => format!("every {}th", n(meta.event_every_nth)),
         (Some("first") | None, Some(cap)) => format!("first {cap}"),
         (Some(mode), _) => mode.to_owned(),
         (None, None) => "-".to_owned(),
     };
     out.push_str(&format!(
         "events    {} written, {} omitted ({mode})\n",
-        n("events_written"),
-        n("events_omitted"),
+        n(meta.events_written),
+        n(meta.events_omitted),
     ));
-    if let Some(failures) = run.meta_u64("write_failures").filter(|&f| f > 0) {
+    if let Some(failures) = meta.write_failures.filter(|&f| f > 0) {
         out.push_str(&format!(
             "writes    {failures} failed, the last: {}\n",
-            run.meta_str("last_write_error").unwrap_or("-")
+            meta.last_write_error.as_deref().unwrap_or("-")
         ));
     }
     out
@@ -176,19 +168,20 @@ pub fn json(run: &Run) -> Value {
                 json!({
                     "module": e.module,
                     "name": e.name,
-                    "count": e.count,
-                    "total_seconds": e.total_seconds,
-                    "mean_seconds": e.mean_seconds,
-                    "p50_seconds": e.p50_seconds,
-                    "p90_seconds": e.p90_seconds,
-                    "p99_seconds": e.p99_seconds,
-                    "max_seconds": e.max_seconds,
+                    "count": e.stats.count,
+                    "total_seconds": e.stats.duration_seconds_total,
+                    "mean_seconds": e.stats.mean_seconds,
+                    "p50_seconds": e.stats.p50_seconds,
+                    "p90_seconds": e.stats.p90_seconds,
+                    "p99_seconds": e.stats.p99_seconds,
+                    "max_seconds": e.stats.max_seconds,
                     "percent_of_run": percent_of_run(run, e),
                 })
             })
             .collect()
     };
-    let counts: Vec<Value> = run
+    let meta = &run.meta;
+    let counts: Vec<Value> = meta
         .counts
         .iter()
         .map(|c| {
@@ -198,33 +191,34 @@ pub fn json(run: &Run) -> Value {
             })
         })
         .collect();
-    let meta = |k: &str| run.meta.get(k).cloned().unwrap_or(Value::Null);
     json!({
-        "run_id": run.run_id,
+        "run_id": meta.run_id,
         "path": run.path,
-        "in_progress": run.in_progress,
-        "started_at": meta("started_at"),
+        "in_progress": run.in_progress(),
+        "started_at": meta
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         "duration_seconds": run.seconds(),
         "phases": entries(Kind::Phase),
         "functions": entries(Kind::Function),
         "counts": counts,
         "process": {
-            "cpu_percent_mean": meta("cpu_percent_mean"),
-            "cpu_percent_max": meta("cpu_percent_max"),
-            "rss_max_mib": meta("rss_max_mib"),
-            "samples": meta("process_samples"),
+            "cpu_percent_mean": meta.cpu_percent_mean,
+            "cpu_percent_max": meta.cpu_percent_max,
+            "rss_max_mib": meta.rss_max_mib,
+            "samples": meta.process_samples,
         },
         "records": {
-            "issued": meta("records_issued"),
-            "aggregated": meta("records_aggregated"),
-            "dropped": meta("records_dropped"),
-            "outside_run": meta("records_outside_run"),
+            "issued": meta.records_issued,
+            "aggregated": meta.records_aggregated,
+            "dropped": meta.records_dropped,
+            "outside_run": meta.records_outside_run,
         },
         "events": {
-            "written": meta("events_written"),
-            "omitted": meta("events_omitted"),
-            "mode": meta("event_mode"),
-            "cap": meta("event_cap"),
+            "written": meta.events_written,
+            "omitted": meta.events_omitted,
+            "mode": meta.event_mode,
+            "cap": meta.event_cap,
         },
     })
 }

@@ -8,10 +8,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use chrono::{DateTime, FixedOffset};
 use serde_json::{json, Map, Value};
 
-use crate::run_file::{self, LoadError, Run};
+use crate::run_file::{self, Event, LoadError, Run};
 
 /// Why the trace was not written whole.
 #[derive(Debug, thiserror::Error)]
@@ -28,74 +27,78 @@ pub enum TraceError {
 /// The process id every event carries: one run is one process.
 const PID: u64 = 1;
 
-/// Seconds after `started_at` at which `event` happened, by its
-/// `offset_ns` (exact) or else its timestamp.
-pub fn at_seconds(started_at: Option<DateTime<FixedOffset>>, event: &Value) -> Option<f64> {
-    if let Some(ns) = event.get("offset_ns").and_then(Value::as_u64) {
-        return Some(ns as f64 / 1e9);
-    }
-    let ts = event.get("timestamp")?.as_str()?;
-    let at = DateTime::parse_from_rfc3339(ts).ok()?;
-    Some((at - started_at?).num_nanoseconds()? as f64 / 1e9)
-}
-
 /// The trace events one run event becomes (none for an unknown kind).
-fn trace_events(started_at: Option<DateTime<FixedOffset>>, e: &Value) -> Vec<Value> {
-    let Some(at) = at_seconds(started_at, e) else {
+fn trace_events(started_at: run_file::Timestamp, e: &Event) -> Vec<Value> {
+    let Some(at) = e.at_seconds(started_at) else {
         return Vec::new();
     };
-    let tid = e.get("thread").and_then(Value::as_u64).unwrap_or(0);
-    let str_of = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
     let mut out = Vec::new();
-    match str_of("event") {
-        kind @ ("phase_timing" | "func_timing") => {
-            let duration = e
-                .get("duration_seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
-            let start = e
-                .get("start_offset_seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(at - duration)
-                .max(0.0);
-            let (name, cat) = if kind == "phase_timing" {
-                (str_of("phase"), "phase")
-            } else {
-                (str_of("name"), "function")
-            };
+    let mut span = |name: &str,
+                    cat: &str,
+                    module: &str,
+                    duration: f64,
+                    start: Option<f64>,
+                    thread: Option<u32>,
+                    args: Map<String, Value>| {
+        let start = start.unwrap_or(at - duration).max(0.0);
+        let mut all = Map::new();
+        all.insert("module".into(), json!(module));
+        all.extend(args);
+        out.push(json!({
+            "name": name, "cat": cat, "ph": "X", "pid": PID, "tid": thread.unwrap_or(0),
+            "ts": start * 1e6, "dur": duration.max(0.0) * 1e6, "args": all,
+        }));
+    };
+    match e {
+        Event::Phase(p) => span(
+            &p.phase,
+            "phase",
+            &p.module,
+            p.duration_seconds,
+            p.start_offset_seconds,
+            p.thread,
+            Map::new(),
+        ),
+        Event::Function(f) => {
             let mut args = Map::new();
-            args.insert("module".into(), json!(str_of("module")));
-            for k in ["cpu_seconds", "rss_delta_mib"] {
-                if let Some(v) = e.get(k) {
-                    args.insert(k.into(), v.clone());
+            for (k, v) in [
+                ("cpu_seconds", f.cpu_seconds),
+                ("rss_delta_mib", f.rss_delta_mib),
+            ] {
+                if let Some(v) = v {
+                    args.insert(k.into(), json!(v));
                 }
             }
-            out.push(json!({
-                "name": name, "cat": cat, "ph": "X", "pid": PID, "tid": tid,
-                "ts": start * 1e6, "dur": duration.max(0.0) * 1e6, "args": args,
-            }));
+            span(
+                &f.name,
+                "function",
+                &f.module,
+                f.duration_seconds,
+                f.start_offset_seconds,
+                f.thread,
+                args,
+            )
         }
-        "process_sample" => {
-            for (track, key) in [("CPU %", "cpu_percent"), ("RSS MiB", "rss_mib")] {
-                if let Some(v) = e.get(key).and_then(Value::as_f64) {
-                    out.push(json!({
-                        "name": track, "ph": "C", "pid": PID, "ts": at * 1e6,
-                        "args": {key: v},
-                    }));
-                }
+        Event::Sample(s) => {
+            for (track, key, v) in [
+                ("CPU %", "cpu_percent", s.cpu_percent),
+                ("RSS MiB", "rss_mib", s.rss_mib),
+            ] {
+                out.push(json!({
+                    "name": track, "ph": "C", "pid": PID, "ts": at * 1e6,
+                    "args": {key: v},
+                }));
             }
         }
-        "counts" => {
-            if let Some(counts) = e.get("counts").and_then(Value::as_object) {
-                for (name, v) in counts {
-                    out.push(json!({
-                        "name": name, "ph": "C", "pid": PID, "ts": at * 1e6,
-                        "args": {name: v},
-                    }));
-                }
+        Event::Counts(c) => {
+            for (name, v) in &c.counts {
+                out.push(json!({
+                    "name": name, "ph": "C", "pid": PID, "ts": at * 1e6,
+                    "args": {name: v},
+                }));
             }
         }
-        _ => {}
+        Event::Other(_) => {}
     }
     out
 }
@@ -104,22 +107,11 @@ fn trace_events(started_at: Option<DateTime<FixedOffset>>, e: &Value) -> Vec<Val
 fn names(run: &Run) -> Vec<Value> {
     let mut out = vec![json!({
         "name": "process_name", "ph": "M", "pid": PID,
-        "args": {"name": format!("runmetrics {}", run.run_id)},
+        "args": {"name": format!("runmetrics {}", run.meta.run_id)},
     })];
-    for t in run
-        .meta
-        .get("threads")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(tid) = t.get("thread").and_then(Value::as_u64) else {
-            continue;
-        };
-        let name = t
-            .get("name")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("thread {tid}"), str::to_owned);
+    for t in &run.meta.threads {
+        let tid = t.thread;
+        let name = t.name.clone().unwrap_or_else(|| format!("thread {tid}"));
         out.push(json!({
             "name": "thread_name", "ph": "M", "pid": PID, "tid": tid,
             "args": {"name": name},
@@ -141,15 +133,9 @@ pub fn write_chrome_trace(path: &Path, out: &mut impl Write) -> Result<(), Trace
         serde_json::to_writer(&mut *out, v)?;
         Ok(())
     };
-    let mut started_at = None;
     let mut failed = None;
-    let run = run_file::load_each(path, &mut |meta, e| {
-        let start = *started_at.get_or_insert_with(|| {
-            meta.get("started_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        });
-        for t in trace_events(start, &e) {
+    let run = run_file::load_each(path, |meta, e| {
+        for t in trace_events(meta.started_at, &e) {
             if let Err(e) = write(out, &t) {
                 let message = format!("cannot write the trace: {e}");
                 failed = Some(e);
@@ -166,8 +152,11 @@ pub fn write_chrome_trace(path: &Path, out: &mut impl Write) -> Result<(), Trace
         write(out, &t)?;
     }
     let tail = json!({
-        "run_id": run.run_id,
-        "started_at": run.meta.get("started_at"),
+        "run_id": run.meta.run_id,
+        "started_at": run
+            .meta
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         "source": "runmetrics export --format chrome-trace",
     });
     write!(out, "],\"displayTimeUnit\":\"ms\",\"otherData\":{tail}}}")?;

@@ -1,9 +1,17 @@
 //! The run-file layout. The seed module fixed the keys of `meta` and of the
 //! three event kinds (we add `counts`); everything else here is added after them, never renamed.
+//! `meta` is built as `runmetrics-format`'s `Meta`; the events stay borrowed
+//! `EventOut`s (`timestamp` first as the seed has it, nothing allocated per
+//! event), and `tests/format.rs` reads every kind back into the format's
+//! `Event`, losing nothing.
 
 use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
+use runmetrics_format::{
+    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Resources, Stats, Thread, Window,
+    WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
+};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
@@ -16,56 +24,6 @@ use crate::site::{by_id, Kind, SiteInfo};
 use crate::ticks::Scale;
 use crate::wall_clock::after;
 
-/// The version of this layout, written as `meta.layout_version`. Raised only
-/// when a reader of the old layout would misread the new one.
-/// Version 2: a `histogram_ns` bucket is `[lower ns, count, width ns]`,
-/// the buckets the threads counted in (version 1: `[lower ns, count]`, 64
-/// buckets per power of two of nanoseconds, widths implied).
-pub(crate) const LAYOUT_VERSION: u32 = 2;
-
-/// Keys of `meta` that runmetrics writes (or will write); `extra_meta` may not use them.
-pub(crate) const RESERVED_META_KEYS: &[&str] = &[
-    "run_id",
-    "started_at",
-    "ended_at",
-    "cpu_percent_max",
-    "cpu_percent_mean",
-    "rss_max_mib",
-    "phase_durations_seconds_total",
-    "all_phases_duration_seconds_total",
-    "function_durations_seconds_total",
-    "all_functions_duration_seconds_total",
-    "counts",
-    "records_issued",
-    "records_aggregated",
-    "records_dropped",
-    "records_outside_run",
-    "events_written",
-    "events_omitted",
-    "event_cap",
-    "process_samples",
-    "threads",
-    "job",
-    "grouping",
-    "pid",
-    "layout_version",
-    "runmetrics_version",
-    "recording_enabled",
-    // Written by periodic flushes and rotation.
-    "in_progress",
-    "flushed_at",
-    "write_failures",
-    "last_write_error",
-    "window",
-    "previous_run_id",
-    // Written with the events sidecar.
-    "event_mode",
-    "event_every_nth",
-    "events_file",
-    "events_write_failures",
-    "clock",
-];
-
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn secs(ns: u64) -> f64 {
@@ -76,22 +34,25 @@ fn timestamp(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
+/// The file as the format's types have it, its events streamed in by
+/// [`write`].
 #[derive(Serialize)]
-pub(crate) struct RunFile<'a> {
-    meta: Meta<'a>,
+pub(crate) struct RunFile {
+    meta: Meta,
     /// Always empty here: [`write`] streams the events in.
     events: [(); 0],
 }
 
-impl<'a> RunFile<'a> {
-    pub(crate) fn new(s: &'a RunSnapshot<'a>) -> RunFile<'a> {
+impl RunFile {
+    pub(crate) fn new(s: &RunSnapshot<'_>) -> RunFile {
         let run = s.run;
         let start = run.started_at;
         let written_at = after(start, s.written_ns);
         let mut phases = Vec::new();
         let mut functions = Vec::new();
-        let mut window = WindowOut {
-            started_at: timestamp(after(start, run.window_start_ns)),
+        let (mut phases_ns, mut functions_ns) = (0u64, 0u64);
+        let mut window = Window {
+            started_at: after(start, run.window_start_ns),
             seconds: secs(s.written_ns.saturating_sub(run.window_start_ns)),
             phases: Vec::new(),
             functions: Vec::new(),
@@ -101,41 +62,37 @@ impl<'a> RunFile<'a> {
                 continue;
             };
             let stats = d.stats(&run.scale);
-            let recent = WindowEntry::from(run.window(id));
+            let recent = window_stats(run.window(id));
+            let entry = |kind, resources| Entry {
+                kind,
+                module: site.module.to_string(),
+                name: site.name.to_string(),
+                stats: entry_stats(stats),
+                resources,
+                histogram_ns: file_histogram(d, &run.scale),
+            };
             match site.kind {
                 Kind::Phase => {
-                    phases.push(PhaseEntry {
-                        module: &site.module,
-                        phase: &site.name,
-                        stats: Stats::from(stats),
-                        histogram_ns: file_histogram(d, &run.scale),
-                    });
+                    phases_ns = phases_ns.saturating_add(stats.total_ns);
+                    phases.push(entry(EntryKind::Phase, None));
                     window.phases.push(WindowPhase {
-                        module: &site.module,
-                        phase: &site.name,
+                        module: site.module.to_string(),
+                        phase: site.name.to_string(),
                         stats: recent,
                     });
                 }
                 Kind::Function => {
-                    functions.push(FunctionEntry {
-                        module: &site.module,
-                        name: &site.name,
-                        stats: Stats::from(stats),
-                        resources: d.resources.map(Resources::from),
-                        histogram_ns: file_histogram(d, &run.scale),
-                    });
+                    functions_ns = functions_ns.saturating_add(stats.total_ns);
+                    functions.push(entry(EntryKind::Function, d.resources.map(resources)));
                     window.functions.push(WindowFunction {
-                        module: &site.module,
-                        name: &site.name,
+                        module: site.module.to_string(),
+                        name: site.name.to_string(),
                         stats: recent,
                     });
                 }
                 Kind::Count => {}
             }
         }
-        let total = |entries: &[Stats]| secs(entries.iter().map(|e| e.total_ns).sum());
-        let all_phases = total(&phases.iter().map(|p| p.stats).collect::<Vec<_>>());
-        let all_functions = total(&functions.iter().map(|f| f.stats).collect::<Vec<_>>());
         let counts = run
             .counts
             .iter()
@@ -143,8 +100,8 @@ impl<'a> RunFile<'a> {
             .filter_map(|(id, c)| {
                 let c = c.as_ref()?;
                 let site = by_id(s.sites, id)?;
-                Some(CountEntry {
-                    name: &site.name,
+                Some(Count {
+                    name: site.name.to_string(),
                     last: c.last,
                     min: c.min,
                     max: c.max,
@@ -152,296 +109,114 @@ impl<'a> RunFile<'a> {
                 })
             })
             .collect();
-        RunFile {
-            meta: Meta {
-                run_id: &run.run_id,
-                started_at: timestamp(start),
-                ended_at: s.ended.then(|| timestamp(written_at)),
-                cpu_percent_max: run.process.cpu_percent_max,
-                cpu_percent_mean: run.process.cpu_percent_mean(),
-                rss_max_mib: run.process.rss_max_bytes as f64 / MIB,
-                phase_durations_seconds_total: phases,
-                all_phases_duration_seconds_total: all_phases,
-                function_durations_seconds_total: functions,
-                all_functions_duration_seconds_total: all_functions,
-                counts,
-                records_issued: run.aggregated + run.dropped,
-                records_aggregated: run.aggregated,
-                records_dropped: run.dropped,
-                records_outside_run: run.outside_run,
-                events_written: run.events.written(),
-                events_omitted: run.events_omitted(),
-                event_cap: match run.events.mode {
-                    EventMode::First(n) => Some(n as u64),
-                    EventMode::None => Some(0),
-                    EventMode::All | EventMode::EveryNth(_) => None,
-                },
-                process_samples: run.process.samples,
-                threads: run
-                    .threads
-                    .iter()
-                    .map(|(id, name)| ThreadEntry {
-                        thread: *id,
-                        name: name.as_deref(),
-                    })
-                    .collect(),
-                job: &s.config.job,
-                grouping: Grouping(&s.config.grouping),
-                pid: std::process::id(),
-                layout_version: LAYOUT_VERSION,
-                runmetrics_version: env!("CARGO_PKG_VERSION"),
-                recording_enabled: crate::config::ENABLED,
-                in_progress: !s.ended,
-                flushed_at: timestamp(written_at),
-                write_failures: run.write_failures,
-                last_write_error: run.last_write_error.as_deref(),
-                window,
-                previous_run_id: run.previous_run_id.as_deref(),
-                event_mode: run.events.mode.name(),
-                event_every_nth: match run.events.mode {
-                    EventMode::EveryNth(n) => Some(n),
-                    _ => None,
-                },
-                events_file: (!s.ended && run.events.sidecar.lines() > 0)
-                    .then(|| run.events.sidecar.file_name()),
-                events_write_failures: run.events.write_failures,
-                clock: ClockOut {
-                    ns_per_tick: run.scale.ns_per_tick(),
-                    baseline_seconds: run.scale.baseline().as_secs_f64(),
-                },
-                extra: s.extra_meta,
+        let meta = Meta {
+            run_id: run.run_id.clone(),
+            started_at: start,
+            ended_at: s.ended.then_some(written_at),
+            cpu_percent_max: Some(run.process.cpu_percent_max),
+            cpu_percent_mean: Some(run.process.cpu_percent_mean()),
+            rss_max_mib: Some(run.process.rss_max_bytes as f64 / MIB),
+            phase_durations_seconds_total: phases,
+            all_phases_duration_seconds_total: Some(secs(phases_ns)),
+            function_durations_seconds_total: functions,
+            all_functions_duration_seconds_total: Some(secs(functions_ns)),
+            counts,
+            records_issued: Some(run.aggregated + run.dropped),
+            records_aggregated: Some(run.aggregated),
+            records_dropped: Some(run.dropped),
+            records_outside_run: Some(run.outside_run),
+            events_written: Some(run.events.written()),
+            events_omitted: Some(run.events_omitted()),
+            event_cap: match run.events.mode {
+                EventMode::First(n) => Some(n as u64),
+                EventMode::None => Some(0),
+                EventMode::All | EventMode::EveryNth(_) => None,
             },
-            events: [],
-        }
+            process_samples: Some(run.process.samples),
+            threads: run
+                .threads
+                .iter()
+                .map(|(id, name)| Thread {
+                    thread: *id,
+                    name: name.clone(),
+                })
+                .collect(),
+            job: Some(s.config.job.clone()),
+            grouping: s.config.grouping.clone(),
+            pid: Some(std::process::id()),
+            layout_version: Some(LAYOUT_VERSION),
+            runmetrics_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            recording_enabled: Some(crate::config::ENABLED),
+            in_progress: Some(!s.ended),
+            flushed_at: Some(written_at),
+            write_failures: Some(run.write_failures),
+            last_write_error: run.last_write_error.clone(),
+            window: Some(window),
+            previous_run_id: run.previous_run_id.clone(),
+            event_mode: Some(run.events.mode.name().to_owned()),
+            event_every_nth: match run.events.mode {
+                EventMode::EveryNth(n) => Some(n),
+                _ => None,
+            },
+            events_file: (!s.ended && run.events.sidecar.lines() > 0)
+                .then(|| run.events.sidecar.file_name()),
+            events_write_failures: Some(run.events.write_failures),
+            clock: Some(Clock {
+                ns_per_tick: run.scale.ns_per_tick(),
+                baseline_seconds: run.scale.baseline().as_secs_f64(),
+            }),
+            extra: s.extra_meta.clone(),
+        };
+        RunFile { meta, events: [] }
     }
 }
 
-#[derive(Serialize)]
-struct Meta<'a> {
-    run_id: &'a str,
-    started_at: String,
-    /// Null in a snapshot of a run still open.
-    ended_at: Option<String>,
-    cpu_percent_max: f64,
-    cpu_percent_mean: f64,
-    rss_max_mib: f64,
-    phase_durations_seconds_total: Vec<PhaseEntry<'a>>,
-    all_phases_duration_seconds_total: f64,
-    function_durations_seconds_total: Vec<FunctionEntry<'a>>,
-    all_functions_duration_seconds_total: f64,
-    counts: Vec<CountEntry<'a>>,
-    records_issued: u64,
-    records_aggregated: u64,
-    records_dropped: u64,
-    records_outside_run: u64,
-    events_written: u64,
-    events_omitted: u64,
-    /// Null when events are not capped (`Events::All`, `Events::EveryNth`).
-    event_cap: Option<u64>,
-    process_samples: u64,
-    threads: Vec<ThreadEntry<'a>>,
-    job: &'a str,
-    grouping: Grouping<'a>,
-    pid: u32,
-    layout_version: u32,
-    runmetrics_version: &'static str,
-    /// False in a build without the `enabled` feature: no region, count or
-    /// manual sample was recorded, whatever the code called.
-    recording_enabled: bool,
-    /// True in a snapshot written while the run is open (`ended_at` null).
-    in_progress: bool,
-    /// When this file was written.
-    flushed_at: String,
-    /// Writes of this run's file that failed before this one, and the last cause.
-    write_failures: u64,
-    last_write_error: Option<&'a str>,
-    /// What each phase and function did since the previous write of this file.
-    window: WindowOut<'a>,
-    /// The run this one continues after a rotation (`Config::rotate_every`).
-    previous_run_id: Option<&'a str>,
-    /// `first`, `all`, `every_nth` or `none` (`Config::events`).
-    event_mode: &'static str,
-    event_every_nth: Option<u64>,
-    /// In a snapshot, the sidecar beside it that holds the same events and
-    /// those that came after (`<run_id>.events.jsonl`); null once the run
-    /// has ended and the sidecar is gone.
-    events_file: Option<String>,
-    /// Appends to the events file that failed (their events are in
-    /// `events_omitted`).
-    events_write_failures: u64,
-    /// The scale every raw clock value of this run was converted by.
-    clock: ClockOut,
-    #[serde(flatten)]
-    extra: &'a serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Clone, Copy, Serialize)]
-struct Stats {
-    #[serde(rename = "duration_seconds_total", serialize_with = "ser_secs")]
-    total_ns: u64,
-    count: u64,
-    min_seconds: f64,
-    mean_seconds: f64,
-    p50_seconds: f64,
-    p90_seconds: f64,
-    p99_seconds: f64,
-    p999_seconds: f64,
-    max_seconds: f64,
-}
-
-fn ser_secs<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(secs(*ns))
-}
-
-impl From<DurationStats> for Stats {
-    fn from(d: DurationStats) -> Stats {
-        Stats {
-            total_ns: d.total_ns,
-            count: d.count,
-            min_seconds: secs(d.min_ns),
-            mean_seconds: d.mean_ns / 1e9,
-            p50_seconds: secs(d.p50_ns),
-            p90_seconds: secs(d.p90_ns),
-            p99_seconds: secs(d.p99_ns),
-            p999_seconds: secs(d.p999_ns),
-            max_seconds: secs(d.max_ns),
-        }
+fn entry_stats(d: DurationStats) -> Stats {
+    Stats {
+        duration_seconds_total: secs(d.total_ns),
+        count: Some(d.count),
+        min_seconds: Some(secs(d.min_ns)),
+        mean_seconds: Some(d.mean_ns / 1e9),
+        p50_seconds: Some(secs(d.p50_ns)),
+        p90_seconds: Some(secs(d.p90_ns)),
+        p99_seconds: Some(secs(d.p99_ns)),
+        p999_seconds: Some(secs(d.p999_ns)),
+        max_seconds: Some(secs(d.max_ns)),
     }
 }
 
-#[derive(Serialize)]
-struct PhaseEntry<'a> {
-    module: &'a str,
-    phase: &'a str,
-    #[serde(flatten)]
-    stats: Stats,
-    /// `[lower bound ns, count, width ns]` per non-empty bucket: the
-    /// buckets the threads counted in (128 per power of two of clock
-    /// ticks) in the run's nanoseconds. Every region's duration, as its
-    /// event gives it, lies in `[lower, lower + width)` of its bucket; what
-    /// lets a reader plot and merge runs' distributions.
-    histogram_ns: Vec<(u64, u64, u64)>,
-}
-
-#[derive(Serialize)]
-struct FunctionEntry<'a> {
-    module: &'a str,
-    name: &'a str,
-    #[serde(flatten)]
-    stats: Stats,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resources: Option<Resources>,
-    histogram_ns: Vec<(u64, u64, u64)>,
-}
-
-/// `meta.clock`: nanoseconds per raw clock tick, measured against
-/// `CLOCK_MONOTONIC` over the baseline from the process's first recorder to
-/// the run's start.
-#[derive(Serialize)]
-struct ClockOut {
-    ns_per_tick: f64,
-    baseline_seconds: f64,
-}
-
-fn file_histogram(d: &Durations, scale: &Scale) -> Vec<(u64, u64, u64)> {
+/// `[lower bound ns, count, width ns]` per non-empty bucket: the buckets the
+/// threads counted in (128 per power of two of clock ticks) in the run's
+/// nanoseconds. Every region's duration, as its event gives it, lies in
+/// `[lower, lower + width)` of its bucket.
+fn file_histogram(d: &Durations, scale: &Scale) -> Vec<Bucket> {
     d.file_histogram(scale)
         .into_iter()
-        .map(|b| (b.low_ns, b.count, b.width_ns))
+        .map(|b| Bucket {
+            lower_ns: b.low_ns,
+            count: b.count,
+            width_ns: b.width_ns,
+        })
         .collect()
 }
 
-/// The last window: from the previous write of the run file (or the start)
-/// to this one.
-#[derive(Serialize)]
-struct WindowOut<'a> {
-    started_at: String,
-    seconds: f64,
-    phases: Vec<WindowPhase<'a>>,
-    functions: Vec<WindowFunction<'a>>,
-}
-
-#[derive(Serialize)]
-struct WindowPhase<'a> {
-    module: &'a str,
-    phase: &'a str,
-    #[serde(flatten)]
-    stats: WindowEntry,
-}
-
-#[derive(Serialize)]
-struct WindowFunction<'a> {
-    module: &'a str,
-    name: &'a str,
-    #[serde(flatten)]
-    stats: WindowEntry,
-}
-
-#[derive(Serialize)]
-struct WindowEntry {
-    count: u64,
-    duration_seconds_total: f64,
-    mean_seconds: f64,
-    p50_seconds: f64,
-    p90_seconds: f64,
-    p99_seconds: f64,
-}
-
-impl From<WindowStats> for WindowEntry {
-    fn from(w: WindowStats) -> WindowEntry {
-        WindowEntry {
-            count: w.count,
-            duration_seconds_total: secs(w.total_ns),
-            mean_seconds: w.mean_ns / 1e9,
-            p50_seconds: secs(w.p50_ns),
-            p90_seconds: secs(w.p90_ns),
-            p99_seconds: secs(w.p99_ns),
-        }
+fn window_stats(w: WindowStats) -> WindowFigures {
+    WindowFigures {
+        count: w.count,
+        duration_seconds_total: secs(w.total_ns),
+        mean_seconds: w.mean_ns / 1e9,
+        p50_seconds: secs(w.p50_ns),
+        p90_seconds: secs(w.p90_ns),
+        p99_seconds: secs(w.p99_ns),
     }
 }
 
-#[derive(Serialize)]
-struct Resources {
-    calls: u64,
-    cpu_seconds_total: f64,
-    rss_delta_mib_total: f64,
-    rss_delta_mib_max: f64,
-}
-
-impl From<ResourceTotals> for Resources {
-    fn from(r: ResourceTotals) -> Resources {
-        Resources {
-            calls: r.calls,
-            cpu_seconds_total: secs(r.cpu_ns_total),
-            rss_delta_mib_total: r.rss_delta_bytes_total as f64 / MIB,
-            rss_delta_mib_max: r.rss_delta_bytes_max as f64 / MIB,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct CountEntry<'a> {
-    name: &'a str,
-    last: i64,
-    min: i64,
-    max: i64,
-    observations: u64,
-}
-
-#[derive(Serialize)]
-struct ThreadEntry<'a> {
-    thread: u32,
-    name: Option<&'a str>,
-}
-
-struct Grouping<'a>(&'a [(String, String)]);
-
-impl Serialize for Grouping<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+fn resources(r: ResourceTotals) -> Resources {
+    Resources {
+        calls: r.calls,
+        cpu_seconds_total: secs(r.cpu_ns_total),
+        rss_delta_mib_total: r.rss_delta_bytes_total as f64 / MIB,
+        rss_delta_mib_max: r.rss_delta_bytes_max as f64 / MIB,
     }
 }
 

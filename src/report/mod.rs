@@ -9,7 +9,8 @@ mod sidecar;
 
 use std::path::Path;
 
-pub(crate) use layout::{EventText, RESERVED_META_KEYS};
+pub(crate) use layout::EventText;
+pub(crate) use runmetrics_format::RESERVED_META_KEYS;
 pub(crate) use sidecar::Sidecar;
 
 use crate::collector::run::RunState;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::{load, load_each, Entry, Kind, LoadError, Run};
+use super::{load, load_each, Entry, Event, Kind, LoadError, Run};
 
 /// The real files the mutations start from: the fixtures (the seed
 /// module's file and broken ones among them), the golden layout and a
@@ -78,7 +78,7 @@ fn read_both(bytes: &[u8]) -> Result<(Loaded, Loaded), String> {
         let path = path.clone();
         std::thread::spawn(move || {
             let run = if each {
-                load_each(&path, &mut |_, _| Ok(()))
+                load_each(&path, |_, _| Ok(()))
             } else {
                 load(&path)
             };
@@ -99,14 +99,11 @@ fn reads_or_says_why(bytes: &[u8]) -> Result<(), TestCaseError> {
     for r in [&plain, &each] {
         match r {
             Ok(run) => {
-                for e in &run.entries {
-                    prop_assert_eq!(
-                        Some(e.histogram_total),
-                        super::histogram_total(&e.histogram_ns)
-                    );
+                for e in run.entries() {
+                    prop_assert!(super::histogram_total(&e.histogram_ns).is_some());
                 }
             }
-            Err(LoadError::Output(m)) => {
+            Err(LoadError::Stopped(m)) => {
                 return Err(TestCaseError::fail(format!("no output was written: {m}")))
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
@@ -117,15 +114,15 @@ fn reads_or_says_why(bytes: &[u8]) -> Result<(), TestCaseError> {
     // an event nested past the limit): only `load_each` sees those.
     match (&plain, &each) {
         (Ok(a), Ok(b)) => {
-            prop_assert_eq!(&a.run_id, &b.run_id);
-            prop_assert_eq!(a.entries.len(), b.entries.len());
+            prop_assert_eq!(&a.meta.run_id, &b.meta.run_id);
+            prop_assert_eq!(a.entries().count(), b.entries().count());
         }
         (Err(_), Err(_)) | (Ok(_), Err(LoadError::NotJson { .. } | LoadError::TooDeep { .. })) => {}
         (a, b) => {
             return Err(TestCaseError::fail(format!(
                 "load and load_each disagree: {:?} / {:?}",
-                a.as_ref().map(|r| &r.run_id),
-                b.as_ref().map(|r| &r.run_id)
+                a.as_ref().map(|r| &r.meta.run_id),
+                b.as_ref().map(|r| &r.meta.run_id)
             )))
         }
     }
@@ -400,14 +397,14 @@ fn same(e: &Entry, w: &Written) -> Result<(), TestCaseError> {
     prop_assert_eq!(e.kind, w.kind);
     prop_assert_eq!(&e.module, &w.module);
     prop_assert_eq!(&e.name, &w.name);
-    prop_assert_eq!(e.total_seconds, w.total);
-    prop_assert_eq!(e.count, Some(w.count));
+    prop_assert_eq!(e.stats.duration_seconds_total, w.total);
+    prop_assert_eq!(e.stats.count, Some(w.count));
     let got = [
-        e.mean_seconds,
-        e.p50_seconds,
-        e.p90_seconds,
-        e.p99_seconds,
-        e.max_seconds,
+        e.stats.mean_seconds,
+        e.stats.p50_seconds,
+        e.stats.p90_seconds,
+        e.stats.p99_seconds,
+        e.stats.max_seconds,
     ];
     prop_assert_eq!(got, w.stats);
     let want: Vec<super::Bucket> = w
@@ -417,7 +414,7 @@ fn same(e: &Entry, w: &Written) -> Result<(), TestCaseError> {
             lower_ns,
             count,
             width_ns: match width {
-                0 => super::v1_bucket_width(lower_ns),
+                0 => runmetrics_format::v1_bucket_width(lower_ns),
                 w => w,
             },
         })
@@ -485,20 +482,23 @@ proptest! {
         // The reader lists phases, then functions, each in file order.
         let mut want: Vec<&Written> = entries.iter().filter(|e| e.kind == Kind::Phase).collect();
         want.extend(entries.iter().filter(|e| e.kind == Kind::Function));
-        prop_assert_eq!(run.entries.len(), want.len());
-        for (e, w) in run.entries.iter().zip(want) {
+        prop_assert_eq!(run.entries().count(), want.len());
+        for (e, w) in run.entries().zip(want) {
             same(e, w)?;
         }
-        let c = &run.counts[0];
-        prop_assert_eq!((c.last, c.min, c.max, c.observations), (Some(-3), Some(i64::MIN), Some(i64::MAX), Some(u64::MAX)));
+        let c = &run.meta.counts[0];
+        prop_assert_eq!((c.last, c.min, c.max, c.observations), (-3, i64::MIN, i64::MAX, u64::MAX));
         prop_assert!(each.is_ok());
         // load_each hands over every event, in order, as written.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(&path, &bytes).unwrap();
         let mut seen = Vec::new();
-        load_each(&path, &mut |_, e| {
-            seen.push((e["offset_ns"].as_u64(), e["duration_seconds"].as_f64()));
+        load_each(&path, |_, e| {
+            match e {
+                Event::Phase(p) => seen.push((p.offset_ns, Some(p.duration_seconds))),
+                other => seen.push((other.offset_ns(), None)),
+            }
             Ok(())
         }).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want: Vec<_> = events.iter().map(|(o, d)| (Some(*o), Some(*d))).collect();

@@ -1,0 +1,97 @@
+//! The run file against `runmetrics-format`, the crate that owns its
+//! layout: what the writer writes reads into the format's types with
+//! nothing defaulted, left over or changed, and `meta`'s keys are the
+//! format's `RESERVED_META_KEYS`.
+
+mod common;
+
+use common::read_run_file;
+use runmetrics::{Config, Recorder};
+use runmetrics_format::{Event, Meta, RunFile, RESERVED_META_KEYS};
+use serde_json::{json, Value};
+
+/// A run with every kind of entry and event, ended (`ended`) or flushed.
+fn run(dir: &std::path::Path, ended: bool) -> std::path::PathBuf {
+    let rec = Recorder::new(Config::new().job("al_inference").grouping("env", "dev")).unwrap();
+    rec.start_run(dir).unwrap();
+    {
+        let _g = rec.phase("grounding", "pipeline");
+    }
+    rec.measure_fn("main_infer", "inference", || std::hint::black_box(1));
+    {
+        let _f = rec.function("load_model", "init").with_resources();
+    }
+    rec.observe_counts(&[("facts_count", 200), ("grounded_rules", 10)]);
+    rec.sample_process_gauges();
+    if ended {
+        rec.end_run(json!({"facts_final": 150})).unwrap()
+    } else {
+        rec.flush().unwrap()
+    }
+}
+
+#[test]
+fn the_meta_keys_written_are_the_reserved_ones_then_extra_meta() {
+    for ended in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = read_run_file(run(dir.path(), ended));
+        let keys: Vec<&str> = file["meta"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let extra: &[&str] = if ended { &["facts_final"] } else { &[] };
+        assert_eq!(keys, [RESERVED_META_KEYS, extra].concat(), "ended: {ended}");
+    }
+}
+
+#[test]
+fn a_written_run_reads_into_the_types_losing_nothing() {
+    for ended in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = run(dir.path(), ended);
+        let file = read_run_file(&path);
+        let mut events = Vec::new();
+        let read = RunFile::open_each(&path, |_, e| {
+            events.push(e);
+            Ok(())
+        })
+        .unwrap();
+        // Typed and written back, `meta` is what the file holds: no key
+        // of the writer's is unknown to the types, none is defaulted.
+        assert_eq!(serde_json::to_value(&read.meta).unwrap(), file["meta"]);
+        let extra: Vec<&String> = read.meta.extra.keys().collect();
+        assert_eq!(extra.len(), usize::from(ended), "{extra:?}");
+        let strict: Meta = serde_json::from_value(file["meta"].clone()).unwrap();
+        assert_eq!(strict, read.meta);
+        // Every event reads as its kind, and back as it was.
+        let written = file["events"].as_array().unwrap();
+        assert_eq!(events.len(), written.len());
+        let mut kinds = std::collections::BTreeSet::new();
+        for (e, w) in events.iter().zip(written) {
+            assert!(!matches!(e, Event::Other(_)), "not typed: {w}");
+            assert_eq!(&serde_json::to_value(e).unwrap(), w);
+            kinds.insert(w["event"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["counts", "func_timing", "phase_timing", "process_sample"]
+        );
+        let resources = read
+            .entries()
+            .find(|e| e.name == "load_model")
+            .and_then(|e| e.resources);
+        assert_eq!(resources.map(|r| r.calls), Some(1));
+    }
+}
+
+#[test]
+fn the_layout_version_written_is_the_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = read_run_file(run(dir.path(), true));
+    assert_eq!(
+        file["meta"]["layout_version"],
+        Value::from(runmetrics_format::LAYOUT_VERSION)
+    );
+}
