@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::Lcg;
 use runmetrics::{Config, Events, Recorder};
 use serde_json::Value;
 
@@ -115,19 +116,6 @@ fn check(file: &Value, oracle_cpu: f64) -> Checked {
     Checked {
         file_cpu,
         oracle_cpu,
-    }
-}
-
-/// A small deterministic generator: the schedules repeat from run to run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
     }
 }
 

@@ -8,30 +8,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::Lcg;
 use runmetrics::{Config, Events, Recorder};
 use serde_json::Value;
 
 const REGIONS: usize = 100_000;
 
-/// A small deterministic generator: the lengths repeat from run to run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn unit(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Log-normal around 8 µs (σ = 1.3), kept within 200 ns..2 ms.
-    fn length(&mut self) -> Duration {
-        let (u, v) = (self.unit(), self.unit());
-        let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
-        let ns = (8_000f64.ln() + 1.3 * normal).exp().clamp(200.0, 2e6);
-        Duration::from_nanos(ns as u64)
-    }
+/// Log-normal around 8 µs (σ = 1.3), kept within 200 ns..2 ms.
+fn length(lcg: &mut Lcg) -> Duration {
+    let (u, v) = (lcg.unit(), lcg.unit());
+    let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+    let ns = (8_000f64.ln() + 1.3 * normal).exp().clamp(200.0, 2e6);
+    Duration::from_nanos(ns as u64)
 }
 
 fn spin(d: Duration) {
@@ -94,7 +82,7 @@ fn every_region_is_counted_in_the_bucket_that_holds_its_duration() {
     rec.start_run(dir.path()).unwrap();
     let mut lengths = Lcg(0x5EED);
     for _ in 0..REGIONS {
-        let d = lengths.length();
+        let d = length(&mut lengths);
         let _t = rec.phase("lognormal", "oracle");
         spin(d);
     }

@@ -5,16 +5,9 @@
 use super::histogram::{self, bucket_at_quantile, duration_ns, ns_range, Histogram};
 use crate::local::tally::Delta;
 use crate::ticks::Scale;
-
-/// One bucket of the histogram a run file carries per phase and function:
-/// the nanoseconds it covers, `[low_ns, low_ns + width_ns)`, and how many
-/// regions lasted that long.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FileBucket {
-    pub(crate) low_ns: u64,
-    pub(crate) count: u64,
-    pub(crate) width_ns: u64,
-}
+/// One bucket of the histogram a run file carries per phase and function
+/// (the format crate's, `[lower_ns, lower_ns + width_ns)`).
+pub(crate) use runmetrics_format::Bucket as FileBucket;
 
 /// Every duration of one phase or function in a run, in ticks.
 #[derive(Clone)]
@@ -114,9 +107,9 @@ impl Durations {
             let (low_ns, end) = ns_range(scale, bucket);
             let end = end.unwrap_or(max_ns.saturating_add(1).max(low_ns + 1));
             match out.last_mut() {
-                Some(b) if b.low_ns == low_ns => b.count += count,
+                Some(b) if b.lower_ns == low_ns => b.count += count,
                 _ => out.push(FileBucket {
-                    low_ns,
+                    lower_ns: low_ns,
                     count,
                     width_ns: end - low_ns,
                 }),
@@ -302,8 +295,8 @@ mod tests {
             d.record(ticks);
         }
         let h = d.file_histogram(&TICK_A_NS);
-        let b = |low_ns, count, width_ns| FileBucket {
-            low_ns,
+        let b = |lower_ns, count, width_ns| FileBucket {
+            lower_ns,
             count,
             width_ns,
         };
@@ -316,7 +309,7 @@ mod tests {
         );
         assert!(h
             .windows(2)
-            .all(|w| w[0].low_ns + w[0].width_ns <= w[1].low_ns));
+            .all(|w| w[0].lower_ns + w[0].width_ns <= w[1].lower_ns));
         // At 0.4 ns a tick, the buckets under 1 ns wide merge: 100 to 102
         // ticks are all 40 ns (rounded down), 103 ticks 41 ns.
         let mut d = Durations::new();

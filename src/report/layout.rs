@@ -191,13 +191,6 @@ fn entry_stats(d: DurationStats) -> Stats {
 /// `[lower, lower + width)` of its bucket.
 fn file_histogram(d: &Durations, scale: &Scale) -> Vec<Bucket> {
     d.file_histogram(scale)
-        .into_iter()
-        .map(|b| Bucket {
-            lower_ns: b.low_ns,
-            count: b.count,
-            width_ns: b.width_ns,
-        })
-        .collect()
 }
 
 fn window_stats(w: WindowStats) -> WindowFigures {

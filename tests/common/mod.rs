@@ -153,3 +153,27 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
     }
 }
+
+/// A small deterministic generator (a 64-bit LCG): schedules and lengths
+/// repeat from run to run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0
+    }
+
+    /// Below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        (self.next_u64() >> 33) % n
+    }
+
+    /// In (0, 1).
+    pub fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
