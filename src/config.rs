@@ -107,6 +107,7 @@ pub struct Config {
     pub(crate) keep_runs: Option<usize>,
     pub(crate) max_log_bytes: Option<u64>,
     pub(crate) rotate_every: Option<Duration>,
+    pub(crate) max_names: usize,
 }
 
 /// The Pushgateway URL as given; `Debug` shows it through
@@ -190,6 +191,7 @@ impl Default for Config {
             keep_runs: None,
             max_log_bytes: None,
             rotate_every: None,
+            max_names: crate::site::DEFAULT_MAX_NAMES as usize,
         }
     }
 }
@@ -409,6 +411,20 @@ impl Config {
         self
     }
 
+    /// The most distinct names (phases, functions and counts together,
+    /// over the process's life: names are never forgotten) the process
+    /// keeps, 262 144 (2^18) by default, from 1 to 16 777 216 (2^24). Each name
+    /// costs about 2 to 7 KiB (README, Costs), so this bounds what names
+    /// made from unbounded input (a request id in a phase name) can take.
+    /// Past it, a new name's regions and counts are pooled under the entry
+    /// `(names over max_names)` of module `runmetrics`, and `meta.names`
+    /// counts the refused lookups. Process-wide: the last recorder made
+    /// sets it.
+    pub fn max_names(mut self, names: usize) -> Config {
+        self.max_names = names;
+        self
+    }
+
     /// The flush interval, if set.
     pub fn get_flush_interval(&self) -> Option<Duration> {
         self.flush_interval
@@ -505,6 +521,11 @@ impl Config {
                 buckets: self.buckets.iter().take(16).copied().collect(),
             });
         }
+        if !(1..=crate::site::MAX_NAMES_LIMIT as usize).contains(&self.max_names) {
+            return Err(ConfigError::MaxNames {
+                names: self.max_names,
+            });
+        }
         if self.events == Events::EveryNth(0) {
             return Err(ConfigError::EveryZerothEvent);
         }
@@ -558,6 +579,11 @@ mod tests {
         assert!(Config::new().job("").validate().is_err());
         assert!(Config::new().grouping("", "x").validate().is_err());
         assert!(Config::new().validate().is_ok());
+        for names in [0, (1 << 24) + 1, usize::MAX] {
+            let e = Config::new().max_names(names).validate().unwrap_err();
+            assert!(e.to_string().contains("max_names"), "{e}");
+        }
+        assert!(Config::new().max_names(1 << 24).validate().is_ok());
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub enum ConfigError {
         /// The bounds given (the first 16).
         buckets: Vec<f64>,
     },
+    /// A `max_names` of 0 or past 2^24.
+    #[error("max_names must be from 1 to 16777216 (2^24), got {names}; the default is 262144 (2^18; each name costs about 2 to 7 KiB)")]
+    MaxNames {
+        /// The cap given.
+        names: usize,
+    },
     /// `Events::EveryNth(0)`.
     #[error("Events::EveryNth(n) needs n of at least 1 (1 keeps every event); to keep none use Events::None")]
     EveryZerothEvent,

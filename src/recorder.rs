@@ -56,6 +56,8 @@ impl Recorder {
     /// Starts a recorder and its `runmetrics-collector` thread.
     pub fn new(config: Config) -> Result<Recorder, NewRecorderError> {
         config.validate()?;
+        // Validated: at most MAX_NAMES_LIMIT.
+        crate::site::set_max_names(config.max_names as u32);
         let (wake_tx, wake_rx) = bounded(1);
         let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
             .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The highest id a site can have: below the marks a ring record keeps in
@@ -28,6 +28,15 @@ pub(crate) struct SiteInfo {
     pub(crate) name: Arc<str>,
 }
 
+/// `Config::max_names` by default: distinct names (of all kinds, over the
+/// process's life) before new ones are refused.
+pub(crate) const DEFAULT_MAX_NAMES: u32 = 1 << 18;
+/// The most `Config::max_names` takes: far below [`MAX_SITE`], and already
+/// tens of GiB of aggregates.
+pub(crate) const MAX_NAMES_LIMIT: u32 = 1 << 24;
+/// The module of the over-cap entries (`runmetrics_format::Names::OVER_CAP`).
+pub(crate) const OVER_CAP_MODULE: &str = "runmetrics";
+
 struct Registry {
     ids: HashMap<(Kind, Arc<str>, Arc<str>), u32>,
     /// Index `id - 1`.
@@ -35,8 +44,42 @@ struct Registry {
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static MAX_NAMES: AtomicU32 = AtomicU32::new(DEFAULT_MAX_NAMES);
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Per [`Kind`], the id of its over-cap entry (0 = none yet).
+static OVER_CAP: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
+
+/// Sets the process's cap on distinct names (`Config::max_names`, already
+/// checked to be in `1..=MAX_NAMES_LIMIT`).
+pub(crate) fn set_max_names(names: u32) {
+    MAX_NAMES.store(names.clamp(1, MAX_NAMES_LIMIT), Ordering::Relaxed);
+}
+
+/// Distinct names so far (not counting the over-cap entries), the cap, and
+/// the lookups of a new name it refused.
+pub(crate) fn name_figures() -> (u64, u64, u64) {
+    let guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let sites = guard.as_ref().map_or(0, |r| r.sites.len());
+    let over = OVER_CAP
+        .iter()
+        .filter(|id| id.load(Ordering::Relaxed) != 0)
+        .count();
+    (
+        (sites - over) as u64,
+        u64::from(MAX_NAMES.load(Ordering::Relaxed)),
+        REFUSED.load(Ordering::Relaxed),
+    )
+}
+
+/// Whether `id` is `kind`'s over-cap entry: such an id is never cached per
+/// thread, so the refused names cost no memory.
+fn over_cap(kind: Kind, id: u32) -> bool {
+    OVER_CAP[kind as usize].load(Ordering::Relaxed) == id
+}
 
 /// The id of `(kind, module, name)`, made on first use. Ids start at 1.
+/// Past `max_names` distinct names, a new name gets its kind's over-cap
+/// entry (its regions are not lost, only pooled) and is counted refused.
 pub(crate) fn intern(kind: Kind, module: &str, name: &str) -> u32 {
     let mut guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     let registry = guard.get_or_insert_with(|| Registry {
@@ -47,12 +90,36 @@ pub(crate) fn intern(kind: Kind, module: &str, name: &str) -> u32 {
     if let Some(&id) = registry.ids.get(&key) {
         return id;
     }
-    let id = u32::try_from(registry.sites.len() + 1)
-        .ok()
-        .filter(|&id| id <= MAX_SITE)
-        .expect("runmetrics: more than 2 billion distinct names");
+    let over = OVER_CAP
+        .iter()
+        .filter(|id| id.load(Ordering::Relaxed) != 0)
+        .count();
+    if registry.sites.len() - over >= MAX_NAMES.load(Ordering::Relaxed) as usize {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+        let slot = &OVER_CAP[kind as usize];
+        return match slot.load(Ordering::Relaxed) {
+            0 => {
+                let key = (
+                    kind,
+                    Arc::<str>::from(OVER_CAP_MODULE),
+                    Arc::<str>::from(runmetrics_format::Names::OVER_CAP),
+                );
+                let id = add(registry, key);
+                slot.store(id, Ordering::Relaxed);
+                id
+            }
+            id => id,
+        };
+    }
+    add(registry, key)
+}
+
+fn add(registry: &mut Registry, key: (Kind, Arc<str>, Arc<str>)) -> u32 {
+    // At most MAX_NAMES_LIMIT + 3 sites, far below MAX_SITE.
+    let id = (registry.sites.len() + 1) as u32;
+    debug_assert!(id <= MAX_SITE);
     registry.sites.push(SiteInfo {
-        kind,
+        kind: key.0,
         module: key.1.clone(),
         name: key.2.clone(),
     });
@@ -172,12 +239,14 @@ pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) ->
                 return e.id;
             }
             let id = static_miss((n, m, kind), || intern(kind, module, name));
-            cache[slot].set(Entry {
-                name: n,
-                module: m,
-                kind,
-                id,
-            });
+            if !over_cap(kind, id) {
+                cache[slot].set(Entry {
+                    name: n,
+                    module: m,
+                    kind,
+                    id,
+                });
+            }
             id
         })
         .unwrap_or_else(|_| intern(kind, module, name))
@@ -189,7 +258,16 @@ pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) ->
 #[cold]
 fn static_miss(key: StaticKey, intern: impl Fn() -> u32) -> u32 {
     STATIC_OVERFLOW
-        .try_with(|map| *map.borrow_mut().entry(key).or_insert_with(&intern))
+        .try_with(|map| {
+            if let Some(&id) = map.borrow().get(&key) {
+                return id;
+            }
+            let id = intern();
+            if !over_cap(key.2, id) {
+                map.borrow_mut().insert(key, id);
+            }
+            id
+        })
         .unwrap_or_else(|_| intern())
 }
 
@@ -206,6 +284,9 @@ pub(crate) fn dynamic_id(kind: Kind, name: &str, module: &str) -> u32 {
                 }
             }
             let id = intern(kind, module, name);
+            if over_cap(kind, id) {
+                return id;
+            }
             map.entry(module.into())
                 .or_default()
                 .entry(name.into())

@@ -126,6 +126,8 @@ keyed! {
         pub events_write_failures: Option<u64>,
         /// The scale the run's raw clock values were converted by.
         pub clock: Option<Clock>,
+        /// The process's distinct names and their cap (`Config::max_names`).
+        pub names: Option<Names>,
     }
     flatten {
         /// Every other key: the program's `extra_meta` (`end_run`), or keys of
@@ -295,6 +297,29 @@ keyed! {
         /// How long the measurement ran, in seconds.
         pub baseline_seconds: f64,
     }
+}
+
+keyed! {
+    /// `meta.names`: the distinct names the process has (phases, functions
+    /// and counts, over all its runs), the most it takes, and how many
+    /// lookups of a new name past that were refused: their regions and
+    /// counts went to the entry named [`Names::OVER_CAP`] instead.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Names {
+        /// Distinct names so far (not counting the over-cap entry).
+        pub distinct: u64,
+        /// `Config::max_names`.
+        pub max_names: u64,
+        /// Lookups of a new name refused because `distinct` had reached
+        /// `max_names`.
+        pub refused: u64,
+    }
+}
+
+impl Names {
+    /// The name (module `runmetrics`) that regions and counts of names past
+    /// `max_names` are recorded under.
+    pub const OVER_CAP: &'static str = "(names over max_names)";
 }
 
 keyed! {

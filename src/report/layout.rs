@@ -9,7 +9,7 @@ use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use runmetrics_format::{
-    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Resources, Stats, Thread, Window,
+    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Stats, Thread, Window,
     WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
 };
 use serde::ser::SerializeMap;
@@ -165,9 +165,19 @@ impl RunFile {
                 ns_per_tick: run.scale.ns_per_tick(),
                 baseline_seconds: run.scale.baseline().as_secs_f64(),
             }),
+            names: Some(names()),
             extra: s.extra_meta.clone(),
         };
         RunFile { meta, events: [] }
+    }
+}
+
+fn names() -> Names {
+    let (distinct, max_names, refused) = crate::site::name_figures();
+    Names {
+        distinct,
+        max_names,
+        refused,
     }
 }
 
