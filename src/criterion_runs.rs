@@ -36,8 +36,9 @@ pub enum BenchRunError {
 /// Records runmetrics phases in criterion benchmarks: [`bench_function`]
 /// runs criterion's `bench_function` inside a run of the global recorder and
 /// writes the run to `<dir>/new/<id>.json`, moving the previous one to
-/// `<dir>/base/<id>.json`. Then `runmetrics compare --each <dir>/base
-/// <dir>/new` compares two `cargo bench` runs phase by phase.
+/// `<dir>/base/<id>.json`. Then
+/// `runmetrics compare --each <dir>/base <dir>/new` compares two
+/// `cargo bench` runs phase by phase.
 ///
 /// The run spans every iteration criterion makes (warm-up included), so
 /// counts depend on criterion's sampling; compare p50, p99 and mean, not
