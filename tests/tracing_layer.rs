@@ -193,3 +193,40 @@ fn spans_across_awaits_and_threads_count_only_their_polls_as_busy() {
         );
     }
 }
+
+/// More live spans than the layer's own table holds (4 096 slots): those
+/// whose slots are taken keep their timing in the registry's extensions, so
+/// every span is still counted once, and its busy time is its entered
+/// interval, between `Instant` brackets inside and outside enter and exit.
+#[test]
+fn spans_beyond_the_layers_table_are_counted_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let subscriber = tracing_subscriber::registry().with(rec.tracing_layer());
+    rec.start_run(dir.path()).unwrap();
+    const LIVE: usize = 10_000;
+    let (mut inner, mut outer) = (Duration::ZERO, Duration::ZERO);
+    tracing::subscriber::with_default(subscriber, || {
+        let spans: Vec<_> = (0..LIVE).map(|i| tracing::info_span!("held", i)).collect();
+        for span in &spans {
+            let a = Instant::now();
+            let entered = span.enter();
+            let b = Instant::now();
+            while b.elapsed() < Duration::from_micros(2) {}
+            let c = Instant::now();
+            drop(entered);
+            let d = Instant::now();
+            inner += c - b;
+            outer += d - a;
+        }
+    });
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    let busy = entry(&file, "held");
+    assert_eq!(busy["count"], LIVE as u64);
+    assert_eq!(entry(&file, "held (wall)")["count"], LIVE as u64);
+    let total = busy["duration_seconds_total"].as_f64().unwrap();
+    assert!(
+        total >= inner.as_secs_f64() * 0.99 && total <= outer.as_secs_f64() * 1.01,
+        "busy {total} s outside [{inner:?}, {outer:?}]"
+    );
+}
