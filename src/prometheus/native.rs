@@ -253,4 +253,189 @@ mod tests {
         sint(&mut s, 1, -2);
         assert_eq!(s, [0x08, 0x01, 0x08, 0x02, 0x08, 0x03]);
     }
+
+    /// `metrics.proto`'s messages as `prost` reads them: a decoder that
+    /// shares nothing with the encoder above.
+    mod dto {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct LabelPair {
+            #[prost(string, optional, tag = "1")]
+            pub name: Option<String>,
+            #[prost(string, optional, tag = "2")]
+            pub value: Option<String>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Value {
+            #[prost(double, optional, tag = "1")]
+            pub value: Option<f64>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Bucket {
+            #[prost(uint64, optional, tag = "1")]
+            pub cumulative_count: Option<u64>,
+            #[prost(double, optional, tag = "2")]
+            pub upper_bound: Option<f64>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct BucketSpan {
+            #[prost(sint32, optional, tag = "1")]
+            pub offset: Option<i32>,
+            #[prost(uint32, optional, tag = "2")]
+            pub length: Option<u32>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Histogram {
+            #[prost(uint64, optional, tag = "1")]
+            pub sample_count: Option<u64>,
+            #[prost(double, optional, tag = "2")]
+            pub sample_sum: Option<f64>,
+            #[prost(message, repeated, tag = "3")]
+            pub bucket: Vec<Bucket>,
+            #[prost(sint32, optional, tag = "5")]
+            pub schema: Option<i32>,
+            #[prost(double, optional, tag = "6")]
+            pub zero_threshold: Option<f64>,
+            #[prost(uint64, optional, tag = "7")]
+            pub zero_count: Option<u64>,
+            #[prost(message, repeated, tag = "12")]
+            pub positive_span: Vec<BucketSpan>,
+            #[prost(sint64, repeated, packed = "false", tag = "13")]
+            pub positive_delta: Vec<i64>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Metric {
+            #[prost(message, repeated, tag = "1")]
+            pub label: Vec<LabelPair>,
+            #[prost(message, optional, tag = "2")]
+            pub gauge: Option<Value>,
+            #[prost(message, optional, tag = "3")]
+            pub counter: Option<Value>,
+            #[prost(message, optional, tag = "7")]
+            pub histogram: Option<Histogram>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct MetricFamily {
+            #[prost(string, optional, tag = "1")]
+            pub name: Option<String>,
+            #[prost(string, optional, tag = "2")]
+            pub help: Option<String>,
+            #[prost(int32, optional, tag = "3")]
+            pub r#type: Option<i32>,
+            #[prost(message, repeated, tag = "4")]
+            pub metric: Vec<Metric>,
+        }
+    }
+
+    /// The native bucket of `s` found by walking the bounds: the first
+    /// `i` whose upper bound `2^(i/64)` is at least `s`.
+    fn oracle_index(s: f64) -> i32 {
+        let mut i = -64 * 40;
+        while (f64::from(i) / 64.0).exp2() < s {
+            i += 1;
+        }
+        i
+    }
+
+    #[test]
+    fn prost_reads_back_every_family_and_the_native_buckets() {
+        use crate::prometheus::{encode_protobuf, MetricsSnapshot};
+        use prost::Message as _;
+        use std::collections::BTreeMap;
+
+        // Durations with gaps between native buckets (several spans), one
+        // of 0 ns (the zero bucket), and repeats in one bucket.
+        let values_ns: Vec<(u64, u64)> = vec![
+            (0, 2),
+            (1_000, 3),
+            (1_004, 1),
+            (1_020, 4),
+            (5_000, 7),
+            (5_100, 1),
+            (2_000_000_000, 9),
+            (123_456_789, 1),
+        ];
+        let count: u64 = values_ns.iter().map(|v| v.1).sum();
+        let snapshot = MetricsSnapshot {
+            bucket_bounds: vec![1e-6, 1e-3, 1.0],
+            durations: vec![DurationSeries {
+                function: false,
+                module: "m".into(),
+                name: "p\"q".into(),
+                buckets: vec![3, 16, 17],
+                count,
+                sum_seconds: 2.5,
+                values_ns: values_ns.clone(),
+            }],
+            counts: vec![("facts".into(), -4)],
+            cpu_percent: 12.5,
+            runs_completed: 3,
+            ..MetricsSnapshot::default()
+        };
+        let bytes = encode_protobuf(&snapshot, "t");
+        let mut buf = &bytes[..];
+        let mut families = Vec::new();
+        while !buf.is_empty() {
+            families.push(dto::MetricFamily::decode_length_delimited(&mut buf).unwrap());
+        }
+        let by_name = |n: &str| {
+            families
+                .iter()
+                .find(|f| f.name.as_deref() == Some(n))
+                .unwrap()
+        };
+        let phase = by_name("t_phase_duration_seconds");
+        assert_eq!(phase.r#type, Some(4));
+        let m = &phase.metric[0];
+        let labels: Vec<_> = m
+            .label
+            .iter()
+            .map(|l| (l.name.clone().unwrap(), l.value.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("module".into(), "m".into()),
+                ("phase".into(), "p\"q".into())
+            ]
+        );
+        let h = m.histogram.as_ref().unwrap();
+        assert_eq!((h.sample_count, h.sample_sum), (Some(count), Some(2.5)));
+        let classic: Vec<_> = h
+            .bucket
+            .iter()
+            .map(|b| (b.upper_bound.unwrap(), b.cumulative_count.unwrap()))
+            .collect();
+        assert_eq!(classic, [(1e-6, 3), (1e-3, 16), (1.0, 17)]);
+        assert_eq!(h.schema, Some(6));
+        assert!(h.zero_threshold.unwrap() > 0.0);
+        assert_eq!(h.zero_count, Some(2));
+        // Spans and deltas back to (index, count), against the oracle.
+        let mut got = BTreeMap::new();
+        let (mut index, mut count_now, mut deltas) = (0i32, 0i64, h.positive_delta.iter());
+        for span in &h.positive_span {
+            index += span.offset.unwrap();
+            for _ in 0..span.length.unwrap() {
+                count_now += deltas.next().unwrap();
+                got.insert(index, count_now as u64);
+                index += 1;
+            }
+        }
+        assert!(deltas.next().is_none());
+        let mut want = BTreeMap::new();
+        for &(ns, n) in values_ns.iter().filter(|v| v.0 > 0) {
+            *want.entry(oracle_index(ns as f64 / 1e9)).or_insert(0u64) += n;
+        }
+        assert_eq!(got, want);
+        assert!(h.positive_span.len() >= 3, "{:?}", h.positive_span);
+        let gauge = |n: &str| by_name(n).metric[0].gauge.as_ref().unwrap().value.unwrap();
+        assert_eq!(gauge("t_count_value"), -4.0);
+        assert_eq!(gauge("t_process_cpu_percent"), 12.5);
+        let runs = by_name("t_runs_completed_total");
+        assert_eq!(runs.r#type, Some(0));
+        assert_eq!(runs.metric[0].counter.as_ref().unwrap().value, Some(3.0));
+        assert_eq!(
+            by_name("t_run_open").metric[0].label[0].value.as_deref(),
+            Some("")
+        );
+    }
 }
