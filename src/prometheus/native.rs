@@ -438,4 +438,74 @@ mod tests {
             Some("")
         );
     }
+
+    /// 300 random histograms (values from 0 to about 10^12 ns, spread over
+    /// many powers of two, counts up to 10^6) read back by `prost`: the
+    /// zero count and every native bucket as the walk of the bounds says.
+    #[test]
+    fn random_histograms_read_back_exactly() {
+        use crate::prometheus::{encode_protobuf, MetricsSnapshot};
+        use prost::Message as _;
+        use std::collections::BTreeMap;
+
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 11
+        };
+        for _ in 0..300 {
+            let n = next() % 40;
+            let values_ns: Vec<(u64, u64)> = (0..n)
+                .map(|_| {
+                    let ns = if next() % 10 == 0 {
+                        0
+                    } else {
+                        next() >> (13 + next() % 40)
+                    };
+                    (ns, 1 + next() % 1_000_000)
+                })
+                .collect();
+            let snapshot = MetricsSnapshot {
+                durations: vec![DurationSeries {
+                    function: true,
+                    module: "m".into(),
+                    name: "f".into(),
+                    buckets: vec![],
+                    count: values_ns.iter().map(|v| v.1).sum(),
+                    sum_seconds: 0.0,
+                    values_ns: values_ns.clone(),
+                }],
+                ..MetricsSnapshot::default()
+            };
+            let bytes = encode_protobuf(&snapshot, "t");
+            let family = dto::MetricFamily::decode_length_delimited(&bytes[..]).unwrap();
+            assert_eq!(family.name.as_deref(), Some("t_function_duration_seconds"));
+            let h = family.metric[0].histogram.clone().unwrap();
+            let mut got = BTreeMap::new();
+            let (mut index, mut count, mut deltas) = (0i32, 0i64, h.positive_delta.iter());
+            for span in &h.positive_span {
+                index += span.offset.unwrap();
+                for _ in 0..span.length.unwrap() {
+                    count += deltas.next().unwrap();
+                    assert!(count > 0, "an empty bucket in a span");
+                    got.insert(index, count as u64);
+                    index += 1;
+                }
+            }
+            assert!(deltas.next().is_none());
+            let mut want = BTreeMap::new();
+            let mut zero = 0;
+            for &(ns, n) in &values_ns {
+                if ns == 0 {
+                    zero += n;
+                } else {
+                    *want.entry(oracle_index(ns as f64 / 1e9)).or_insert(0u64) += n;
+                }
+            }
+            assert_eq!(h.zero_count, Some(zero));
+            assert_eq!(got, want, "{values_ns:?}");
+        }
+    }
 }
