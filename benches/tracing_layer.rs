@@ -1,11 +1,12 @@
 //! A `tracing` span (created, entered, exited, closed) through the registry
-//! alone, through the registry with `runmetrics::tracing_layer()` (a run
+//! alone, through the registry with a layer that does nothing, with
+//! `runmetrics::tracing_layer()` (a run
 //! open: every span recorded), and through the registry with
 //! `tracing-timing`'s layer, in the same run. BENCHMARKS.md has the ratios.
 //!
 //! cargo bench --features tracing --bench tracing_layer
 //!
-//! With `SPANS_ONLY=registry|runmetrics|timing` it only makes `SPANS_N`
+//! With `SPANS_ONLY=registry|noop|runmetrics|timing` it only makes `SPANS_N`
 //! (100 000) spans through that subscriber and exits: for `valgrind
 //! --tool=callgrind`, whose instruction counts a loaded machine does not
 //! move (BENCHMARKS.md takes the difference of two `SPANS_N`).
@@ -16,6 +17,13 @@ use std::time::Duration;
 use criterion::{criterion_group, Criterion};
 use runmetrics::{Config, Recorder};
 use tracing_subscriber::prelude::*;
+
+/// A layer that does nothing: the floor of any layer over the registry. The
+/// registry alone never frees a closed span's slot (only a `Layered` over it
+/// does, at close), so it is a floor that no program with a layer has.
+struct Noop;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Noop {}
 
 fn one_span(i: u64) {
     let span = tracing::info_span!("work");
@@ -30,6 +38,15 @@ fn spans(c: &mut Criterion) {
     let mut i = 0u64;
     tracing::subscriber::with_default(tracing_subscriber::registry(), || {
         g.bench_function("registry alone", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+    let noop = tracing_subscriber::registry().with(Noop);
+    tracing::subscriber::with_default(noop, || {
+        g.bench_function("registry + no-op layer", |b| {
             b.iter(|| {
                 i += 1;
                 one_span(i)
@@ -71,6 +88,10 @@ fn spans_only(which: &str, n: u64) {
         "registry" => tracing::subscriber::with_default(tracing_subscriber::registry(), || {
             run(&|| (0..n).for_each(one_span))
         }),
+        "noop" => {
+            let s = tracing_subscriber::registry().with(Noop);
+            tracing::subscriber::with_default(s, || run(&|| (0..n).for_each(one_span)))
+        }
         "runmetrics" => {
             let s = tracing_subscriber::registry().with(rec.tracing_layer());
             tracing::subscriber::with_default(s, || run(&|| (0..n).for_each(one_span)))
@@ -81,7 +102,7 @@ fn spans_only(which: &str, n: u64) {
             let s = tracing_subscriber::registry().with(timing);
             tracing::subscriber::with_default(s, || run(&|| (0..n).for_each(one_span)))
         }
-        other => panic!("SPANS_ONLY={other}: registry, runmetrics or timing"),
+        other => panic!("SPANS_ONLY={other}: registry, noop, runmetrics or timing"),
     }
     rec.end_run(serde_json::Value::Null).expect("end_run");
     let _ = std::fs::remove_dir_all(&dir);

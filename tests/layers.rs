@@ -66,6 +66,7 @@ const AGAINST: &[(&str, &str)] = &[
     ("collector/run.rs", "report::EventText"),
     ("collector/exposition.rs", "prometheus::server::Published"),
     ("collector/exposition.rs", "prometheus::encode"),
+    ("collector/exposition.rs", "prometheus::encode_protobuf"),
     ("collector/exposition.rs", "prometheus::DurationSeries"),
     ("collector/exposition.rs", "prometheus::MetricsSnapshot"),
 ];

@@ -193,3 +193,96 @@ fn spans_across_awaits_and_threads_count_only_their_polls_as_busy() {
         );
     }
 }
+
+/// More live spans than the layer's own table holds (4 096 slots): those
+/// whose slots are taken keep their timing in the registry's extensions, so
+/// every span is still counted once, and its busy time is its entered
+/// interval, between `Instant` brackets inside and outside enter and exit.
+#[test]
+fn spans_beyond_the_layers_table_are_counted_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let subscriber = tracing_subscriber::registry().with(rec.tracing_layer());
+    rec.start_run(dir.path()).unwrap();
+    const LIVE: usize = 10_000;
+    let (mut inner, mut outer) = (Duration::ZERO, Duration::ZERO);
+    tracing::subscriber::with_default(subscriber, || {
+        let spans: Vec<_> = (0..LIVE).map(|i| tracing::info_span!("held", i)).collect();
+        for span in &spans {
+            let a = Instant::now();
+            let entered = span.enter();
+            let b = Instant::now();
+            while b.elapsed() < Duration::from_micros(2) {}
+            let c = Instant::now();
+            drop(entered);
+            let d = Instant::now();
+            inner += c - b;
+            outer += d - a;
+        }
+    });
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    let busy = entry(&file, "held");
+    assert_eq!(busy["count"], LIVE as u64);
+    assert_eq!(entry(&file, "held (wall)")["count"], LIVE as u64);
+    let total = busy["duration_seconds_total"].as_f64().unwrap();
+    assert!(
+        total >= inner.as_secs_f64() * 0.99 && total <= outer.as_secs_f64() * 1.01,
+        "busy {total} s outside [{inner:?}, {outer:?}]"
+    );
+}
+
+/// A span entered on two threads at once (and re-entered on one) counts the
+/// time it was entered anywhere once: its busy time is the union of the
+/// intervals, not their sum.
+#[test]
+fn a_span_entered_on_two_threads_at_once_counts_its_time_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(rec.tracing_layer()));
+    rec.start_run(dir.path()).unwrap();
+    let span = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("shared"));
+    let barrier = std::sync::Barrier::new(2);
+    // Thread A: entered 0..40 ms (re-entered inside); thread B: 15..60 ms.
+    // Each gives (before enter, after enter, before exit, after exit).
+    let enter_for = |wait: u64, hold: u64, again: bool| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            barrier.wait();
+            std::thread::sleep(Duration::from_millis(wait));
+            let a = Instant::now();
+            let outer = span.enter();
+            let b = Instant::now();
+            let inner = again.then(|| span.enter());
+            std::thread::sleep(Duration::from_millis(hold));
+            let c = Instant::now();
+            drop(inner);
+            drop(outer);
+            (a, b, c, Instant::now())
+        })
+    };
+    let (x, y) = std::thread::scope(|s| {
+        let a = s.spawn(|| enter_for(0, 40, true));
+        let b = s.spawn(|| enter_for(15, 45, false));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // The length of the union of two intervals.
+    let union = |p: (Instant, Instant), q: (Instant, Instant)| {
+        let (first, second) = if p.0 <= q.0 { (p, q) } else { (q, p) };
+        if second.0 <= first.1 {
+            first.1.max(second.1) - first.0
+        } else {
+            (first.1 - first.0) + (second.1 - second.0)
+        }
+    };
+    let union_in = union((x.1, x.2), (y.1, y.2));
+    let union_out = union((x.0, x.3), (y.0, y.3));
+    tracing::dispatcher::with_default(&dispatch, || drop(span));
+    let file = common::read_run_file(rec.end_run(serde_json::json!({})).unwrap());
+    let busy = entry(&file, "shared");
+    assert_eq!(busy["count"], 1);
+    let b = busy["duration_seconds_total"].as_f64().unwrap();
+    assert!(
+        b >= union_in.as_secs_f64() - 1e-6 && b <= union_out.as_secs_f64() + 1e-6,
+        "busy {b} s, the union of the entered intervals {union_in:?}..{union_out:?} \
+         (their sum would be about 85 ms)"
+    );
+}

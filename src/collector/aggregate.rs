@@ -124,6 +124,15 @@ impl Durations {
         (self.count, scale.ns(self.total_ticks))
     }
 
+    /// The shortest and longest duration, in ns, as the run file gives them.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn min_max_ns(&self, scale: &Scale) -> (u64, u64) {
+        (
+            duration_ns(scale, self.min_ticks),
+            duration_ns(scale, self.max_ticks),
+        )
+    }
+
     /// The histogram of every duration so far, in ticks.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn histogram(&self) -> &Histogram {

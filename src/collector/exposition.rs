@@ -11,7 +11,7 @@ use super::aggregate::Durations;
 use super::histogram::{ns_range, Histogram};
 use super::run::RunState;
 use crate::prometheus::server::Published;
-use crate::prometheus::{encode, DurationSeries, MetricsSnapshot};
+use crate::prometheus::{encode, encode_protobuf, DurationSeries, MetricsSnapshot};
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::Scale;
@@ -94,7 +94,10 @@ impl Exposition {
     /// Encodes and publishes what a scrape should see now.
     pub(crate) fn publish(&mut self, run: Option<&RunState>, sites: &[SiteInfo]) {
         let snapshot = self.snapshot(run, sites);
-        self.published.set(encode(&snapshot, &self.namespace));
+        self.published.set(
+            encode(&snapshot, &self.namespace),
+            encode_protobuf(&snapshot, &self.namespace),
+        );
         self.next_publish = super::deadline(Instant::now(), self.interval);
     }
 
@@ -119,12 +122,21 @@ impl Exposition {
             let mut count = 0;
             let mut total_ns = 0u64;
             let scale = run.map_or(self.scale, |r| r.scale);
+            let (mut min, mut max) = (u64::MAX, 0);
             for d in [life, open].into_iter().flatten() {
                 add_buckets(d.histogram(), &scale, &self.bounds_ns, &mut buckets);
                 let (n, ns) = d.count_and_total_ns(&scale);
                 count += n;
                 total_ns = total_ns.saturating_add(ns);
+                let (lo, hi) = d.min_max_ns(&scale);
+                (min, max) = (min.min(lo), max.max(hi));
             }
+            let values_ns = [life, open]
+                .into_iter()
+                .flatten()
+                .flat_map(|d| d.histogram().iter())
+                .map(|(bucket, n)| (quantile_value(&scale, bucket, min, max), n))
+                .collect();
             durations.push(DurationSeries {
                 function: info.kind == Kind::Function,
                 module: info.module.to_string(),
@@ -132,6 +144,7 @@ impl Exposition {
                 buckets,
                 count,
                 sum_seconds: total_ns as f64 / 1e9,
+                values_ns,
             });
         }
         let mut counts = Vec::new();
@@ -158,6 +171,14 @@ impl Exposition {
             push_failures: self.push_failures,
         }
     }
+}
+
+/// The value a run file gives a quantile falling in tally bucket `bucket`
+/// (aggregate.rs' `quantile_ns`): its highest duration, kept within the
+/// exact `min` and `max`.
+fn quantile_value(scale: &Scale, bucket: u32, min: u64, max: u64) -> u64 {
+    let (_, end) = ns_range(scale, bucket);
+    end.map_or(max, |e| e - 1).clamp(min.min(max), max)
 }
 
 /// Adds `h`'s values to cumulative counts at each bound (values at a bound

@@ -8,6 +8,7 @@
 //! [`sanitize_metric_name`]. Label values are ours or the user's phase, module,
 //! function and count names, escaped by the encoder (`\`, `"`, newline).
 
+pub(crate) mod native;
 #[cfg(feature = "push")]
 pub(crate) mod push;
 pub(crate) mod server;
@@ -40,6 +41,9 @@ pub(crate) struct DurationSeries {
     pub(crate) buckets: Vec<u64>,
     pub(crate) count: u64,
     pub(crate) sum_seconds: f64,
+    /// For the native histogram: `(ns, count)` per tally bucket, the ns
+    /// being the value the run file gives a quantile in that bucket.
+    pub(crate) values_ns: Vec<(u64, u64)>,
 }
 
 /// What a scrape shows: plain data the collector hands over.
@@ -113,6 +117,29 @@ fn counter(value: f64) -> Metric {
 
 /// Encodes `snapshot` in the text format, every name under `namespace`.
 pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
+    let families: Vec<MetricFamily> = families(snapshot, namespace)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let mut out = Vec::with_capacity(4096);
+    // Encoding into a Vec only fails on a malformed family, which we never build.
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        out = format!("# runmetrics could not encode its metrics: {e}\n").into_bytes();
+    }
+    out
+}
+
+/// Encodes `snapshot` as delimited protobuf, the duration histograms with
+/// native buckets too ([`native`]).
+pub(crate) fn encode_protobuf(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
+    native::encode(&families(snapshot, namespace))
+}
+
+/// Every family, a histogram family with its series (one per metric).
+fn families<'a>(
+    snapshot: &'a MetricsSnapshot,
+    namespace: &str,
+) -> Vec<(MetricFamily, Vec<&'a DurationSeries>)> {
     let ns = sanitize_metric_name(namespace);
     let mut families = Vec::new();
     for (function, base, label_name, help) in [
@@ -129,10 +156,13 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
             "Duration of measured function calls (#[measure], measure_fn), over the life of the process.",
         ),
     ] {
-        let metrics: Vec<Metric> = snapshot
+        let series: Vec<&DurationSeries> = snapshot
             .durations
             .iter()
             .filter(|d| d.function == function)
+            .collect();
+        let metrics: Vec<Metric> = series
+            .iter()
             .map(|d| {
                 let mut h = Histogram::default();
                 h.set_sample_count(d.count);
@@ -159,11 +189,15 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
             })
             .collect();
         if !metrics.is_empty() {
-            families.push(family(format!("{ns}_{base}"), help, MetricType::HISTOGRAM, metrics));
+            families.push((
+                family(format!("{ns}_{base}"), help, MetricType::HISTOGRAM, metrics),
+                series,
+            ));
         }
     }
+    let mut push = |f: MetricFamily| families.push((f, Vec::new()));
     if !snapshot.counts.is_empty() {
-        families.push(family(
+        push(family(
             format!("{ns}_count_value"),
             "Last value given to observe_counts, per name.",
             MetricType::GAUGE,
@@ -174,19 +208,19 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
                 .collect(),
         ));
     }
-    families.push(family(
+    push(family(
         format!("{ns}_process_cpu_percent"),
         "Process CPU use at the last sample, in percent of one core (200 = two busy cores).",
         MetricType::GAUGE,
         vec![gauge(vec![], snapshot.cpu_percent)],
     ));
-    families.push(family(
+    push(family(
         format!("{ns}_process_resident_memory_bytes"),
         "Process resident memory at the last sample.",
         MetricType::GAUGE,
         vec![gauge(vec![], snapshot.rss_bytes as f64)],
     ));
-    families.push(family(
+    push(family(
         format!("{ns}_run_open"),
         "1 while a run is open, with its id in the run_id label; 0 otherwise.",
         MetricType::GAUGE,
@@ -217,19 +251,14 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
             snapshot.push_failures,
         ),
     ] {
-        families.push(family(
+        push(family(
             format!("{ns}_{name}"),
             help,
             MetricType::COUNTER,
             vec![counter(value as f64)],
         ));
     }
-    let mut out = Vec::with_capacity(4096);
-    // Encoding into a Vec only fails on a malformed family, which we never build.
-    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-        out = format!("# runmetrics could not encode its metrics: {e}\n").into_bytes();
-    }
-    out
+    families
 }
 
 #[cfg(test)]
@@ -257,6 +286,7 @@ mod tests {
                 buckets: vec![1],
                 count: 2,
                 sum_seconds: 0.5,
+                values_ns: vec![],
             }],
             ..MetricsSnapshot::default()
         };

@@ -72,19 +72,35 @@ const LIFETIME: Lifetime = Lifetime {
 /// next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// The last encoded exposition, written by the collector, read by scrapes.
+/// The last encoded exposition, written by the collector, read by scrapes:
+/// the text, and the protobuf with native histograms (`native.rs`).
 #[derive(Debug, Default)]
-pub(crate) struct Published(Mutex<Arc<Vec<u8>>>);
+pub(crate) struct Published(Mutex<Encodings>);
+
+/// (text, protobuf).
+type Encodings = (Arc<Vec<u8>>, Arc<Vec<u8>>);
 
 impl Published {
-    pub(crate) fn set(&self, text: Vec<u8>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+    pub(crate) fn set(&self, text: Vec<u8>, protobuf: Vec<u8>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            (Arc::new(text), Arc::new(protobuf));
     }
 
+    /// The text.
     pub(crate) fn get(&self) -> Arc<Vec<u8>> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// The protobuf.
+    pub(crate) fn get_protobuf(&self) -> Arc<Vec<u8>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
             .clone()
     }
 }
@@ -208,7 +224,7 @@ const SHORT: Lifetime = Lifetime {
 #[cfg(test)]
 fn test_server(text: Vec<u8>) -> MetricsServer {
     let published = Arc::new(Published::default());
-    published.set(text);
+    published.set(text, Vec::new());
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     MetricsServer::start_with(addr, published, SHORT).unwrap()
 }
