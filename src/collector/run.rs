@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
 
-use super::aggregate::{CountStats, Durations, WindowStats};
+use super::aggregate::{CountStats, Durations};
 use super::events::{Event, EventLog};
 use super::histogram::duration_ns;
 use super::sampler::Sample;
+use super::sink::RunView;
 use crate::config::Events;
 use crate::local::counts::CountDelta;
 use crate::local::ring::Record;
@@ -188,14 +189,29 @@ impl RunState {
         }
     }
 
-    /// What `site` recorded since the run file was last written.
-    pub(crate) fn window(&self, site: usize) -> WindowStats {
-        match self.durations.get(site) {
-            Some(Some(d)) => d.since(
-                self.window_base.get(site).and_then(Option::as_ref),
-                &self.scale,
-            ),
-            _ => WindowStats::default(),
+    /// The plain view of this run that sinks read, taken `now_ns` after
+    /// its start.
+    pub(crate) fn view(&self, now_ns: u64) -> RunView<'_> {
+        RunView {
+            run_id: &self.run_id,
+            path: &self.path,
+            started_at: self.started_at,
+            scale: self.scale,
+            now_ns,
+            durations: &self.durations,
+            window_base: &self.window_base,
+            window_start_ns: self.window_start_ns,
+            counts: &self.counts,
+            events: &self.events,
+            events_omitted: self.events_omitted(),
+            aggregated: self.aggregated,
+            dropped: self.dropped,
+            outside_run: self.outside_run,
+            process: &self.process,
+            threads: &self.threads,
+            write_failures: self.write_failures,
+            last_write_error: self.last_write_error.as_deref(),
+            previous_run_id: self.previous_run_id.as_deref(),
         }
     }
 

@@ -4,7 +4,6 @@
 
 mod layout;
 mod retention;
-pub(crate) mod run_id;
 mod sidecar;
 
 use std::path::Path;
@@ -13,13 +12,39 @@ pub(crate) use layout::EventText;
 pub(crate) use runmetrics_format::RESERVED_META_KEYS;
 pub(crate) use sidecar::Sidecar;
 
-use crate::collector::run::RunState;
+use crate::collector::sink::{RunView, Sink, View, Write};
 use crate::config::Config;
 use crate::site::SiteInfo;
 
+/// The run-file sink: writes the run's file when the collector asks
+/// (snapshots, rotations, `end_run`), then prunes the directory as
+/// `Config::retention` says.
+pub(crate) struct RunFileSink;
+
+impl Sink for RunFileSink {
+    fn write(&mut self, view: &View<'_>, what: Write<'_>) -> Option<std::io::Result<()>> {
+        let run = view.run.as_ref()?;
+        let snapshot = RunSnapshot {
+            run,
+            sites: view.sites,
+            ended: what.ended,
+            written_ns: run.now_ns,
+            config: view.config,
+            extra_meta: what.extra_meta,
+        };
+        let written = write_run_file(&snapshot, run.path);
+        if written.is_ok() {
+            if let Some(dir) = run.path.parent() {
+                view.config.retention().prune(dir, run.path);
+            }
+        }
+        Some(written)
+    }
+}
+
 /// Everything the run file is made from, borrowed from the collector.
 pub(crate) struct RunSnapshot<'a> {
-    pub(crate) run: &'a RunState,
+    pub(crate) run: &'a RunView<'a>,
     pub(crate) sites: &'a [SiteInfo],
     /// Whether the run has ended; a snapshot of an open run otherwise.
     pub(crate) ended: bool,
