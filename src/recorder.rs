@@ -300,7 +300,7 @@ type Server = ();
 /// writer, then whatever the features and `config` add. The only place that
 /// names a concrete sink or a sink's feature.
 fn build_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
-    let mut sinks: collector::Sinks = vec![Box::new(crate::report::RunFileSink)];
+    let mut sinks: collector::Sinks = vec![Box::<crate::report::RunFileSink>::default()];
     Ok((prometheus_sinks(config, &mut sinks)?, sinks))
 }
 

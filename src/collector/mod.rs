@@ -371,9 +371,9 @@ impl Collector {
             if run.events_full() {
                 self.shared.set_events_open(false);
             }
-            if let Some(at) = drain_ns {
-                run.settle_events(at, &self.sites);
-            }
+        }
+        if let Some(at) = drain_ns {
+            self.settle_events(at);
         }
         self.orphaned_seen = orphaned;
         if !finished.is_empty() {
@@ -388,6 +388,31 @@ impl Collector {
             records: total,
             settled,
         }
+    }
+
+    /// After a drain that started `drain_ns` after the start: the held
+    /// events old enough go to the sinks that store them. A failure is kept
+    /// for the next file to report (the events it lost are omitted).
+    fn settle_events(&mut self, drain_ns: u64) {
+        let Some(run) = self.run.as_mut() else { return };
+        let n = run.events.settle(drain_ns);
+        if n == 0 {
+            return;
+        }
+        let (view, sinks) = self.view();
+        let Some(run) = view.run else { return };
+        let events = &run.events.held()[..n];
+        let mut stored = Ok(());
+        for sink in sinks.iter_mut() {
+            if let Some(result) = sink.events(&run, view.sites, events) {
+                stored = stored.and(result);
+            }
+        }
+        let run = self.run.as_mut().expect("runmetrics: a run is open");
+        if let Err(e) = &stored {
+            run.last_write_error = Some(e.to_string());
+        }
+        run.events.settled(n, stored.is_ok());
     }
 
     /// Answers `end_run`: at once, or, when a sink takes the answer (the
@@ -487,12 +512,10 @@ impl Collector {
     /// Takes the open run, whose final file is written, out of the
     /// collector: its timers stop and the exposition keeps its aggregates.
     fn close_run(&mut self) -> RunState {
-        let mut run = self
+        let run = self
             .run
             .take()
             .expect("runmetrics: a run is closed only while open");
-        // Its final file lists every event.
-        run.events.sidecar.remove();
         self.next_flush = None;
         self.next_rotate = None;
         let view = run.view(run.scale.delta(run.t0, self.shared.clock.raw()));

@@ -15,7 +15,6 @@ use crate::config::Events;
 use crate::local::counts::CountDelta;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
-use crate::report::EventText;
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::{Pair, Scale};
@@ -112,7 +111,7 @@ impl RunState {
         events: Events,
     ) -> RunState {
         RunState {
-            events: EventLog::new(events, &path),
+            events: EventLog::new(events),
             run_id,
             path,
             started_at: crate::wall_clock::now().fixed_offset(),
@@ -173,20 +172,6 @@ impl RunState {
     /// more, or lost to a full ring).
     pub(crate) fn events_omitted(&self) -> u64 {
         self.events.omitted() + self.tallied.saturating_sub(self.tallied_events)
-    }
-
-    /// After a drain that started `drain_ns` after the start: the held
-    /// events old enough go to the sidecar. A failure is kept for the next
-    /// file to report (the events it lost are omitted).
-    pub(crate) fn settle_events(&mut self, drain_ns: u64, sites: &[SiteInfo]) {
-        let text = EventText {
-            sites,
-            started_at: self.started_at,
-        };
-        if let Err(e) = self.events.settle(drain_ns, &text) {
-            let file = self.events.sidecar.file_name();
-            self.last_write_error = Some(format!("{file}: {e}"));
-        }
     }
 
     /// The plain view of this run that sinks read, taken `now_ns` after

@@ -137,6 +137,18 @@ pub(crate) trait Sink: Send {
         None
     }
 
+    /// Kept events of the open run that are final, in time order (those
+    /// still held come in `RunView::events`): a sink that streams them
+    /// stores them now (`None`: it does not). A failure loses them, counted.
+    fn events(
+        &mut self,
+        _run: &RunView<'_>,
+        _sites: &[SiteInfo],
+        _events: &[Event],
+    ) -> Option<std::io::Result<()>> {
+        None
+    }
+
     /// The run whose final file was written leaves the collector (ended or
     /// rotated): last look at its figures.
     fn run_closed(&mut self, _run: &RunView<'_>, _sites: &[SiteInfo]) {}

@@ -165,7 +165,7 @@ impl Exposition {
 
 impl Sink for Exposition {
     fn next_due(&self) -> Option<Instant> {
-        self.next_publish
+        self.next_publish()
     }
 
     fn due(&mut self, view: &View<'_>, now: Instant) {

@@ -157,8 +157,7 @@ impl RunFile {
                 EventMode::EveryNth(n) => Some(n),
                 _ => None,
             },
-            events_file: (!s.ended && run.events.sidecar.lines() > 0)
-                .then(|| run.events.sidecar.file_name()),
+            events_file: (!s.ended && s.sidecar.lines() > 0).then(|| s.sidecar.file_name()),
             events_write_failures: Some(run.events.write_failures),
             clock: Some(Clock {
                 ns_per_tick: run.scale.ns_per_tick(),
@@ -248,7 +247,7 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
     let mut order: Vec<u32> = (0..held.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
     let mut order = order.into_iter().map(|i| &held[i as usize]).peekable();
-    let mut lines = log.sidecar.merge()?;
+    let mut lines = s.sidecar.merge()?;
     let mut line = Vec::new();
     let mut first = true;
     out.write_all(b"[")?;
