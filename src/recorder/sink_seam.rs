@@ -1,13 +1,14 @@
 //! The sink seam with a real additional sink: a recorder built with one
-//! more `Sink`, which keeps what the views it is handed say, checked
-//! against `Instant`-bracketed work and against the run file's events.
+//! more `Sink`, which keeps what the views and events it is handed say,
+//! checked against `Instant`-bracketed work and against the run file's
+//! events.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Recorder;
-use crate::collector::sink::{EndAnswer, RunView, Sink, View, Write};
+use crate::collector::sink::{EndAnswer, Event, RunView, Sink, View, Write};
 use crate::config::{Config, Events};
 use crate::site::{by_id, SiteInfo};
 
@@ -22,6 +23,12 @@ struct Seen {
     writes: Vec<bool>,
     /// The closed run's id, count and total ns of the phase.
     closed: Option<(String, u64, u64)>,
+    /// The phase's events streamed (`Sink::events`), their times in order,
+    /// and those still held at the final write.
+    streamed: u64,
+    streamed_in_order: bool,
+    last_streamed_ns: u64,
+    held_at_end: u64,
     ended_path: Option<PathBuf>,
 }
 
@@ -35,6 +42,17 @@ struct Probe {
 }
 
 impl Probe {
+    /// Events of the phase among `events`.
+    fn phase_events(&self, events: &[Event], sites: &[SiteInfo]) -> u64 {
+        let of_phase = |e: &&Event| match e {
+            Event::Timing { site, .. } => {
+                by_id(sites, *site as usize).is_some_and(|s| &*s.name == self.phase)
+            }
+            _ => false,
+        };
+        events.iter().filter(of_phase).count() as u64
+    }
+
     fn phase_figures(&self, run: &RunView<'_>, sites: &[SiteInfo]) -> (u64, u64) {
         let mut out = (0, 0);
         for (id, d) in run.durations.iter().enumerate() {
@@ -73,7 +91,30 @@ impl Sink for Probe {
         self.seen.lock().unwrap().samples += 1;
     }
 
-    fn write(&mut self, _view: &View<'_>, what: Write<'_>) -> Option<std::io::Result<()>> {
+    fn events(
+        &mut self,
+        _run: &RunView<'_>,
+        sites: &[SiteInfo],
+        events: &[Event],
+    ) -> Option<std::io::Result<()>> {
+        let n = self.phase_events(events, sites);
+        let mut seen = self.seen.lock().unwrap();
+        seen.streamed += n;
+        for e in events {
+            seen.streamed_in_order &= e.at_ns() >= seen.last_streamed_ns;
+            seen.last_streamed_ns = e.at_ns();
+        }
+        None
+    }
+
+    fn write(&mut self, view: &View<'_>, what: Write<'_>) -> Option<std::io::Result<()>> {
+        if what.ended {
+            let held = view
+                .run
+                .as_ref()
+                .map_or(0, |r| self.phase_events(r.events.held(), view.sites));
+            self.seen.lock().unwrap().held_at_end = held;
+        }
         self.seen.lock().unwrap().writes.push(what.ended);
         if what.ended && std::mem::take(&mut self.fail_write) {
             return Some(Err(std::io::Error::other("the probe refuses")));
@@ -93,7 +134,10 @@ impl Sink for Probe {
 }
 
 fn probe(fail_write: bool) -> (Arc<Mutex<Seen>>, Box<dyn Sink>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(Seen {
+        streamed_in_order: true,
+        ..Seen::default()
+    }));
     let sink = Probe {
         seen: seen.clone(),
         phase: "seam-probe",
@@ -117,12 +161,17 @@ fn an_added_sink_sees_the_run_as_the_clock_and_the_file_do() {
     let (seen, sink) = probe(false);
     let config = Config::new()
         .events(Events::All)
+        .poll_interval(Duration::from_millis(1))
         .sample_interval(Duration::from_millis(10));
     let rec = Recorder::with_sinks(config, vec![sink]).unwrap();
     let run_id = rec.start_run(dir.path()).unwrap();
     const N: u64 = 40;
     let (mut inner, mut outer) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..N {
+    for i in 0..N {
+        if i == N / 2 {
+            // Drains go by: the first half's events are streamed.
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let o = Instant::now();
         {
             let _p = rec.phase("seam-probe", "seam");
@@ -165,6 +214,12 @@ fn an_added_sink_sees_the_run_as_the_clock_and_the_file_do() {
         (file_ns - total).abs() <= 1e-6 * total + N as f64,
         "events sum {file_ns} ns, view {total} ns"
     );
+
+    // Every event went to the sinks once, streamed in time order or held
+    // to the final write, and the file lists each.
+    assert!(seen.streamed > 0, "{seen:?}");
+    assert!(seen.streamed_in_order, "{seen:?}");
+    assert_eq!(seen.streamed + seen.held_at_end, N, "{seen:?}");
 
     // Refreshed at the run's start (open, nothing yet) and once it left.
     assert_eq!(seen.refreshes.first(), Some(&(true, 0)), "{seen:?}");
