@@ -83,6 +83,7 @@ mod prometheus;
 mod recorder;
 mod redact;
 mod report;
+mod run_id;
 #[allow(unsafe_code)]
 mod shared;
 mod site;

@@ -10,7 +10,8 @@ use crate::collector::{self, Command};
 use crate::config::Config;
 use crate::error::{EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError};
 use crate::local::timer::{self, FunctionTimer, PhaseTimer};
-use crate::report::{run_id::free_run_path, RESERVED_META_KEYS};
+use crate::report::RESERVED_META_KEYS;
+use crate::run_id::free_run_path;
 use crate::shared::{self, Shared, MAX_RECORDERS};
 use crate::site::{dynamic_id, static_id, Kind};
 
@@ -55,6 +56,15 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// Starts a recorder and its `runmetrics-collector` thread.
     pub fn new(config: Config) -> Result<Recorder, NewRecorderError> {
+        Recorder::with_sinks(config, Vec::new())
+    }
+
+    /// A recorder whose collector feeds `extra` after the sinks `config`
+    /// asks for (tests add a sink of their own this way).
+    pub(crate) fn with_sinks(
+        config: Config,
+        extra: collector::Sinks,
+    ) -> Result<Recorder, NewRecorderError> {
         config.validate()?;
         // Validated: at most MAX_NAMES_LIMIT.
         crate::site::set_max_names(config.max_names as u32);
@@ -63,7 +73,8 @@ impl Recorder {
             .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
         let shared = Arc::new(shared);
         shared.register_live();
-        let (server, sinks) = start_sinks(&config)?;
+        let (server, mut sinks) = build_sinks(&config)?;
+        sinks.extend(extra);
         let (commands, commands_rx) = bounded(64);
         let collector =
             collector::spawn(shared.clone(), config.clone(), commands_rx, wake_rx, sinks)
@@ -219,7 +230,11 @@ impl Recorder {
             return Err(crate::PushError::ForkedChild);
         }
         self.ask(
-            |reply| Command::Push { method, reply },
+            |reply| {
+                Command::ToSinks(Box::new(crate::prometheus::push::PushRequest::new(
+                    method, reply,
+                )))
+            },
             crate::PushError::Gone,
         )
     }
@@ -272,16 +287,32 @@ impl Drop for Recorder {
     }
 }
 
-/// What `start_sinks` gives the recorder: the metrics server, if any.
+#[cfg(test)]
+mod sink_seam;
+
+/// What `build_sinks` gives the recorder: the metrics server, if any.
 #[cfg(feature = "prometheus")]
 type Server = Option<crate::prometheus::server::MetricsServer>;
 #[cfg(not(feature = "prometheus"))]
 type Server = ();
 
+/// Builds the collector's sinks, in the order it calls them: the run-file
+/// writer, then whatever the features and `config` add. The only place that
+/// names a concrete sink or a sink's feature.
+fn build_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
+    let mut sinks: collector::Sinks = vec![Box::<crate::report::RunFileSink>::default()];
+    Ok((prometheus_sinks(config, &mut sinks)?, sinks))
+}
+
 /// Binds the metrics server when a port is set, starts the push client when
-/// a gateway is set, and makes the collector's publisher that feeds both.
+/// a gateway is set, and adds the exposition that feeds both (as the push
+/// sink's, when there is a gateway).
 #[cfg(feature = "prometheus")]
-fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
+fn prometheus_sinks(
+    config: &Config,
+    sinks: &mut collector::Sinks,
+) -> Result<Server, NewRecorderError> {
+    use crate::prometheus::exposition::Exposition;
     use crate::prometheus::server::{MetricsServer, Published};
     #[cfg(feature = "push")]
     let pusher = match &config.pushgateway {
@@ -300,14 +331,14 @@ fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorde
         return Err(NewRecorderError::PushDisabled);
     }
     let published = Arc::new(Published::default());
-    let mut publisher = collector::Publisher::new(
+    let mut exposition = Exposition::new(
         published.clone(),
         config.namespace.clone(),
         config.buckets.clone(),
         config.publish_interval,
     );
     // Something to scrape from the first moment on.
-    publisher.publish(None, &[]);
+    exposition.publish(None, &[]);
     let server = match config.port {
         Some(port) => {
             let addr = std::net::SocketAddr::new(config.bind, port);
@@ -318,26 +349,32 @@ fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorde
         None => None,
     };
     #[cfg(feature = "push")]
-    let wanted = server.is_some() || pusher.is_some();
-    #[cfg(not(feature = "push"))]
-    let wanted = server.is_some();
-    let sinks = collector::Sinks {
-        publisher: wanted.then_some(publisher),
-        #[cfg(feature = "push")]
-        pusher,
-    };
-    Ok((server, sinks))
+    if let Some(pusher) = pusher {
+        sinks.push(Box::new(crate::prometheus::push::PushSink::new(
+            exposition,
+            pusher,
+            config.push_interval,
+        )));
+        return Ok(server);
+    }
+    if server.is_some() {
+        sinks.push(Box::new(exposition));
+    }
+    Ok(server)
 }
 
 #[cfg(not(feature = "prometheus"))]
-fn start_sinks(config: &Config) -> Result<(Server, collector::Sinks), NewRecorderError> {
+fn prometheus_sinks(
+    config: &Config,
+    _sinks: &mut collector::Sinks,
+) -> Result<Server, NewRecorderError> {
     if config.port.is_some() {
         return Err(NewRecorderError::PrometheusDisabled);
     }
     if config.pushgateway.is_some() {
         return Err(NewRecorderError::PushDisabled);
     }
-    Ok(((), collector::Sinks::default()))
+    Ok(())
 }
 
 fn check_writable(dir: &Path) -> Result<(), StartRunError> {

@@ -1,11 +1,8 @@
 //! The open run's event log: which events the run keeps ([`Events`]), the
-//! few it holds in memory until no earlier one can still arrive, and the
-//! sidecar file the rest went to.
-
-use std::path::Path;
+//! few it holds in memory until no earlier one can still arrive; the rest
+//! went to the sinks (`Sink::events`: the run file's sidecar).
 
 use crate::config::Events;
-use crate::report::{EventText, Sidecar};
 
 /// One event. Times are nanoseconds since the run's start.
 #[derive(Debug)]
@@ -64,11 +61,10 @@ pub(crate) struct EventLog {
     held: Vec<Event>,
     /// Held events before this time (ns since the start) can go.
     settled_before: u64,
-    pub(crate) sidecar: Sidecar,
 }
 
 impl EventLog {
-    pub(crate) fn new(mode: Events, run_path: &Path) -> EventLog {
+    pub(crate) fn new(mode: Events) -> EventLog {
         EventLog {
             mode,
             offered: 0,
@@ -78,7 +74,6 @@ impl EventLog {
             write_failures: 0,
             held: Vec::new(),
             settled_before: 0,
-            sidecar: Sidecar::new(run_path),
         }
     }
 
@@ -134,10 +129,11 @@ impl EventLog {
     }
 
     /// Called after each drain that started `drain_ns` after the run's start:
-    /// moves the held events of a time before the previous drain's start to
-    /// the sidecar, sorted (before this drain's start when too many are
-    /// held). A failed append loses those events (counted).
-    pub(crate) fn settle(&mut self, drain_ns: u64, text: &EventText<'_>) -> std::io::Result<()> {
+    /// how many held events, sorted by time, are final (`held()[..n]`):
+    /// those of a time before the previous drain's start (before this
+    /// drain's start when too many are held). The sinks store them, then
+    /// [`EventLog::settled`] lets them go.
+    pub(crate) fn settle(&mut self, drain_ns: u64) -> usize {
         let before = if self.held.len() > MAX_HELD {
             drain_ns
         } else {
@@ -145,20 +141,23 @@ impl EventLog {
         };
         self.settled_before = drain_ns;
         if self.held.is_empty() {
-            return Ok(());
+            return 0;
         }
         // Unstable: a stable sort allocates half the events' size each time.
         // Events of one time and thread cannot both be held (one ring's
         // records carry distinct times), so no order is lost that mattered.
         self.held.sort_unstable_by_key(Event::at_ns);
-        let n = self.held.partition_point(|e| e.at_ns() < before);
-        let result = self.sidecar.append(&self.held[..n], text);
-        if result.is_err() {
+        self.held.partition_point(|e| e.at_ns() < before)
+    }
+
+    /// The first `n` held events are stored (`stored`), or lost to a failed
+    /// write (counted): either way they are held no more.
+    pub(crate) fn settled(&mut self, n: usize, stored: bool) {
+        if !stored {
             self.lost += n as u64;
             self.write_failures += 1;
         }
         self.held.drain(..n);
-        result
     }
 }
 
@@ -185,10 +184,8 @@ mod tests {
 
     #[test]
     fn modes_keep_what_they_say() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.json");
         let kept = |mode| {
-            let mut log = EventLog::new(mode, &path);
+            let mut log = EventLog::new(mode);
             let n = (0..10).filter(|&i| log.offer(counts(i)).is_some()).count();
             log.offer(sample(10));
             (n, log.written(), log.omitted(), log.full())

@@ -1,14 +1,14 @@
 //! The collector side: one named thread per recorder that drains every
 //! thread's ring, owns the aggregates and the event log of the open run, takes
-//! process samples, and hands finished runs to the report sink.
+//! process samples, and hands a plain view of its figures to the sinks
+//! (`sink.rs`), which it knows only as `dyn Sink`.
 
 pub(crate) mod aggregate;
 pub(crate) mod events;
-#[cfg(feature = "prometheus")]
-pub(crate) mod exposition;
 pub(crate) mod histogram;
 pub(crate) mod run;
 pub(crate) mod sampler;
+pub(crate) mod sink;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +19,12 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::config::Config;
 use crate::error::{EndRunError, FlushError, StartRunError};
 use crate::local::ring::{Record, Ring};
-use crate::report;
+use crate::run_id::free_run_path;
 use crate::shared::Shared;
 use crate::site::{copy_new_sites, SiteInfo};
 use run::{RunState, Source};
 use sampler::Sampler;
+use sink::{EndAnswer, Request, Sink, View, Write};
 
 /// What the API sends the collector. Replies come back on the enclosed channel.
 pub(crate) enum Command {
@@ -40,22 +41,16 @@ pub(crate) enum Command {
     Flush {
         reply: Sender<Result<PathBuf, FlushError>>,
     },
-    /// Publish now and push with `method`; the push thread replies.
-    #[cfg(feature = "push")]
-    Push {
-        method: crate::PushMethod,
-        reply: Sender<Result<(), crate::PushError>>,
-    },
+    /// A request for whichever sink takes it (`Sink::request`); only the
+    /// sinks some builds leave out make one (the pusher's).
+    #[allow(dead_code)]
+    ToSinks(Request),
     Shutdown,
 }
 
-/// The sinks the collector feeds besides the run file.
-#[derive(Default)]
-pub(crate) struct Sinks {
-    pub(crate) publisher: Option<Publisher>,
-    #[cfg(feature = "push")]
-    pub(crate) pusher: Option<crate::prometheus::push::Pusher>,
-}
+/// The sinks the collector feeds, in the order it calls them (the run-file
+/// writer first), as the recorder built them.
+pub(crate) type Sinks = Vec<Box<dyn Sink>>;
 
 /// Starts the `runmetrics-collector` thread.
 pub(crate) fn spawn(
@@ -72,13 +67,6 @@ pub(crate) fn spawn(
             Collector::new(shared, config, sinks).run(&commands, &wake);
         })
 }
-
-/// The Prometheus side of the collector, when that feature is built.
-#[cfg(feature = "prometheus")]
-pub(crate) type Publisher = exposition::Exposition;
-/// The Prometheus side of the collector, when that feature is built.
-#[cfg(not(feature = "prometheus"))]
-pub(crate) type Publisher = std::convert::Infallible;
 
 /// Marks the collector gone however its thread ends (a panic included), so
 /// blocked producers stop waiting.
@@ -128,22 +116,11 @@ struct Collector {
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
     outside_between_runs: u64,
-    /// Always `None` without the `prometheus` feature.
-    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
-    publisher: Option<Publisher>,
-    #[cfg(feature = "push")]
-    pusher: Option<crate::prometheus::push::Pusher>,
-    #[cfg(feature = "push")]
-    next_push: Option<Instant>,
+    sinks: Sinks,
 }
 
 impl Collector {
     fn new(shared: Arc<Shared>, config: Config, sinks: Sinks) -> Collector {
-        #[cfg(feature = "push")]
-        let next_push = config
-            .push_interval
-            .filter(|_| sinks.pusher.is_some())
-            .and_then(|i| deadline(Instant::now(), i));
         Collector {
             shared,
             config,
@@ -156,11 +133,76 @@ impl Collector {
             next_rotate: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
-            publisher: sinks.publisher,
-            #[cfg(feature = "push")]
-            pusher: sinks.pusher,
-            #[cfg(feature = "push")]
-            next_push,
+            sinks,
+        }
+    }
+
+    /// The sinks' view of the collector's figures now, and the sinks.
+    fn view(&mut self) -> (View<'_>, &mut Sinks) {
+        let raw = self.shared.clock.raw();
+        let view = View {
+            sites: &self.sites,
+            config: &self.config,
+            run: self.run.as_ref().map(|r| r.view(r.scale.delta(r.t0, raw))),
+        };
+        (view, &mut self.sinks)
+    }
+
+    /// The one schedule: when the collector next wakes by itself — the
+    /// open run's next poll, sample, snapshot and rotation, and each
+    /// sink's own deadline (`None`: only when told something).
+    fn next_wake(&self, now: Instant, poll: Duration) -> Option<Instant> {
+        // A deadline past what the clock can hold is never.
+        let run_wake = self.run.as_ref().map(|_| {
+            [
+                self.next_sample,
+                deadline(now, poll),
+                self.next_flush,
+                self.next_rotate,
+            ]
+        });
+        run_wake
+            .into_iter()
+            .flatten()
+            .chain(self.sinks.iter().map(|s| s.next_due()))
+            .flatten()
+            .min()
+    }
+
+    /// Does what the schedule says is due: the run's sample, rotation and
+    /// snapshot, then each sink whose deadline has passed.
+    fn run_due(&mut self) {
+        if self.run.is_some() && self.next_sample.is_some_and(|at| Instant::now() >= at) {
+            self.sample(false);
+        }
+        if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
+            self.rotate();
+        }
+        if self.next_flush.is_some_and(|at| Instant::now() >= at) {
+            // Periodic snapshots are best effort: a failure is counted in
+            // the next file that is written, and the next one retries.
+            let _ = self.flush();
+        }
+        let now = Instant::now();
+        if self
+            .sinks
+            .iter()
+            .any(|s| s.next_due().is_some_and(|at| now >= at))
+        {
+            let (view, sinks) = self.view();
+            for sink in sinks.iter_mut() {
+                if sink.next_due().is_some_and(|at| now >= at) {
+                    sink.due(&view, now);
+                }
+            }
+        }
+    }
+
+    /// Tells every sink that what it shows should change now.
+    fn refresh(&mut self) {
+        let (view, sinks) = self.view();
+        for sink in sinks.iter_mut() {
+            sink.refresh(&view);
         }
     }
 
@@ -182,21 +224,7 @@ impl Collector {
             } else {
                 self.config.poll_interval
             };
-            // A deadline past what the clock can hold is never.
-            let run_wake = self.run.as_ref().map(|_| {
-                [
-                    self.next_sample,
-                    deadline(now, poll),
-                    self.next_flush,
-                    self.next_rotate,
-                ]
-            });
-            let wake_at = run_wake
-                .into_iter()
-                .flatten()
-                .chain([self.next_publish()])
-                .flatten()
-                .min();
+            let wake_at = self.next_wake(now, poll);
             let command = match wake_at {
                 Some(at) => select! {
                     recv(commands) -> c => Some(c),
@@ -230,47 +258,16 @@ impl Collector {
                 Some(Ok(Command::Flush { reply })) => {
                     let _ = reply.send(self.flush());
                 }
-                #[cfg(feature = "push")]
-                Some(Ok(Command::Push { method, reply })) => {
-                    self.push(
-                        method,
-                        crate::prometheus::push::Reply::new(move |result| {
-                            let _ = reply.send(result);
-                        }),
-                    );
+                Some(Ok(Command::ToSinks(mut request))) => {
+                    let (view, sinks) = self.view();
+                    for sink in sinks.iter_mut() {
+                        sink.request(&view, &mut request);
+                    }
+                    // Untaken, it answers as it is dropped.
                 }
                 Some(Ok(Command::Shutdown)) | Some(Err(_)) => break,
             }
-            if self.run.is_some() && self.next_sample.is_some_and(|at| Instant::now() >= at) {
-                self.sample(false);
-            }
-            if self.next_rotate.is_some_and(|at| Instant::now() >= at) {
-                self.rotate();
-            }
-            if self.next_flush.is_some_and(|at| Instant::now() >= at) {
-                // Periodic snapshots are best effort: a failure is counted in
-                // the next file that is written, and the next one retries.
-                let _ = self.flush();
-            }
-            if self.next_publish().is_some_and(|at| Instant::now() >= at) {
-                self.publish();
-            }
-            #[cfg(feature = "push")]
-            if let Some(at) = self.next_push.filter(|at| Instant::now() >= *at) {
-                // Periodic pushes are best effort and never wait for the
-                // gateway: a failure shows in runmetrics_push_failures_total
-                // and the next one retries.
-                self.publish();
-                if let (Some(pusher), Some(publisher)) =
-                    (self.pusher.as_ref(), self.publisher.as_ref())
-                {
-                    pusher.push_in_background(crate::PushMethod::Put, publisher.current());
-                }
-                self.next_push = self
-                    .config
-                    .push_interval
-                    .and_then(|i| deadline(at.max(Instant::now()), i));
-            }
+            self.run_due();
         }
         if self.run.is_some() {
             // The recorder is going away with a run open: keep what it has
@@ -374,9 +371,9 @@ impl Collector {
             if run.events_full() {
                 self.shared.set_events_open(false);
             }
-            if let Some(at) = drain_ns {
-                run.settle_events(at, &self.sites);
-            }
+        }
+        if let Some(at) = drain_ns {
+            self.settle_events(at);
         }
         self.orphaned_seen = orphaned;
         if !finished.is_empty() {
@@ -393,76 +390,63 @@ impl Collector {
         }
     }
 
-    /// When the next Prometheus snapshot (or periodic push) is due.
-    fn next_publish(&self) -> Option<Instant> {
-        #[cfg(feature = "push")]
-        if let Some(push) = self.next_push {
-            let publish = self.publisher.as_ref().and_then(|p| p.next_publish);
-            return Some(publish.map_or(push, |p| p.min(push)));
+    /// After a drain that started `drain_ns` after the start: the held
+    /// events old enough go to the sinks that store them. A failure is kept
+    /// for the next file to report (the events it lost are omitted).
+    fn settle_events(&mut self, drain_ns: u64) {
+        let Some(run) = self.run.as_mut() else { return };
+        let n = run.events.settle(drain_ns);
+        if n == 0 {
+            return;
         }
-        #[cfg(feature = "prometheus")]
-        return self.publisher.as_ref().and_then(|p| p.next_publish);
-        #[cfg(not(feature = "prometheus"))]
-        None
+        let (view, sinks) = self.view();
+        let Some(run) = view.run else { return };
+        let events = &run.events.held()[..n];
+        let mut stored = Ok(());
+        for sink in sinks.iter_mut() {
+            if let Some(result) = sink.events(&run, view.sites, events) {
+                stored = stored.and(result);
+            }
+        }
+        let run = self.run.as_mut().expect("runmetrics: a run is open");
+        if let Err(e) = &stored {
+            run.last_write_error = Some(e.to_string());
+        }
+        run.events.settled(n, stored.is_ok());
     }
 
-    /// Publishes what a scrape should see now (a no-op without a publisher).
-    fn publish(&mut self) {
-        #[cfg(feature = "push")]
-        if let (Some(pusher), Some(p)) = (self.pusher.as_ref(), self.publisher.as_mut()) {
-            p.push_failures = pusher.failures();
-        }
-        #[cfg(feature = "prometheus")]
-        if let Some(p) = self.publisher.as_mut() {
-            p.publish(self.run.as_ref(), &self.sites);
-        }
-    }
-
-    /// Publishes a fresh snapshot and hands it to the push thread, which
-    /// tells `reply` how the push went: the collector never waits for a
-    /// gateway.
-    #[cfg(feature = "push")]
-    fn push(&mut self, method: crate::PushMethod, reply: crate::prometheus::push::Reply) {
-        self.publish();
-        match (self.pusher.as_ref(), self.publisher.as_ref()) {
-            (Some(pusher), Some(publisher)) => pusher.push(method, publisher.current(), reply),
-            // Nothing to hand over: answered here.
-            _ => reply.send(Err(crate::PushError::NotConfigured)),
-        }
-    }
-
-    /// Answers `end_run`: at once, or, when the run's file is written and a
-    /// gateway is set, from the push thread once the final push is done
-    /// (`EndRunError::Push` if it fails); the collector goes on meanwhile.
+    /// Answers `end_run`: at once, or, when a sink takes the answer (the
+    /// final push), from that sink once it is done; the collector goes on
+    /// meanwhile.
     fn answer_end_run(
         &mut self,
         ended: Result<PathBuf, EndRunError>,
         reply: Sender<Result<PathBuf, EndRunError>>,
     ) {
-        #[cfg(feature = "push")]
-        if let (Ok(path), true) = (&ended, self.pusher.is_some()) {
-            // After the file is safely written: a failed push loses nothing.
-            let path = path.clone();
-            self.push(
-                crate::PushMethod::Put,
-                crate::prometheus::push::Reply::new(move |pushed| {
-                    let _ = reply.send(match pushed {
-                        Ok(()) => Ok(path),
-                        Err(source) => Err(EndRunError::Push { path, source }),
-                    });
-                }),
-            );
-            return;
+        let path = match ended {
+            Ok(path) => path,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let mut answer: Option<EndAnswer> = Some(Box::new(move |result| {
+            let _ = reply.send(result);
+        }));
+        let (view, sinks) = self.view();
+        for sink in sinks.iter_mut() {
+            sink.run_ended(&view, &path, &mut answer);
         }
-        let _ = reply.send(ended);
+        if let Some(answer) = answer {
+            answer(Ok(path));
+        }
     }
 
-    /// Sets the `/metrics` process gauges: the CPU of the last window that
-    /// ended (`None` keeps the previous, as at a run's start), the last RSS.
-    fn note_sample(&mut self, _cpu_percent: Option<f64>, _rss_bytes: u64) {
-        #[cfg(feature = "prometheus")]
-        if let Some(p) = self.publisher.as_mut() {
-            p.last_sample = (_cpu_percent.unwrap_or(p.last_sample.0), _rss_bytes);
+    /// Tells the sinks of a process sample: the CPU of the last window that
+    /// ended (`None` keeps the previous, as at a run's start), the RSS.
+    fn note_sample(&mut self, cpu_percent: Option<f64>, rss_bytes: u64) {
+        for sink in &mut self.sinks {
+            sink.sampled(cpu_percent, rss_bytes);
         }
     }
 
@@ -495,7 +479,7 @@ impl Collector {
         self.next_sample = deadline(now, self.config.sample_interval);
         self.next_rotate = self.config.rotate_every.and_then(|i| deadline(now, i));
         self.note_sample(None, s.rss_bytes);
-        self.publish();
+        self.refresh();
         if self.config.flush_interval.is_some() {
             // The run's file exists from its start; a failure is counted.
             let _ = self.flush();
@@ -519,7 +503,7 @@ impl Collector {
         }
         let old = self.close_run();
         let dir = old.path.parent().unwrap_or(std::path::Path::new("."));
-        let (run_id, path) = report::run_id::free_run_path(dir);
+        let (run_id, path) = free_run_path(dir);
         let (start, scale) = self.shared.clock.calibrate();
         let run = RunState::after(&old, run_id, path, start, scale);
         self.open(run);
@@ -528,17 +512,15 @@ impl Collector {
     /// Takes the open run, whose final file is written, out of the
     /// collector: its timers stop and the exposition keeps its aggregates.
     fn close_run(&mut self) -> RunState {
-        let mut run = self
+        let run = self
             .run
             .take()
             .expect("runmetrics: a run is closed only while open");
-        // Its final file lists every event.
-        run.events.sidecar.remove();
         self.next_flush = None;
         self.next_rotate = None;
-        #[cfg(feature = "prometheus")]
-        if let Some(p) = self.publisher.as_mut() {
-            p.end_run(&run);
+        let view = run.view(run.scale.delta(run.t0, self.shared.clock.raw()));
+        for sink in &mut self.sinks {
+            sink.run_closed(&view, &self.sites);
         }
         run
     }
@@ -565,25 +547,24 @@ impl Collector {
         ended: bool,
         extra_meta: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+        let (view, sinks) = self.view();
+        let run_view = view.run.expect("runmetrics: called with a run open");
+        let written_ns = run_view.now_ns;
+        let what = Write { ended, extra_meta };
+        let mut written = Ok(());
+        for sink in sinks.iter_mut() {
+            if let Some(result) = sink.write(&view, what) {
+                // The first failure is the one reported.
+                written = written.and(result);
+            }
+        }
         let run = self
             .run
             .as_mut()
             .expect("runmetrics: called with a run open");
-        let written_ns = run.scale.delta(run.t0, self.shared.clock.raw());
-        let snapshot = report::RunSnapshot {
-            run,
-            sites: &self.sites,
-            ended,
-            written_ns,
-            config: &self.config,
-            extra_meta,
-        };
-        match report::write_run_file(&snapshot, &run.path) {
+        match written {
             Ok(()) => {
                 run.written(written_ns);
-                if let Some(dir) = run.path.parent() {
-                    self.config.retention().prune(dir, &run.path);
-                }
                 Ok(run.path.clone())
             }
             Err(e) => {
@@ -626,7 +607,7 @@ impl Collector {
         match self.write_run_file(true, extra_meta) {
             Ok(path) => {
                 self.close_run();
-                self.publish();
+                self.refresh();
                 Ok(path)
             }
             Err((path, source)) => {

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
 
-use super::aggregate::{CountStats, Durations, WindowStats};
+use super::aggregate::{CountStats, Durations};
 use super::events::{Event, EventLog};
 use super::histogram::duration_ns;
 use super::sampler::Sample;
+use super::sink::RunView;
 use crate::config::Events;
 use crate::local::counts::CountDelta;
 use crate::local::ring::Record;
 use crate::local::tally::Delta;
-use crate::report::EventText;
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::{Pair, Scale};
@@ -111,7 +111,7 @@ impl RunState {
         events: Events,
     ) -> RunState {
         RunState {
-            events: EventLog::new(events, &path),
+            events: EventLog::new(events),
             run_id,
             path,
             started_at: crate::wall_clock::now().fixed_offset(),
@@ -174,28 +174,29 @@ impl RunState {
         self.events.omitted() + self.tallied.saturating_sub(self.tallied_events)
     }
 
-    /// After a drain that started `drain_ns` after the start: the held
-    /// events old enough go to the sidecar. A failure is kept for the next
-    /// file to report (the events it lost are omitted).
-    pub(crate) fn settle_events(&mut self, drain_ns: u64, sites: &[SiteInfo]) {
-        let text = EventText {
-            sites,
+    /// The plain view of this run that sinks read, taken `now_ns` after
+    /// its start.
+    pub(crate) fn view(&self, now_ns: u64) -> RunView<'_> {
+        RunView {
+            run_id: &self.run_id,
+            path: &self.path,
             started_at: self.started_at,
-        };
-        if let Err(e) = self.events.settle(drain_ns, &text) {
-            let file = self.events.sidecar.file_name();
-            self.last_write_error = Some(format!("{file}: {e}"));
-        }
-    }
-
-    /// What `site` recorded since the run file was last written.
-    pub(crate) fn window(&self, site: usize) -> WindowStats {
-        match self.durations.get(site) {
-            Some(Some(d)) => d.since(
-                self.window_base.get(site).and_then(Option::as_ref),
-                &self.scale,
-            ),
-            _ => WindowStats::default(),
+            scale: self.scale,
+            now_ns,
+            durations: &self.durations,
+            window_base: &self.window_base,
+            window_start_ns: self.window_start_ns,
+            counts: &self.counts,
+            events: &self.events,
+            events_omitted: self.events_omitted(),
+            aggregated: self.aggregated,
+            dropped: self.dropped,
+            outside_run: self.outside_run,
+            process: &self.process,
+            threads: &self.threads,
+            write_failures: self.write_failures,
+            last_write_error: self.last_write_error.as_deref(),
+            previous_run_id: self.previous_run_id.as_deref(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! [`sanitize_metric_name`]. Label values are ours or the user's phase, module,
 //! function and count names, escaped by the encoder (`\`, `"`, newline).
 
+pub(crate) mod exposition;
 pub(crate) mod native;
 #[cfg(feature = "push")]
 pub(crate) mod push;

@@ -6,15 +6,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use crossbeam_channel::{unbounded, Sender};
 use reqwest::Url;
 
+use super::exposition::Exposition;
 use super::{Body, CONTENT_TYPE};
+use crate::collector::sink::{deadline, EndAnswer, Request, RunView, Sink, View};
 use crate::config::PushAuth;
-use crate::error::PushError;
+use crate::error::{EndRunError, PushError};
+use crate::site::SiteInfo;
 
 /// How a push treats the metrics already in the gateway's group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +276,135 @@ impl Pusher {
                 body,
                 reply: Some(reply),
             });
+        }
+    }
+}
+
+/// The push sink: the exposition it pushes (what a scrape would see, with
+/// its push failures), pushed on `push_interval`, at the end of each run
+/// (`end_run` answers when the gateway has) and when asked
+/// (`Recorder::push`). The collector never waits for the gateway.
+pub(crate) struct PushSink {
+    exposition: Exposition,
+    pusher: Pusher,
+    interval: Option<Duration>,
+    /// `None`: never.
+    next_push: Option<Instant>,
+}
+
+impl PushSink {
+    pub(crate) fn new(exposition: Exposition, pusher: Pusher, interval: Option<Duration>) -> Self {
+        let next_push = interval.and_then(|i| deadline(Instant::now(), i));
+        PushSink {
+            exposition,
+            pusher,
+            interval,
+            next_push,
+        }
+    }
+
+    fn publish(&mut self, view: &View<'_>) {
+        self.exposition.push_failures = self.pusher.failures();
+        self.exposition.publish(view.run.as_ref(), view.sites);
+    }
+
+    /// Publishes a fresh snapshot and hands it to the push thread, which
+    /// tells `reply` how the push went.
+    fn push(&mut self, view: &View<'_>, method: PushMethod, reply: Reply) {
+        self.publish(view);
+        self.pusher.push(method, self.exposition.current(), reply);
+    }
+}
+
+impl Sink for PushSink {
+    fn next_due(&self) -> Option<Instant> {
+        let publish = self.exposition.next_publish();
+        match (publish, self.next_push) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn due(&mut self, view: &View<'_>, now: Instant) {
+        if self.exposition.next_publish().is_some_and(|at| now >= at) {
+            self.publish(view);
+        }
+        if let Some(at) = self.next_push.filter(|at| now >= *at) {
+            // Periodic pushes are best effort and never wait for the
+            // gateway: a failure shows in runmetrics_push_failures_total
+            // and the next one retries.
+            self.publish(view);
+            self.pusher
+                .push_in_background(PushMethod::Put, self.exposition.current());
+            self.next_push = self
+                .interval
+                .and_then(|i| deadline(at.max(Instant::now()), i));
+        }
+    }
+
+    fn refresh(&mut self, view: &View<'_>) {
+        self.publish(view);
+    }
+
+    fn sampled(&mut self, cpu_percent: Option<f64>, rss_bytes: u64) {
+        self.exposition.sampled(cpu_percent, rss_bytes);
+    }
+
+    fn run_closed(&mut self, run: &RunView<'_>, sites: &[SiteInfo]) {
+        self.exposition.run_closed(run, sites);
+    }
+
+    fn run_ended(
+        &mut self,
+        view: &View<'_>,
+        path: &std::path::Path,
+        answer: &mut Option<EndAnswer>,
+    ) {
+        // After the file is safely written: a failed push loses nothing.
+        let Some(answer) = answer.take() else { return };
+        let path = path.to_owned();
+        self.push(
+            view,
+            PushMethod::Put,
+            Reply::new(move |pushed| {
+                answer(match pushed {
+                    Ok(()) => Ok(path),
+                    Err(source) => Err(EndRunError::Push { path, source }),
+                })
+            }),
+        );
+    }
+
+    fn request(&mut self, view: &View<'_>, request: &mut Request) {
+        if let Some((method, reply)) = request
+            .downcast_mut::<PushRequest>()
+            .and_then(|r| r.0.take())
+        {
+            self.push(
+                view,
+                method,
+                Reply::new(move |result| {
+                    let _ = reply.send(result);
+                }),
+            );
+        }
+    }
+}
+
+/// `Recorder::push`'s request to the push sink. Dropped untaken (no
+/// gateway set), it answers `PushError::NotConfigured`.
+pub(crate) struct PushRequest(Option<(PushMethod, Sender<Result<(), PushError>>)>);
+
+impl PushRequest {
+    pub(crate) fn new(method: PushMethod, reply: Sender<Result<(), PushError>>) -> Self {
+        PushRequest(Some((method, reply)))
+    }
+}
+
+impl Drop for PushRequest {
+    fn drop(&mut self) {
+        if let Some((_, reply)) = self.0.take() {
+            let _ = reply.send(Err(PushError::NotConfigured));
         }
     }
 }

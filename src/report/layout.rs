@@ -17,8 +17,7 @@ use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::RunSnapshot;
-use crate::collector::aggregate::{DurationStats, Durations, ResourceTotals, WindowStats};
-use crate::collector::events::Event;
+use crate::collector::sink::{DurationStats, Durations, Event, ResourceTotals, WindowStats};
 use crate::config::Events as EventMode;
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::ticks::Scale;
@@ -110,7 +109,7 @@ impl RunFile {
             })
             .collect();
         let meta = Meta {
-            run_id: run.run_id.clone(),
+            run_id: run.run_id.to_owned(),
             started_at: start,
             ended_at: s.ended.then_some(written_at),
             cpu_percent_max: Some(run.process.cpu_percent_max),
@@ -126,7 +125,7 @@ impl RunFile {
             records_dropped: Some(run.dropped),
             records_outside_run: Some(run.outside_run),
             events_written: Some(run.events.written()),
-            events_omitted: Some(run.events_omitted()),
+            events_omitted: Some(run.events_omitted),
             event_cap: match run.events.mode {
                 EventMode::First(n) => Some(n as u64),
                 EventMode::None => Some(0),
@@ -150,16 +149,15 @@ impl RunFile {
             in_progress: Some(!s.ended),
             flushed_at: Some(written_at),
             write_failures: Some(run.write_failures),
-            last_write_error: run.last_write_error.clone(),
+            last_write_error: run.last_write_error.map(str::to_owned),
             window: Some(window),
-            previous_run_id: run.previous_run_id.clone(),
+            previous_run_id: run.previous_run_id.map(str::to_owned),
             event_mode: Some(run.events.mode.name().to_owned()),
             event_every_nth: match run.events.mode {
                 EventMode::EveryNth(n) => Some(n),
                 _ => None,
             },
-            events_file: (!s.ended && run.events.sidecar.lines() > 0)
-                .then(|| run.events.sidecar.file_name()),
+            events_file: (!s.ended && s.sidecar.lines() > 0).then(|| s.sidecar.file_name()),
             events_write_failures: Some(run.events.write_failures),
             clock: Some(Clock {
                 ns_per_tick: run.scale.ns_per_tick(),
@@ -249,7 +247,7 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
     let mut order: Vec<u32> = (0..held.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
     let mut order = order.into_iter().map(|i| &held[i as usize]).peekable();
-    let mut lines = log.sidecar.merge()?;
+    let mut lines = s.sidecar.merge()?;
     let mut line = Vec::new();
     let mut first = true;
     out.write_all(b"[")?;

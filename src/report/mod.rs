@@ -4,22 +4,95 @@
 
 mod layout;
 mod retention;
-pub(crate) mod run_id;
 mod sidecar;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub(crate) use layout::EventText;
 pub(crate) use runmetrics_format::RESERVED_META_KEYS;
 pub(crate) use sidecar::Sidecar;
 
-use crate::collector::run::RunState;
+use crate::collector::sink::{Event, RunView, Sink, View, Write};
 use crate::config::Config;
 use crate::site::SiteInfo;
 
+/// The run-file sink: streams the open run's final events to its sidecar,
+/// writes the run's file when the collector asks (snapshots, rotations,
+/// `end_run`), then prunes the directory as `Config::retention` says.
+#[derive(Default)]
+pub(crate) struct RunFileSink {
+    /// The open run's file and its sidecar.
+    sidecar: Option<(PathBuf, Sidecar)>,
+}
+
+impl RunFileSink {
+    /// The sidecar of the run file at `path` (a new run's, empty, after a
+    /// rotation).
+    fn sidecar(&mut self, path: &Path) -> &mut Sidecar {
+        if self.sidecar.as_ref().is_some_and(|(p, _)| p != path) {
+            self.sidecar = None;
+        }
+        &mut self
+            .sidecar
+            .get_or_insert_with(|| (path.to_owned(), Sidecar::new(path)))
+            .1
+    }
+}
+
+impl Sink for RunFileSink {
+    fn events(
+        &mut self,
+        run: &RunView<'_>,
+        sites: &[SiteInfo],
+        events: &[Event],
+    ) -> Option<std::io::Result<()>> {
+        let text = EventText {
+            sites,
+            started_at: run.started_at,
+        };
+        let sidecar = self.sidecar(run.path);
+        Some(sidecar.append(events, &text).map_err(|e| {
+            let file = sidecar.file_name();
+            std::io::Error::new(e.kind(), format!("{file}: {e}"))
+        }))
+    }
+
+    fn write(&mut self, view: &View<'_>, what: Write<'_>) -> Option<std::io::Result<()>> {
+        let run = view.run.as_ref()?;
+        let sidecar = &*self.sidecar(run.path);
+        let snapshot = RunSnapshot {
+            run,
+            sidecar,
+            sites: view.sites,
+            ended: what.ended,
+            written_ns: run.now_ns,
+            config: view.config,
+            extra_meta: what.extra_meta,
+        };
+        let written = write_run_file(&snapshot, run.path);
+        if written.is_ok() {
+            if let Some(dir) = run.path.parent() {
+                view.config.retention().prune(dir, run.path);
+            }
+        }
+        Some(written)
+    }
+
+    fn run_closed(&mut self, run: &RunView<'_>, _sites: &[SiteInfo]) {
+        // Its final file lists every event.
+        if let Some((path, mut sidecar)) = self.sidecar.take() {
+            if path == run.path {
+                sidecar.remove();
+            }
+        }
+    }
+}
+
 /// Everything the run file is made from, borrowed from the collector.
 pub(crate) struct RunSnapshot<'a> {
-    pub(crate) run: &'a RunState,
+    pub(crate) run: &'a RunView<'a>,
+    /// The events already streamed out of the collector.
+    pub(crate) sidecar: &'a Sidecar,
     pub(crate) sites: &'a [SiteInfo],
     /// Whether the run has ended; a snapshot of an open run otherwise.
     pub(crate) ended: bool,

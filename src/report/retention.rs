@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::run_id::is_run_file_name;
 use super::Sidecar;
 use crate::config::Retention;
+use crate::run_id::is_run_file_name;
 
 impl Retention {
     fn is_set(&self) -> bool {

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::layout::EventText;
-use crate::collector::events::Event;
+use crate::collector::sink::Event;
 
 /// Past this many sorted stretches, the file is rewritten as one.
 const MAX_RUNS: usize = 32;
@@ -36,7 +36,7 @@ pub(crate) struct Sidecar {
 impl Sidecar {
     /// The sidecar of the run file at `run_path`.
     pub(crate) fn path_for(run_path: &Path) -> PathBuf {
-        run_path.with_extension("events.jsonl")
+        crate::run_id::sidecar_path(run_path)
     }
 
     /// The file a compaction of the sidecar at `path` writes before it

@@ -1,4 +1,6 @@
-//! Run ids: local time `%Y%m%d-%H%M%S`, a dash, six random lowercase hex digits.
+//! Run ids: local time `%Y%m%d-%H%M%S`, a dash, six random lowercase hex
+//! digits; and the names of a run's files (`<run_id>.json`, its events
+//! sidecar).
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -23,10 +25,15 @@ pub(crate) fn free_run_path(dir: &Path) -> (String, PathBuf) {
     loop {
         let run_id = new_run_id();
         let path = dir.join(format!("{run_id}.json"));
-        if !path.exists() && !super::Sidecar::path_for(&path).exists() {
+        if !path.exists() && !sidecar_path(&path).exists() {
             return (run_id, path);
         }
     }
+}
+
+/// The events sidecar of the run file at `run_path`.
+pub(crate) fn sidecar_path(run_path: &Path) -> PathBuf {
+    run_path.with_extension("events.jsonl")
 }
 
 /// Whether `name` is a run file's name: `<run_id>.json`, nothing else.

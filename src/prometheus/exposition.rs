@@ -1,17 +1,15 @@
-//! What the collector keeps for Prometheus: aggregates over the life of the
-//! process (runs do not reset them), and the publishing of a
-//! [`MetricsSnapshot`] for scrapes on an interval. Nothing here runs per
-//! record: a run's histograms are merged in when it ends, and the open run's
-//! are read at publish time.
+//! The exposition sink: aggregates over the life of the process (runs do
+//! not reset them), and the publishing of a [`MetricsSnapshot`] for scrapes
+//! on an interval. Nothing here runs per record: a run's histograms are
+//! merged in when it leaves the collector, and the open run's are read from
+//! the view at publish time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::aggregate::Durations;
-use super::histogram::{ns_range, Histogram};
-use super::run::RunState;
-use crate::prometheus::server::Published;
-use crate::prometheus::{encode, encode_protobuf, DurationSeries, MetricsSnapshot};
+use super::server::Published;
+use super::{encode, encode_protobuf, DurationSeries, MetricsSnapshot};
+use crate::collector::sink::{deadline, ns_range, Durations, Histogram, RunView, Sink, View};
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
 use crate::ticks::Scale;
@@ -23,7 +21,7 @@ pub(crate) struct Exposition {
     bounds_ns: Vec<u64>,
     interval: Duration,
     /// `None`: never (an interval past what the clock can hold).
-    pub(crate) next_publish: Option<Instant>,
+    next_publish: Option<Instant>,
     /// Every ended run's durations per site, added up (in ticks).
     durations: Vec<Option<Durations>>,
     /// The scale of the last run ended: converts them while no run is open.
@@ -32,7 +30,7 @@ pub(crate) struct Exposition {
     runs_completed: u64,
     aggregated: u64,
     dropped: u64,
-    pub(crate) last_sample: (f64, u64),
+    last_sample: (f64, u64),
     pub(crate) push_failures: u64,
 }
 
@@ -65,8 +63,13 @@ impl Exposition {
         }
     }
 
+    /// When the next publish is due.
+    pub(crate) fn next_publish(&self) -> Option<Instant> {
+        self.next_publish
+    }
+
     /// Folds a finished run into the lifetime aggregates.
-    pub(crate) fn end_run(&mut self, run: &RunState) {
+    fn end_run(&mut self, run: &RunView<'_>) {
         for (site, d) in run.durations.iter().enumerate() {
             if let Some(d) = d {
                 slot(&mut self.durations, site)
@@ -92,16 +95,16 @@ impl Exposition {
     }
 
     /// Encodes and publishes what a scrape should see now.
-    pub(crate) fn publish(&mut self, run: Option<&RunState>, sites: &[SiteInfo]) {
+    pub(crate) fn publish(&mut self, run: Option<&RunView<'_>>, sites: &[SiteInfo]) {
         let snapshot = self.snapshot(run, sites);
         self.published.set(
             encode(&snapshot, &self.namespace),
             encode_protobuf(&snapshot, &self.namespace),
         );
-        self.next_publish = super::deadline(Instant::now(), self.interval);
+        self.next_publish = deadline(Instant::now(), self.interval);
     }
 
-    fn snapshot(&self, run: Option<&RunState>, sites: &[SiteInfo]) -> MetricsSnapshot {
+    fn snapshot(&self, run: Option<&RunView<'_>>, sites: &[SiteInfo]) -> MetricsSnapshot {
         let len = self
             .durations
             .len()
@@ -164,12 +167,37 @@ impl Exposition {
             counts,
             cpu_percent: self.last_sample.0,
             rss_bytes: self.last_sample.1,
-            run_id: run.map(|r| r.run_id.clone()),
+            run_id: run.map(|r| r.run_id.to_owned()),
             runs_completed: self.runs_completed,
             records_aggregated: self.aggregated + run.map_or(0, |r| r.aggregated),
             records_dropped: self.dropped + run.map_or(0, |r| r.dropped),
             push_failures: self.push_failures,
         }
+    }
+}
+
+impl Sink for Exposition {
+    fn next_due(&self) -> Option<Instant> {
+        self.next_publish()
+    }
+
+    fn due(&mut self, view: &View<'_>, now: Instant) {
+        if self.next_publish.is_some_and(|at| now >= at) {
+            self.publish(view.run.as_ref(), view.sites);
+        }
+    }
+
+    fn refresh(&mut self, view: &View<'_>) {
+        self.publish(view.run.as_ref(), view.sites);
+    }
+
+    fn sampled(&mut self, cpu_percent: Option<f64>, rss_bytes: u64) {
+        // A sample that ends no window keeps the last CPU figure.
+        self.last_sample = (cpu_percent.unwrap_or(self.last_sample.0), rss_bytes);
+    }
+
+    fn run_closed(&mut self, run: &RunView<'_>, _sites: &[SiteInfo]) {
+        self.end_run(run);
     }
 }
 
