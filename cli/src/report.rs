@@ -45,7 +45,9 @@ pub struct Loaded {
 impl Loaded {
     pub fn load(path: &std::path::Path) -> Result<Loaded, crate::run_file::LoadError> {
         let (mut samples, mut timed, mut timed_total) = (Vec::new(), Vec::new(), 0);
-        let run = crate::run_file::load_each(path, |_, e| {
+        let run = crate::run_file::load(path)?;
+        for e in run.events()? {
+            let e = e?;
             match e {
                 Event::Sample(s) => samples.push(s),
                 Event::Phase(_) | Event::Function(_) => {
@@ -56,8 +58,7 @@ impl Loaded {
                 }
                 Event::Counts(_) | Event::Other(_) => {}
             }
-            Ok(())
-        })?;
+        }
         Ok(Loaded {
             run,
             samples,
