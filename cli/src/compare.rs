@@ -57,7 +57,9 @@ pub enum CompareError {
     },
     #[error("{pattern:?} is not a valid glob: {message}")]
     Glob { pattern: String, message: String },
-    #[error("--each compares two directories, and {0} is not one")]
+    #[error(
+        "--each compares two directories (or two quoted globs of directories), and {0} names none"
+    )]
     NotADirectory(String),
     #[error("{0} and {1} have no run file name in common: nothing to compare pairwise")]
     NoPairs(String, String),
@@ -277,6 +279,10 @@ pub struct Row {
     /// The relative change of the metric, when both sides have it.
     pub change: Option<f64>,
     pub verdict: Verdict,
+    /// Whether the metric's change is within the runs' spread (twice the
+    /// standard error); `None` with fewer than two runs a side, or a side
+    /// without the entry.
+    pub within_noise: Option<bool>,
 }
 
 impl Row {
@@ -301,6 +307,24 @@ impl Comparison {
 
     pub fn regressed(&self) -> usize {
         self.count(Verdict::Regressed)
+    }
+
+    pub fn metric_name(&self) -> &'static str {
+        self.metric.name()
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Whether both sides have two runs or more (a spread to judge by).
+    pub fn has_spread(&self) -> bool {
+        self.base.len() >= 2 && self.new.len() >= 2
+    }
+
+    /// How many runs each side merged: (base, new).
+    pub fn runs(&self) -> (usize, usize) {
+        (self.base.len(), self.new.len())
     }
 
     fn count(&self, v: Verdict) -> usize {
@@ -361,12 +385,19 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Result<Compariso
                 (Some(_), Some(_), Some(rel)) if rel > 0.0 => Verdict::Regressed,
                 (Some(_), Some(_), Some(_)) => Verdict::Improved,
             };
+            let within_noise = match (&base, &new) {
+                (Some(bs), Some(ns)) if bs.per_run.len() >= 2 && ns.per_run.len() >= 2 => {
+                    Some(!beyond_noise(&bs.per_run, &ns.per_run))
+                }
+                _ => None,
+            };
             Row {
                 key,
                 base,
                 new,
                 change,
                 verdict,
+                within_noise,
             }
         })
         .collect();
@@ -489,6 +520,18 @@ pub struct Pairs {
 }
 
 impl Pairs {
+    pub fn compared(&self) -> &[(String, Comparison)] {
+        &self.compared
+    }
+
+    pub fn only_base(&self) -> &[String] {
+        &self.only_base
+    }
+
+    pub fn only_new(&self) -> &[String] {
+        &self.only_new
+    }
+
     pub fn regressed(&self) -> usize {
         self.compared.iter().map(|(_, c)| c.regressed()).sum()
     }
@@ -526,27 +569,68 @@ impl Pairs {
     }
 }
 
-/// The run-file names in directory `arg`.
-fn names(arg: &str) -> Result<std::collections::BTreeSet<String>, CompareError> {
-    let dir = Path::new(arg);
-    if !dir.is_dir() {
+/// The directories a side of `--each` names: one, or every directory a
+/// quoted glob matches ('runs/base-*': several runs a side).
+fn dirs(arg: &str) -> Result<Vec<PathBuf>, CompareError> {
+    let dirs: Vec<PathBuf> = if Path::new(arg).is_dir() {
+        vec![PathBuf::from(arg)]
+    } else if arg.contains(['*', '?', '[']) {
+        let mut d: Vec<PathBuf> = glob::glob(arg)
+            .map_err(|e| CompareError::Glob {
+                pattern: arg.to_owned(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_dir())
+            .collect();
+        d.sort();
+        d
+    } else {
+        Vec::new()
+    };
+    if dirs.is_empty() {
         return Err(CompareError::NotADirectory(arg.to_owned()));
     }
-    Ok(expand(arg)?
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect())
+    Ok(dirs)
 }
 
-/// Compares the files of directories `base` and `new` that share a name.
+/// The run files of a side of `--each` by name: each name's files, one
+/// per directory that has it.
+fn by_name(arg: &str) -> Result<BTreeMap<String, Vec<PathBuf>>, CompareError> {
+    let mut out: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for dir in dirs(arg)? {
+        let Some(dir) = dir.to_str() else { continue };
+        let files = match expand(dir) {
+            Err(CompareError::NoRuns(_)) => continue,
+            other => other?,
+        };
+        for f in files {
+            if let Some(name) = f.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                out.entry(name).or_default().push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compares the files of directories `base` and `new` that share a name;
+/// a side that is a glob of several directories has several runs of each.
 pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareError> {
-    let (b, n) = (names(base)?, names(new)?);
+    let (b, n) = (by_name(base)?, by_name(new)?);
     let mut compared = Vec::new();
-    for name in b.intersection(&n) {
-        let load = |dir: &str| run_file::load(&Path::new(dir).join(name));
+    for (name, base_files) in &b {
+        let Some(new_files) = n.get(name) else {
+            continue;
+        };
+        let load = |files: &[PathBuf]| -> Result<Vec<Run>, CompareError> {
+            files
+                .iter()
+                .map(|f| run_file::load(f).map_err(CompareError::from))
+                .collect()
+        };
         compared.push((
             name.clone(),
-            compare(&[load(base)?], &[load(new)?], options)?,
+            compare(&load(base_files)?, &load(new_files)?, options)?,
         ));
     }
     if compared.is_empty() {
@@ -554,8 +638,8 @@ pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareEr
     }
     Ok(Pairs {
         compared,
-        only_base: b.difference(&n).cloned().collect(),
-        only_new: n.difference(&b).cloned().collect(),
+        only_base: b.keys().filter(|k| !n.contains_key(*k)).cloned().collect(),
+        only_new: n.keys().filter(|k| !b.contains_key(*k)).cloned().collect(),
     })
 }
 

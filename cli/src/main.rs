@@ -8,6 +8,7 @@
 
 mod compare;
 mod format;
+mod markdown;
 mod report;
 mod run_file;
 mod show;
@@ -59,11 +60,17 @@ enum Command {
         fail_on_regression: bool,
         /// BASE and NEW are directories: compare their files pairwise by
         /// name (one comparison per benchmark, as CriterionRuns writes them)
-        /// instead of merging each side's runs.
+        /// instead of merging each side's runs. A side may be a quoted glob
+        /// of directories ('runs/base-*'): the runs of each name are merged,
+        /// and their spread judges noise.
         #[arg(long)]
         each: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// The output: a text table, JSON, or a GitHub-flavoured markdown
+        /// table for a pull-request comment.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Print JSON instead of a table (--format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// One self-contained HTML page: CPU and RSS over time, latency
@@ -85,6 +92,17 @@ enum Command {
         /// A run file.
         run: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Aligned text tables.
+    Text,
+    /// One JSON object.
+    Json,
+    /// GitHub-flavoured markdown: a summary line, the changed rows
+    /// (regressions first), the unchanged in a collapsed section.
+    Markdown,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -166,25 +184,27 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             metric,
             fail_on_regression,
             each,
+            format,
             json,
         } => {
             let options = compare::Options { metric, threshold };
+            let format = if json { OutputFormat::Json } else { format };
             let regressed = if each {
                 let pairs = compare::each(&base, &new, &options)?;
-                if json {
-                    emit_json(&pairs.json())?;
-                } else {
-                    emit(&pairs.text())?;
+                match format {
+                    OutputFormat::Json => emit_json(&pairs.json())?,
+                    OutputFormat::Text => emit(&pairs.text())?,
+                    OutputFormat::Markdown => emit(&markdown::pairs(&pairs))?,
                 }
                 pairs.regressed()
             } else {
                 let base = compare::load_side(&base)?;
                 let new = compare::load_side(&new)?;
                 let c = compare::compare(&base, &new, &options)?;
-                if json {
-                    emit_json(&compare::json(&c))?;
-                } else {
-                    emit(&compare::text(&c))?;
+                match format {
+                    OutputFormat::Json => emit_json(&compare::json(&c))?,
+                    OutputFormat::Text => emit(&compare::text(&c))?,
+                    OutputFormat::Markdown => emit(&markdown::comparison(&c))?,
                 }
                 c.regressed()
             };
