@@ -71,11 +71,15 @@
 mod events;
 mod histogram;
 mod read;
+#[cfg(feature = "schema")]
+mod schema;
 mod types;
 
 pub use events::Events;
 pub use histogram::{histogram_total, quantile_seconds, v1_bucket_width, Bucket};
 pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
+#[cfg(feature = "schema")]
+pub use schema::schema;
 pub use types::{
     Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, Names, PhaseTiming,
     ProcessSample, Resources, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase,
