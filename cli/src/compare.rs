@@ -161,57 +161,9 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                     ..Stats::from(one)
                 }
             } else {
-                let (mut count, mut total, mut in_histograms) = (0u64, 0f64, 0u64);
-                // By lower bound: (count, the widest width there).
-                let mut hist: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-                // The exact extremes, when every run gives them.
-                let (mut min, mut max) = (Some(f64::INFINITY), Some(f64::NEG_INFINITY));
-                for (i, &(path, e)) in entries.iter().enumerate() {
-                    let corrupt = |what: &str, limit: String| LoadError::Corrupt {
-                        path: path.to_owned(),
-                        why: format!(
-                            "{} {}'s {what}, added to {i} other run{}'s, passes {limit}, \
-                             more than any runs hold",
-                            e.kind.name(),
-                            e.label(),
-                            if i == 1 { "" } else { "s" },
-                        ),
-                    };
-                    let regions = || format!("{} regions", u64::MAX);
-                    count = count
-                        .checked_add(e.stats.count.unwrap_or(0))
-                        .ok_or_else(|| corrupt("count", regions()))?;
-                    total += e.stats.duration_seconds_total;
-                    if !total.is_finite() {
-                        return Err(corrupt(
-                            "duration_seconds_total",
-                            format!("{:e} s", f64::MAX),
-                        ));
-                    }
-                    // Bounds every merged bucket and the quantiles' sum.
-                    in_histograms = in_histograms
-                        .checked_add(e.histogram_total().unwrap_or(u64::MAX))
-                        .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
-                    for b in &e.histogram_ns {
-                        let (n, width) = hist.entry(b.lower_ns).or_default();
-                        *n = n
-                            .checked_add(b.count)
-                            .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
-                        *width = (*width).max(b.width_ns);
-                    }
-                    min = min.zip(e.stats.min_seconds).map(|(a, b)| a.min(b));
-                    max = max.zip(e.stats.max_seconds).map(|(a, b)| a.max(b));
-                }
-                let buckets = buckets(&hist);
-                let q = |q: f64| runmetrics_format::quantile_seconds(&buckets, q, min, max);
                 Stats {
-                    count,
-                    total,
-                    mean: (count > 0).then(|| total / count as f64),
-                    p50: q(0.50),
-                    p90: q(0.90),
-                    p99: q(0.99),
                     per_run,
+                    ..Stats::from(&crate::fleet::merge_entry(&entries)?)
                 }
             };
             Ok((key, stats))
@@ -221,6 +173,7 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
 
 /// A merged histogram (by lower bound: count and the widest width there)
 /// as buckets, ascending.
+#[cfg(test)]
 fn buckets(hist: &BTreeMap<u64, (u64, u64)>) -> Vec<run_file::Bucket> {
     hist.iter()
         .map(|(&lower_ns, &(count, width_ns))| run_file::Bucket {

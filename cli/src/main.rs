@@ -7,6 +7,7 @@
 //! quietly and the status is the command's own.
 
 mod compare;
+mod fleet;
 mod format;
 mod markdown;
 mod report;
@@ -35,9 +36,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The per-phase and per-function table, counts, CPU and RSS, drops.
+    /// Several runs (the workers of a job) give one merged table.
     Show {
-        /// A run file (<log_dir>/<run_id>.json).
-        run: PathBuf,
+        /// Run files (<log_dir>/<run_id>.json), directories of them, or
+        /// quoted globs ('workers/*/*.json'); several are merged.
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// With several runs: each phase and function per run too, and
+        /// each run's process figures.
+        #[arg(long)]
+        per_process: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -168,12 +176,28 @@ fn emit_json(v: &serde_json::Value) -> Result<(), StdoutError> {
 
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match command {
-        Command::Show { run, json } => {
-            let run = run_file::load(&run)?;
-            if json {
-                emit_json(&show::json(&run))?;
+        Command::Show {
+            runs,
+            per_process,
+            json,
+        } => {
+            let mut loaded = Vec::new();
+            for arg in &runs {
+                loaded.extend(compare::load_side(arg)?);
+            }
+            if let [run] = &loaded[..] {
+                if json {
+                    emit_json(&show::json(run))?;
+                } else {
+                    emit(&show::text(run))?;
+                }
             } else {
-                emit(&show::text(&run))?;
+                let fleet = fleet::Fleet::merge(loaded)?;
+                if json {
+                    emit_json(&show::fleet_json(&fleet, per_process))?;
+                } else {
+                    emit(&show::fleet_text(&fleet, per_process))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
