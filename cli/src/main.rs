@@ -84,10 +84,11 @@ enum Command {
     /// One self-contained HTML page: CPU and RSS over time, latency
     /// distributions, a timeline and the tables; with BASE, side by side.
     Report {
-        /// A run file.
-        run: PathBuf,
-        /// A run file to compare with.
-        base: Option<PathBuf>,
+        /// A run file, a directory of them, or a quoted glob: several are
+        /// merged (one table, a CPU and RSS line and timeline lanes per run).
+        run: String,
+        /// The same, to compare with.
+        base: Option<String>,
         /// Where to write the page.
         #[arg(short, long, default_value = "report.html")]
         output: PathBuf,
@@ -242,8 +243,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run, base, output } => {
-            let run = report::Loaded::load(&run)?;
-            let base = base.map(|b| report::Loaded::load(&b)).transpose()?;
+            let run = report::Loaded::load_side(&[run])?;
+            let base = base.map(|b| report::Loaded::load_side(&[b])).transpose()?;
             let page = report::html(&run, base.as_ref())?;
             std::fs::write(&output, page).map_err(|e| {
                 format!("cannot write {}: {e}; choose another -o", output.display())

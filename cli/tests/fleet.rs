@@ -99,7 +99,11 @@ fn several_runs_merge_into_the_figures_of_their_events() {
         let slack = truth.len() as f64 * 1e-9;
         assert!((got - total).abs() <= slack, "{name}: {got} {total}");
         assert!((row["max_seconds"].as_f64().unwrap() - truth[truth.len() - 1]).abs() <= 1e-9);
-        for (key, q) in [("p50_seconds", 0.5), ("p90_seconds", 0.9), ("p99_seconds", 0.99)] {
+        for (key, q) in [
+            ("p50_seconds", 0.5),
+            ("p90_seconds", 0.9),
+            ("p99_seconds", 0.99),
+        ] {
             let want = quantile(&truth, q);
             let got = row[key].as_f64().unwrap();
             // A bucket is 1/64 of its power of two wide.
@@ -130,8 +134,20 @@ fn several_runs_merge_into_the_figures_of_their_events() {
     // Counts: extremes and observations over all, the last of the last run.
     let c = &v["counts"][0];
     assert_eq!(
-        (&c["name"], &c["min"], &c["max"], &c["observations"], &c["last"]),
-        (&"queue".into(), &(-3).into(), &30.into(), &8.into(), &(-3).into())
+        (
+            &c["name"],
+            &c["min"],
+            &c["max"],
+            &c["observations"],
+            &c["last"]
+        ),
+        (
+            &"queue".into(),
+            &(-3).into(),
+            &30.into(),
+            &8.into(),
+            &(-3).into()
+        )
     );
 
     // CPU and RSS: per process, and the sum of the processes'.
@@ -171,7 +187,26 @@ fn several_runs_merge_into_the_figures_of_their_events() {
     // The text view: one merged table, then the processes and their sum.
     let o = runmetrics(&[&["show"], &args[..]].concat());
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(text.starts_with("fleet     4 runs, merged; job fleet"), "{text}");
+    assert!(
+        text.starts_with("fleet     4 runs, merged; job fleet"),
+        "{text}"
+    );
     assert_eq!(text.matches("work/step").count(), 1, "{text}");
     assert!(text.lines().any(|l| l.starts_with("sum ")), "{text}");
+
+    // The report of the fleet: the merged table, a CPU line and a timeline
+    // lane per run.
+    let page = dir.path().join("fleet.html");
+    let o = runmetrics(&["report", &glob, "-o", page.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let steps = v["phases"][0]["count"].as_u64().unwrap();
+    assert!(
+        html.contains(&format!("<td>phase work/step</td><td>{steps}</td>")),
+        "the merged count {steps}"
+    );
+    for run in v["runs"].as_array().unwrap() {
+        let id = run["run_id"].as_str().unwrap();
+        assert!(html.matches(id).count() >= 2, "{id}: a CPU line and a lane");
+    }
 }
