@@ -101,13 +101,17 @@ impl Events {
                 path: self.path.clone(),
                 at: self.input.at,
             }),
-            Some(b) => Err(ReadError::NotJson {
-                path: self.path.clone(),
-                message: format!("expected `{}`, found `{}`", want as char, b.escape_ascii()),
-                at: self.input.at - 1,
-                line: self.input.line,
-                column: self.input.column,
-            }),
+            Some(b) => {
+                let at = self.input.at - 1;
+                let (line, column) = line_column(&self.path, at);
+                Err(ReadError::NotJson {
+                    path: self.path.clone(),
+                    message: format!("expected `{}`, found `{}`", want as char, b.escape_ascii()),
+                    at,
+                    line,
+                    column,
+                })
+            }
         }
     }
 
@@ -119,32 +123,30 @@ impl Events {
         if let Some(b) = start {
             self.input.unread(b);
         }
-        let (at, line, column) = (self.input.at, self.input.line, self.input.column);
+        let start_at = self.input.at;
         let read = {
             let mut de = serde_json::Deserializer::from_reader(&mut self.input);
             T::deserialize(&mut de)
         };
-        let value = read.map_err(|e| {
-            // serde_json counts from where this value starts.
-            let e_line = e.line();
-            match json_error(&self.path, e) {
-                ReadError::NotJson { message, .. } => ReadError::NotJson {
+        let value = read.map_err(|e| match json_error(&self.path, e) {
+            // serde_json counted from where this value starts: say where
+            // in the file it stopped.
+            ReadError::NotJson { message, .. } => {
+                let at = self.input.at.saturating_sub(1).max(start_at);
+                let (line, column) = line_column(&self.path, at);
+                ReadError::NotJson {
                     path: self.path.clone(),
                     message,
-                    at: self.input.at.saturating_sub(1).max(at),
-                    line: line + e_line.saturating_sub(1),
-                    column: if e_line > 1 {
-                        self.input.column
-                    } else {
-                        column
-                    },
-                },
-                ReadError::TooDeep { path, .. } => ReadError::TooDeep {
-                    path,
-                    at: self.input.at,
-                },
-                other => other,
+                    at,
+                    line,
+                    column,
+                }
             }
+            ReadError::TooDeep { path, .. } => ReadError::TooDeep {
+                path,
+                at: self.input.at,
+            },
+            other => other,
         })?;
         if matches!(start, Some(b'-' | b'0'..=b'9')) {
             if let Some(last) = self.input.last.filter(|b| !is_number_byte(*b)) {
@@ -201,18 +203,13 @@ impl Iterator for Events {
 
 impl std::iter::FusedIterator for Events {}
 
-/// A reader that counts what it gives (byte, line, column), remembers the
-/// last byte and takes one back.
+/// A reader that counts the bytes it gives, remembers the last and takes
+/// one back (line and column are worked out only for an error).
 #[derive(Debug)]
 struct Tracked<R> {
     inner: R,
     /// Bytes given.
     at: u64,
-    /// The line (1-based) and column (1-based) of the next byte.
-    line: usize,
-    column: usize,
-    /// The column before the last newline given, to take it back.
-    column_before: usize,
     last: Option<u8>,
     back: Option<u8>,
 }
@@ -222,9 +219,6 @@ impl<R: Read> Tracked<R> {
         Tracked {
             inner,
             at: 0,
-            line: 1,
-            column: 1,
-            column_before: 1,
             last: None,
             back: None,
         }
@@ -244,16 +238,11 @@ impl<R: Read> Tracked<R> {
         self.back = Some(b);
         self.last = None;
         self.at -= 1;
-        if b == b'\n' {
-            self.line -= 1;
-            self.column = self.column_before;
-        } else {
-            self.column -= 1;
-        }
     }
 }
 
 impl<R: Read> Read for Tracked<R> {
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -265,19 +254,24 @@ impl<R: Read> Read for Tracked<R> {
             }
             None => self.inner.read(buf)?,
         };
-        for &b in &buf[..n] {
-            self.at += 1;
-            if b == b'\n' {
-                self.line += 1;
-                self.column_before = self.column;
-                self.column = 1;
-            } else {
-                self.column += 1;
-            }
-        }
         if n > 0 {
+            self.at += n as u64;
             self.last = Some(buf[n - 1]);
         }
         Ok(n)
     }
+}
+
+/// The line and column (1-based) of byte `at` of the file at `path`.
+fn line_column(path: &Path, at: u64) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let before = &bytes[..(at as usize).min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    (line, column)
 }
