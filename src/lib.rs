@@ -110,6 +110,33 @@ pub use prometheus::push::PushMethod;
 #[cfg(feature = "prometheus")]
 pub use prometheus::sanitize_metric_name;
 pub use recorder::Recorder;
+/// The run file's types and reader (the `runmetrics-format` crate): open a
+/// run file and iterate its entries and events.
+///
+/// ```
+/// # let log_dir = std::env::temp_dir().join(format!("rm-doc-format-{}", std::process::id()));
+/// let recorder = runmetrics::Recorder::new(runmetrics::Config::new().events(runmetrics::Events::All))?;
+/// recorder.start_run(&log_dir)?;
+/// for _ in 0..3 {
+///     let _t = recorder.phase("load", "io");
+/// }
+/// let path = recorder.end_run(serde_json::Value::Null)?;
+///
+/// let run = runmetrics::format::RunFile::open(&path)?;
+/// let load = run.entries().find(|e| e.label() == "io/load").unwrap();
+/// assert_eq!(load.stats.count, Some(3));
+/// let mut phases = 0;
+/// for event in run.events()? {
+///     if let runmetrics::format::Event::Phase(p) = event? {
+///         assert_eq!(p.phase, "load");
+///         phases += 1;
+///     }
+/// }
+/// assert_eq!(phases, 3);
+/// # std::fs::remove_dir_all(&log_dir).ok();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use runmetrics_format as format;
 #[cfg(feature = "tracing")]
 pub use spans::{layer as tracing_layer, TracingLayer};
 

@@ -52,12 +52,8 @@ fn a_written_run_reads_into_the_types_losing_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = run(dir.path(), ended);
         let file = read_run_file(&path);
-        let mut events = Vec::new();
-        let read = RunFile::open_each(&path, |_, e| {
-            events.push(e);
-            Ok(())
-        })
-        .unwrap();
+        let read = RunFile::open(&path).unwrap();
+        let events: Vec<Event> = read.events().unwrap().map(Result::unwrap).collect();
         // Typed and written back, `meta` is what the file holds: no key
         // of the writer's is unknown to the types, none is defaulted.
         assert_eq!(serde_json::to_value(&read.meta).unwrap(), file["meta"]);

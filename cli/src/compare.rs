@@ -57,7 +57,9 @@ pub enum CompareError {
     },
     #[error("{pattern:?} is not a valid glob: {message}")]
     Glob { pattern: String, message: String },
-    #[error("--each compares two directories, and {0} is not one")]
+    #[error(
+        "--each compares two directories (or two quoted globs of directories), and {0} names none"
+    )]
     NotADirectory(String),
     #[error("{0} and {1} have no run file name in common: nothing to compare pairwise")]
     NoPairs(String, String),
@@ -159,57 +161,9 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
                     ..Stats::from(one)
                 }
             } else {
-                let (mut count, mut total, mut in_histograms) = (0u64, 0f64, 0u64);
-                // By lower bound: (count, the widest width there).
-                let mut hist: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-                // The exact extremes, when every run gives them.
-                let (mut min, mut max) = (Some(f64::INFINITY), Some(f64::NEG_INFINITY));
-                for (i, &(path, e)) in entries.iter().enumerate() {
-                    let corrupt = |what: &str, limit: String| LoadError::Corrupt {
-                        path: path.to_owned(),
-                        why: format!(
-                            "{} {}'s {what}, added to {i} other run{}'s, passes {limit}, \
-                             more than any runs hold",
-                            e.kind.name(),
-                            e.label(),
-                            if i == 1 { "" } else { "s" },
-                        ),
-                    };
-                    let regions = || format!("{} regions", u64::MAX);
-                    count = count
-                        .checked_add(e.stats.count.unwrap_or(0))
-                        .ok_or_else(|| corrupt("count", regions()))?;
-                    total += e.stats.duration_seconds_total;
-                    if !total.is_finite() {
-                        return Err(corrupt(
-                            "duration_seconds_total",
-                            format!("{:e} s", f64::MAX),
-                        ));
-                    }
-                    // Bounds every merged bucket and the quantiles' sum.
-                    in_histograms = in_histograms
-                        .checked_add(e.histogram_total().unwrap_or(u64::MAX))
-                        .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
-                    for b in &e.histogram_ns {
-                        let (n, width) = hist.entry(b.lower_ns).or_default();
-                        *n = n
-                            .checked_add(b.count)
-                            .ok_or_else(|| corrupt("histogram_ns counts", regions()))?;
-                        *width = (*width).max(b.width_ns);
-                    }
-                    min = min.zip(e.stats.min_seconds).map(|(a, b)| a.min(b));
-                    max = max.zip(e.stats.max_seconds).map(|(a, b)| a.max(b));
-                }
-                let buckets = buckets(&hist);
-                let q = |q: f64| runmetrics_format::quantile_seconds(&buckets, q, min, max);
                 Stats {
-                    count,
-                    total,
-                    mean: (count > 0).then(|| total / count as f64),
-                    p50: q(0.50),
-                    p90: q(0.90),
-                    p99: q(0.99),
                     per_run,
+                    ..Stats::from(&crate::fleet::merge_entry(&entries)?)
                 }
             };
             Ok((key, stats))
@@ -219,6 +173,7 @@ fn merge(runs: &[Run], metric: Metric) -> Result<BTreeMap<Key, Stats>, LoadError
 
 /// A merged histogram (by lower bound: count and the widest width there)
 /// as buckets, ascending.
+#[cfg(test)]
 fn buckets(hist: &BTreeMap<u64, (u64, u64)>) -> Vec<run_file::Bucket> {
     hist.iter()
         .map(|(&lower_ns, &(count, width_ns))| run_file::Bucket {
@@ -277,6 +232,10 @@ pub struct Row {
     /// The relative change of the metric, when both sides have it.
     pub change: Option<f64>,
     pub verdict: Verdict,
+    /// Whether the metric's change is within the runs' spread (twice the
+    /// standard error); `None` with fewer than two runs a side, or a side
+    /// without the entry.
+    pub within_noise: Option<bool>,
 }
 
 impl Row {
@@ -301,6 +260,24 @@ impl Comparison {
 
     pub fn regressed(&self) -> usize {
         self.count(Verdict::Regressed)
+    }
+
+    pub fn metric_name(&self) -> &'static str {
+        self.metric.name()
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Whether both sides have two runs or more (a spread to judge by).
+    pub fn has_spread(&self) -> bool {
+        self.base.len() >= 2 && self.new.len() >= 2
+    }
+
+    /// How many runs each side merged: (base, new).
+    pub fn runs(&self) -> (usize, usize) {
+        (self.base.len(), self.new.len())
     }
 
     fn count(&self, v: Verdict) -> usize {
@@ -361,12 +338,19 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Result<Compariso
                 (Some(_), Some(_), Some(rel)) if rel > 0.0 => Verdict::Regressed,
                 (Some(_), Some(_), Some(_)) => Verdict::Improved,
             };
+            let within_noise = match (&base, &new) {
+                (Some(bs), Some(ns)) if bs.per_run.len() >= 2 && ns.per_run.len() >= 2 => {
+                    Some(!beyond_noise(&bs.per_run, &ns.per_run))
+                }
+                _ => None,
+            };
             Row {
                 key,
                 base,
                 new,
                 change,
                 verdict,
+                within_noise,
             }
         })
         .collect();
@@ -489,6 +473,18 @@ pub struct Pairs {
 }
 
 impl Pairs {
+    pub fn compared(&self) -> &[(String, Comparison)] {
+        &self.compared
+    }
+
+    pub fn only_base(&self) -> &[String] {
+        &self.only_base
+    }
+
+    pub fn only_new(&self) -> &[String] {
+        &self.only_new
+    }
+
     pub fn regressed(&self) -> usize {
         self.compared.iter().map(|(_, c)| c.regressed()).sum()
     }
@@ -526,27 +522,68 @@ impl Pairs {
     }
 }
 
-/// The run-file names in directory `arg`.
-fn names(arg: &str) -> Result<std::collections::BTreeSet<String>, CompareError> {
-    let dir = Path::new(arg);
-    if !dir.is_dir() {
+/// The directories a side of `--each` names: one, or every directory a
+/// quoted glob matches ('runs/base-*': several runs a side).
+fn dirs(arg: &str) -> Result<Vec<PathBuf>, CompareError> {
+    let dirs: Vec<PathBuf> = if Path::new(arg).is_dir() {
+        vec![PathBuf::from(arg)]
+    } else if arg.contains(['*', '?', '[']) {
+        let mut d: Vec<PathBuf> = glob::glob(arg)
+            .map_err(|e| CompareError::Glob {
+                pattern: arg.to_owned(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_dir())
+            .collect();
+        d.sort();
+        d
+    } else {
+        Vec::new()
+    };
+    if dirs.is_empty() {
         return Err(CompareError::NotADirectory(arg.to_owned()));
     }
-    Ok(expand(arg)?
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect())
+    Ok(dirs)
 }
 
-/// Compares the files of directories `base` and `new` that share a name.
+/// The run files of a side of `--each` by name: each name's files, one
+/// per directory that has it.
+fn by_name(arg: &str) -> Result<BTreeMap<String, Vec<PathBuf>>, CompareError> {
+    let mut out: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for dir in dirs(arg)? {
+        let Some(dir) = dir.to_str() else { continue };
+        let files = match expand(dir) {
+            Err(CompareError::NoRuns(_)) => continue,
+            other => other?,
+        };
+        for f in files {
+            if let Some(name) = f.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                out.entry(name).or_default().push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compares the files of directories `base` and `new` that share a name;
+/// a side that is a glob of several directories has several runs of each.
 pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareError> {
-    let (b, n) = (names(base)?, names(new)?);
+    let (b, n) = (by_name(base)?, by_name(new)?);
     let mut compared = Vec::new();
-    for name in b.intersection(&n) {
-        let load = |dir: &str| run_file::load(&Path::new(dir).join(name));
+    for (name, base_files) in &b {
+        let Some(new_files) = n.get(name) else {
+            continue;
+        };
+        let load = |files: &[PathBuf]| -> Result<Vec<Run>, CompareError> {
+            files
+                .iter()
+                .map(|f| run_file::load(f).map_err(CompareError::from))
+                .collect()
+        };
         compared.push((
             name.clone(),
-            compare(&[load(base)?], &[load(new)?], options)?,
+            compare(&load(base_files)?, &load(new_files)?, options)?,
         ));
     }
     if compared.is_empty() {
@@ -554,8 +591,8 @@ pub fn each(base: &str, new: &str, options: &Options) -> Result<Pairs, CompareEr
     }
     Ok(Pairs {
         compared,
-        only_base: b.difference(&n).cloned().collect(),
-        only_new: n.difference(&b).cloned().collect(),
+        only_base: b.keys().filter(|k| !n.contains_key(*k)).cloned().collect(),
+        only_new: n.keys().filter(|k| !b.contains_key(*k)).cloned().collect(),
     })
 }
 

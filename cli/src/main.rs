@@ -7,7 +7,9 @@
 //! quietly and the status is the command's own.
 
 mod compare;
+mod fleet;
 mod format;
+mod markdown;
 mod report;
 mod run_file;
 mod show;
@@ -34,9 +36,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The per-phase and per-function table, counts, CPU and RSS, drops.
+    /// Several runs (the workers of a job) give one merged table.
     Show {
-        /// A run file (<log_dir>/<run_id>.json).
-        run: PathBuf,
+        /// Run files (<log_dir>/<run_id>.json), directories of them, or
+        /// quoted globs ('workers/*/*.json'); several are merged.
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// With several runs: each phase and function per run too, and
+        /// each run's process figures.
+        #[arg(long)]
+        per_process: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -59,20 +68,27 @@ enum Command {
         fail_on_regression: bool,
         /// BASE and NEW are directories: compare their files pairwise by
         /// name (one comparison per benchmark, as CriterionRuns writes them)
-        /// instead of merging each side's runs.
+        /// instead of merging each side's runs. A side may be a quoted glob
+        /// of directories ('runs/base-*'): the runs of each name are merged,
+        /// and their spread judges noise.
         #[arg(long)]
         each: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// The output: a text table, JSON, or a GitHub-flavoured markdown
+        /// table for a pull-request comment.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Print JSON instead of a table (--format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// One self-contained HTML page: CPU and RSS over time, latency
     /// distributions, a timeline and the tables; with BASE, side by side.
     Report {
-        /// A run file.
-        run: PathBuf,
-        /// A run file to compare with.
-        base: Option<PathBuf>,
+        /// A run file, a directory of them, or a quoted glob: several are
+        /// merged (one table, a CPU and RSS line and timeline lanes per run).
+        run: String,
+        /// The same, to compare with.
+        base: Option<String>,
         /// Where to write the page.
         #[arg(short, long, default_value = "report.html")]
         output: PathBuf,
@@ -85,6 +101,17 @@ enum Command {
         /// A run file.
         run: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Aligned text tables.
+    Text,
+    /// One JSON object.
+    Json,
+    /// GitHub-flavoured markdown: a summary line, the changed rows
+    /// (regressions first), the unchanged in a collapsed section.
+    Markdown,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -150,12 +177,28 @@ fn emit_json(v: &serde_json::Value) -> Result<(), StdoutError> {
 
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match command {
-        Command::Show { run, json } => {
-            let run = run_file::load(&run)?;
-            if json {
-                emit_json(&show::json(&run))?;
+        Command::Show {
+            runs,
+            per_process,
+            json,
+        } => {
+            let mut loaded = Vec::new();
+            for arg in &runs {
+                loaded.extend(compare::load_side(arg)?);
+            }
+            if let [run] = &loaded[..] {
+                if json {
+                    emit_json(&show::json(run))?;
+                } else {
+                    emit(&show::text(run))?;
+                }
             } else {
-                emit(&show::text(&run))?;
+                let fleet = fleet::Fleet::merge(loaded)?;
+                if json {
+                    emit_json(&show::fleet_json(&fleet, per_process))?;
+                } else {
+                    emit(&show::fleet_text(&fleet, per_process))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -166,25 +209,27 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             metric,
             fail_on_regression,
             each,
+            format,
             json,
         } => {
             let options = compare::Options { metric, threshold };
+            let format = if json { OutputFormat::Json } else { format };
             let regressed = if each {
                 let pairs = compare::each(&base, &new, &options)?;
-                if json {
-                    emit_json(&pairs.json())?;
-                } else {
-                    emit(&pairs.text())?;
+                match format {
+                    OutputFormat::Json => emit_json(&pairs.json())?,
+                    OutputFormat::Text => emit(&pairs.text())?,
+                    OutputFormat::Markdown => emit(&markdown::pairs(&pairs))?,
                 }
                 pairs.regressed()
             } else {
                 let base = compare::load_side(&base)?;
                 let new = compare::load_side(&new)?;
                 let c = compare::compare(&base, &new, &options)?;
-                if json {
-                    emit_json(&compare::json(&c))?;
-                } else {
-                    emit(&compare::text(&c))?;
+                match format {
+                    OutputFormat::Json => emit_json(&compare::json(&c))?,
+                    OutputFormat::Text => emit(&compare::text(&c))?,
+                    OutputFormat::Markdown => emit(&markdown::comparison(&c))?,
                 }
                 c.regressed()
             };
@@ -198,8 +243,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run, base, output } => {
-            let run = report::Loaded::load(&run)?;
-            let base = base.map(|b| report::Loaded::load(&b)).transpose()?;
+            let run = report::Loaded::load_side(&[run])?;
+            let base = base.map(|b| report::Loaded::load_side(&[b])).transpose()?;
             let page = report::html(&run, base.as_ref())?;
             std::fs::write(&output, page).map_err(|e| {
                 format!("cannot write {}: {e}; choose another -o", output.display())

@@ -1,4 +1,5 @@
-//! `runmetrics report RUN.json [BASE.json] -o report.html`: one
+//! `runmetrics report RUN.json [BASE.json] -o report.html` (each side one
+//! run, or several merged: a directory, a quoted glob): one
 //! self-contained HTML page (inline SVG and CSS, nothing fetched): CPU and
 //! RSS over time, each phase's and function's latency distribution, a
 //! timeline of the phases per thread, and the tables; with a base run, its
@@ -11,6 +12,9 @@ use crate::compare::{self, Metric, Options};
 use crate::format::{maybe_seconds, seconds};
 use crate::run_file::{Event, ProcessSample, Run};
 use crate::svg::{self, escape, BLUE, ORANGE};
+
+/// The lines of several merged runs (orange is the base's).
+const PALETTE: &[&str] = &[BLUE, "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf"];
 
 /// Distributions drawn: the entries with the largest totals.
 const MAX_DISTRIBUTIONS: usize = 12;
@@ -40,12 +44,17 @@ pub struct Loaded {
     timed: Vec<Event>,
     /// Timed events in the file, drawn or not.
     timed_total: u64,
+    /// Of several runs merged (`run` is their merge): each run as read,
+    /// for its own CPU, RSS and timeline; empty for one run.
+    members: Vec<Loaded>,
 }
 
 impl Loaded {
     pub fn load(path: &std::path::Path) -> Result<Loaded, crate::run_file::LoadError> {
         let (mut samples, mut timed, mut timed_total) = (Vec::new(), Vec::new(), 0);
-        let run = crate::run_file::load_each(path, |_, e| {
+        let run = crate::run_file::load(path)?;
+        for e in run.events()? {
+            let e = e?;
             match e {
                 Event::Sample(s) => samples.push(s),
                 Event::Phase(_) | Event::Function(_) => {
@@ -56,14 +65,56 @@ impl Loaded {
                 }
                 Event::Counts(_) | Event::Other(_) => {}
             }
-            Ok(())
-        })?;
+        }
         Ok(Loaded {
             run,
             samples,
             timed,
             timed_total,
+            members: Vec::new(),
         })
+    }
+
+    /// The runs `args` name (files, directories, quoted globs): one as
+    /// [`Loaded::load`] reads it, several merged (`crate::fleet`).
+    pub fn load_side(args: &[String]) -> Result<Loaded, Box<dyn std::error::Error>> {
+        let mut paths = Vec::new();
+        for arg in args {
+            paths.extend(compare::expand(arg)?);
+        }
+        let mut members = paths
+            .iter()
+            .map(|p| Loaded::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if members.len() == 1 {
+            return Ok(members.remove(0));
+        }
+        let fleet = crate::fleet::Fleet::merge(members.iter().map(|m| m.run.clone()).collect())?;
+        Ok(Loaded {
+            run: fleet.merged,
+            samples: Vec::new(),
+            timed: Vec::new(),
+            timed_total: members.iter().map(|m| m.timed_total).sum(),
+            members,
+        })
+    }
+
+    /// Each run drawn, with the seconds its start is after the side's
+    /// start: the run itself, or each merged one.
+    fn parts(&self) -> Vec<(f64, &Loaded)> {
+        if self.members.is_empty() {
+            return vec![(0.0, self)];
+        }
+        let start = self.run.meta.started_at;
+        self.members
+            .iter()
+            .map(|m| {
+                let shift = (m.run.meta.started_at - start)
+                    .num_nanoseconds()
+                    .map_or(0.0, |ns| ns as f64 / 1e9);
+                (shift, m)
+            })
+            .collect()
     }
 
     fn at_seconds(&self, e: &Event) -> Option<f64> {
@@ -181,14 +232,31 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
     );
 
     out.push_str("<h2>CPU and memory</h2>\n");
-    let (cpu, rss) = samples(loaded);
-    let (base_cpu, base_rss) = base.map(samples).unwrap_or_default();
-    let mut cpu_series = vec![("run", BLUE, cpu)];
-    let mut rss_series = vec![("run", BLUE, rss)];
-    if base.is_some() {
-        cpu_series.push(("base", ORANGE, base_cpu));
-        rss_series.push(("base", ORANGE, base_rss));
+    // One line per process: the run (or each merged run), then the base.
+    let mut lines: Vec<(String, &str, svg::Points, svg::Points)> = Vec::new();
+    for (side, l) in [("run", Some(loaded)), ("base", base)] {
+        let Some(l) = l else { continue };
+        let parts = l.parts();
+        for (i, (shift, m)) in parts.iter().enumerate() {
+            let (cpu, rss) = samples(m);
+            let moved = |p: svg::Points| p.into_iter().map(|(x, y)| (x + shift, y)).collect();
+            let (name, color) = match (side, parts.len()) {
+                ("run", 1) => ("run".to_owned(), BLUE),
+                (_, 1) => ("base".to_owned(), ORANGE),
+                ("run", _) => (m.run.meta.run_id.clone(), PALETTE[i % PALETTE.len()]),
+                _ => (format!("base {}", m.run.meta.run_id), ORANGE),
+            };
+            lines.push((name, color, moved(cpu), moved(rss)));
+        }
     }
+    let cpu_series: Vec<svg::Line<'_>> = lines
+        .iter()
+        .map(|(n, c, cpu, _)| (n.as_str(), *c, cpu.clone()))
+        .collect();
+    let rss_series: Vec<svg::Line<'_>> = lines
+        .iter()
+        .map(|(n, c, _, rss)| (n.as_str(), *c, rss.clone()))
+        .collect();
     out.push_str(&svg::lines("cpu", "CPU, % of one core", "%", &cpu_series));
     out.push_str(&svg::lines(
         "rss",
@@ -260,52 +328,58 @@ pub fn html(loaded: &Loaded, base: Option<&Loaded>) -> Result<String, crate::run
     }
 
     out.push_str("<h2>Timeline</h2>\n");
-    let mut lanes: Vec<u32> = Vec::new();
+    // A lane per thread (of each run, when several are merged).
+    let parts = loaded.parts();
+    let mut lanes: Vec<(usize, u32)> = Vec::new();
     let mut spans = Vec::new();
-    for e in &loaded.timed {
-        let Some(at) = loaded.at_seconds(e) else {
-            continue;
-        };
-        let (name, duration, start, thread) = match e {
-            Event::Phase(p) => (
-                &p.phase,
-                p.duration_seconds,
-                p.start_offset_seconds,
-                p.thread,
-            ),
-            Event::Function(f) => (
-                &f.name,
-                f.duration_seconds,
-                f.start_offset_seconds,
-                f.thread,
-            ),
-            _ => continue,
-        };
-        let start = start.unwrap_or(at - duration);
-        let thread = thread.unwrap_or(0);
-        let lane = match lanes.iter().position(|&t| t == thread) {
-            Some(l) => l,
-            None => {
-                lanes.push(thread);
-                lanes.len() - 1
-            }
-        };
-        spans.push((
-            lane,
-            start.max(0.0),
-            start.max(0.0) + duration,
-            name.as_str(),
-        ));
+    for (member, (shift, m)) in parts.iter().enumerate() {
+        for e in &m.timed {
+            let Some(at) = m.at_seconds(e) else {
+                continue;
+            };
+            let (name, duration, start, thread) = match e {
+                Event::Phase(p) => (
+                    &p.phase,
+                    p.duration_seconds,
+                    p.start_offset_seconds,
+                    p.thread,
+                ),
+                Event::Function(f) => (
+                    &f.name,
+                    f.duration_seconds,
+                    f.start_offset_seconds,
+                    f.thread,
+                ),
+                _ => continue,
+            };
+            let start = start.unwrap_or(at - duration).max(0.0) + shift;
+            let key = (member, thread.unwrap_or(0));
+            let lane = match lanes.iter().position(|&t| t == key) {
+                Some(l) => l,
+                None => {
+                    lanes.push(key);
+                    lanes.len() - 1
+                }
+            };
+            spans.push((lane, start, start + duration, name.as_str()));
+        }
     }
     let names: Vec<String> = lanes
         .iter()
-        .map(|t| {
-            run.meta
+        .map(|&(member, t)| {
+            let m = &parts[member].1.run;
+            let thread = m
+                .meta
                 .threads
                 .iter()
-                .find(|x| x.thread == *t)
+                .find(|x| x.thread == t)
                 .and_then(|x| x.name.as_deref())
-                .map_or_else(|| format!("thread {t}"), |n| format!("{n} ({t})"))
+                .map_or_else(|| format!("thread {t}"), |n| format!("{n} ({t})"));
+            if parts.len() == 1 {
+                thread
+            } else {
+                format!("{} {thread}", m.meta.run_id)
+            }
         })
         .collect();
     out.push_str(&svg::timeline(

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 pub use runmetrics_format::{
-    histogram_total, Bucket, Entry, Event, Kind, Meta, ProcessSample, ReadError as LoadError,
+    histogram_total, Bucket, Entry, Event, Kind, ProcessSample, ReadError as LoadError,
     RunFile as Run, Timestamp,
 };
 
@@ -13,15 +13,6 @@ pub use runmetrics_format::{
 /// costs no more memory than one of ten.
 pub fn load(path: &Path) -> Result<Run, LoadError> {
     Run::open(path)
-}
-
-/// [`load`], handing every event to `each` (with `meta`) instead of
-/// skipping it; none is kept in the `Run`.
-pub fn load_each(
-    path: &Path,
-    each: impl FnMut(&Meta, Event) -> Result<(), String>,
-) -> Result<Run, LoadError> {
-    Run::open_each(path, each)
 }
 
 /// `module/name`, or the name alone when the module is empty.

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::fleet::Fleet;
 use crate::format::{maybe_seconds, seconds, Align, Table};
 use crate::run_file::{Entry, Kind, Run};
 
@@ -36,10 +37,9 @@ pub fn stat_cells(e: &Entry) -> [String; 7] {
     ]
 }
 
-/// The share of the run's wall time an entry's total is (over 100 % when
-/// threads overlap).
-fn percent_of_run(run: &Run, e: &Entry) -> Option<f64> {
-    let seconds = run.seconds();
+/// The share of `seconds` (the run's wall time, or the runs' summed) an
+/// entry's total is (over 100 % when threads overlap).
+fn percent_of(seconds: f64, e: &Entry) -> Option<f64> {
     (seconds > 0.0).then(|| 100.0 * e.stats.duration_seconds_total / seconds)
 }
 
@@ -64,6 +64,23 @@ pub fn text(run: &Run) -> String {
         meta.job.as_deref().unwrap_or("-"),
         meta.pid.map_or("-".to_owned(), |p| p.to_string()),
     ));
+    entry_tables(run, run.seconds(), &mut out);
+    counts_table(meta, &mut out);
+    out.push('\n');
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    out.push_str(&format!(
+        "process   CPU mean {} %, max {} %; RSS max {} MiB; {} samples\n",
+        f(meta.cpu_percent_mean),
+        f(meta.cpu_percent_max),
+        f(meta.rss_max_mib),
+        meta.process_samples.unwrap_or(0)
+    ));
+    accounting(meta, &mut out);
+    out
+}
+
+/// The phase and function tables, each row's `% run` a share of `seconds`.
+fn entry_tables(run: &Run, seconds: f64, out: &mut String) {
     for kind in [Kind::Phase, Kind::Function] {
         let mut table = Table::new(
             &[
@@ -92,14 +109,17 @@ pub fn text(run: &Run) -> String {
         for e in sorted(run, Some(kind)) {
             let mut row = vec![e.label()];
             row.extend(stat_cells(e));
-            row.push(percent_of_run(run, e).map_or("-".to_owned(), |p| format!("{p:.1} %")));
+            row.push(percent_of(seconds, e).map_or("-".to_owned(), |p| format!("{p:.1} %")));
             table.row(row);
         }
         if !table.is_empty() {
             out.push('\n');
-            table.render(&mut out);
+            table.render(out);
         }
     }
+}
+
+fn counts_table(meta: &runmetrics_format::Meta, out: &mut String) {
     if !meta.counts.is_empty() {
         let mut table = Table::new(
             &["count", "last", "min", "max", "observations"],
@@ -121,17 +141,12 @@ pub fn text(run: &Run) -> String {
             ]);
         }
         out.push('\n');
-        table.render(&mut out);
+        table.render(out);
     }
-    out.push('\n');
-    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
-    out.push_str(&format!(
-        "process   CPU mean {} %, max {} %; RSS max {} MiB; {} samples\n",
-        f(meta.cpu_percent_mean),
-        f(meta.cpu_percent_max),
-        f(meta.rss_max_mib),
-        meta.process_samples.unwrap_or(0)
-    ));
+}
+
+/// The record, event and write accounting lines.
+fn accounting(meta: &runmetrics_format::Meta, out: &mut String) {
     let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     out.push_str(&format!(
         "records   {} issued = {} aggregated + {} dropped; {} outside the run\n",
@@ -157,10 +172,14 @@ pub fn text(run: &Run) -> String {
             meta.last_write_error.as_deref().unwrap_or("-")
         ));
     }
-    out
 }
 
 pub fn json(run: &Run) -> Value {
+    json_over(run, run.seconds())
+}
+
+/// [`json`], each entry's `percent_of_run` a share of `seconds`.
+fn json_over(run: &Run, seconds: f64) -> Value {
     let entries = |kind: Kind| -> Vec<Value> {
         sorted(run, Some(kind))
             .into_iter()
@@ -175,7 +194,7 @@ pub fn json(run: &Run) -> Value {
                     "p90_seconds": e.stats.p90_seconds,
                     "p99_seconds": e.stats.p99_seconds,
                     "max_seconds": e.stats.max_seconds,
-                    "percent_of_run": percent_of_run(run, e),
+                    "percent_of_run": percent_of(seconds, e),
                 })
             })
             .collect()
@@ -221,4 +240,166 @@ pub fn json(run: &Run) -> Value {
             "cap": meta.event_cap,
         },
     })
+}
+
+/// One run's process figures: (run, pid, job, duration, CPU mean, CPU max,
+/// RSS max) as printed.
+fn process_row(run: &Run) -> Vec<String> {
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let m = &run.meta;
+    vec![
+        m.run_id.clone(),
+        m.pid.map_or("-".to_owned(), |p| p.to_string()),
+        m.job.clone().unwrap_or_else(|| "-".to_owned()),
+        seconds(run.seconds()),
+        f(m.cpu_percent_mean),
+        f(m.cpu_percent_max),
+        f(m.rss_max_mib),
+    ]
+}
+
+/// Several runs as one (`show A B ...`, a directory, a glob): the merged
+/// tables, then each process's CPU and RSS and their sum; with
+/// `per_process`, each entry per run too.
+pub fn fleet_text(fleet: &Fleet, per_process: bool) -> String {
+    let mut out = String::new();
+    let m = &fleet.merged.meta;
+    let stamp =
+        |t: &runmetrics_format::Timestamp| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let mut jobs: Vec<&str> = fleet
+        .runs
+        .iter()
+        .map(|r| r.meta.job.as_deref().unwrap_or("-"))
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    out.push_str(&format!(
+        "fleet     {} runs, merged; job {}\n",
+        fleet.runs.len(),
+        jobs.join(", ")
+    ));
+    out.push_str(&format!(
+        "spans     {} to {}\n",
+        stamp(&m.started_at),
+        stamp(&fleet.merged.until())
+    ));
+    out.push_str(&format!(
+        "time      {} of runs added up (% run is a share of it)\n",
+        seconds(fleet.process_seconds())
+    ));
+    entry_tables(&fleet.merged, fleet.process_seconds(), &mut out);
+    if per_process {
+        for e in sorted(&fleet.merged, None) {
+            let mut table = Table::new(
+                &[
+                    &e.label(),
+                    "count",
+                    "total",
+                    "mean",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "max",
+                ],
+                &[
+                    Align::Left,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                ],
+            );
+            for run in &fleet.runs {
+                if let Some(own) = run
+                    .entries()
+                    .find(|o| o.kind == e.kind && o.module == e.module && o.name == e.name)
+                {
+                    let mut row = vec![format!("  {}", run.meta.run_id)];
+                    row.extend(stat_cells(own));
+                    table.row(row);
+                }
+            }
+            out.push('\n');
+            out.push_str(&format!("{} per run\n", e.kind.name()));
+            table.render(&mut out);
+        }
+    }
+    counts_table(m, &mut out);
+    let mut table = Table::new(
+        &[
+            "process",
+            "pid",
+            "job",
+            "duration",
+            "CPU mean %",
+            "CPU max %",
+            "RSS max MiB",
+        ],
+        &[
+            Align::Left,
+            Align::Right,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ],
+    );
+    for run in &fleet.runs {
+        table.row(process_row(run));
+    }
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    table.row(vec![
+        "sum".to_owned(),
+        String::new(),
+        String::new(),
+        seconds(fleet.process_seconds()),
+        f(m.cpu_percent_mean),
+        f(m.cpu_percent_max),
+        f(m.rss_max_mib),
+    ]);
+    out.push('\n');
+    table.render(&mut out);
+    out.push('\n');
+    accounting(m, &mut out);
+    out
+}
+
+/// [`fleet_text`] as JSON: the merged run as `show --json` gives one, and
+/// `runs`, each run's process figures (with its entries when
+/// `per_process`).
+pub fn fleet_json(fleet: &Fleet, per_process: bool) -> Value {
+    let mut v = json_over(&fleet.merged, fleet.process_seconds());
+    v["runs_merged"] = json!(fleet.runs.len());
+    v["duration_seconds"] = json!(fleet.process_seconds());
+    let runs: Vec<Value> = fleet
+        .runs
+        .iter()
+        .map(|r| {
+            let mut one = json!({
+                "run_id": r.meta.run_id,
+                "path": r.path,
+                "pid": r.meta.pid,
+                "job": r.meta.job,
+                "duration_seconds": r.seconds(),
+                "process": {
+                    "cpu_percent_mean": r.meta.cpu_percent_mean,
+                    "cpu_percent_max": r.meta.cpu_percent_max,
+                    "rss_max_mib": r.meta.rss_max_mib,
+                    "samples": r.meta.process_samples,
+                },
+            });
+            if per_process {
+                let own = json(r);
+                one["phases"] = own["phases"].clone();
+                one["functions"] = own["functions"].clone();
+            }
+            one
+        })
+        .collect();
+    v["runs"] = Value::from(runs);
+    v
 }

@@ -133,21 +133,12 @@ pub fn write_chrome_trace(path: &Path, out: &mut impl Write) -> Result<(), Trace
         serde_json::to_writer(&mut *out, v)?;
         Ok(())
     };
-    let mut failed = None;
-    let run = run_file::load_each(path, |meta, e| {
-        for t in trace_events(meta.started_at, &e) {
-            if let Err(e) = write(out, &t) {
-                let message = format!("cannot write the trace: {e}");
-                failed = Some(e);
-                return Err(message);
-            }
+    let run = run_file::load(path)?;
+    for e in run.events()? {
+        for t in trace_events(run.meta.started_at, &e?) {
+            write(out, &t)?;
         }
-        Ok(())
-    });
-    if let Some(e) = failed {
-        return Err(TraceError::Write(e));
     }
-    let run = run?;
     for t in names(&run) {
         write(out, &t)?;
     }

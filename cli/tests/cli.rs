@@ -405,7 +405,7 @@ fn each_compares_two_directories_file_by_file() {
         new.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("is not one"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("names none"), "{}", stderr(&o));
 }
 
 /// A copy of base.json in `dir` with `n` more phases and `n` more events:

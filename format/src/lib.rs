@@ -15,9 +15,9 @@
 //!
 //! # Reading a run
 //!
-//! [`RunFile::open`] reads `meta` and skips the events; [`RunFile::open_each`]
-//! hands each event over as it is read, so a run of millions of events is
-//! read in the memory of one.
+//! [`RunFile::open`] reads `meta` and skips the events; [`RunFile::events`]
+//! iterates them, each read from the file as the iterator is advanced, so
+//! a run of millions of events is read in the memory of one.
 //!
 //! ```
 //! use runmetrics_format::{Event, RunFile};
@@ -37,17 +37,18 @@
 //! #      "module": "pipeline", "phase": "grounding", "duration_seconds": 2.53}]
 //! # }"#).unwrap();
 //! // A file of the seed module (a runmetrics file reads the same way).
-//! let mut phase_seconds = 0.0;
-//! let run = RunFile::open_each(&path, |_meta, event| {
-//!     if let Event::Phase(p) = event {
-//!         phase_seconds += p.duration_seconds;
-//!     }
-//!     Ok(())
-//! })?;
+//! let run = RunFile::open(&path)?;
 //! assert_eq!(run.meta.run_id, "20230801-120000-ab12cd");
 //! assert_eq!(run.seconds(), 10.0);
 //! let labels: Vec<String> = run.entries().map(|e| e.label()).collect();
 //! assert_eq!(labels, ["pipeline/grounding", "inference/main_infer"]);
+//! // The events, one at a time.
+//! let mut phase_seconds = 0.0;
+//! for event in run.events()? {
+//!     if let Event::Phase(p) = event? {
+//!         phase_seconds += p.duration_seconds;
+//!     }
+//! }
 //! assert_eq!(phase_seconds, 2.53);
 //! // What the seed lacks is `None`; the program's own keys are `extra`.
 //! assert_eq!(run.meta.records_dropped, None);
@@ -67,12 +68,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod events;
 mod histogram;
 mod read;
+#[cfg(feature = "schema")]
+mod schema;
 mod types;
 
+pub use events::Events;
 pub use histogram::{histogram_total, quantile_seconds, v1_bucket_width, Bucket};
 pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
+#[cfg(feature = "schema")]
+pub use schema::schema;
 pub use types::{
     Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, Names, PhaseTiming,
     ProcessSample, Resources, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase,

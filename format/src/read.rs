@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::{Entry, Event, Kind, Meta, Timestamp, LAYOUT_VERSION};
+use crate::{Entry, Events, Kind, Meta, Timestamp, LAYOUT_VERSION};
 
 /// How deep this reader follows nested arrays and objects: serde_json's
 /// limit (its recursion stays on a small stack), kept rather than lifted
@@ -73,9 +73,6 @@ pub enum ReadError {
         /// What cannot be.
         why: String,
     },
-    /// The function given each event returned this error, which stopped
-    /// the reading.
-    Stopped(String),
     /// Written by a newer layout than [`LAYOUT_VERSION`].
     NewerLayout {
         /// The file.
@@ -122,7 +119,6 @@ impl std::fmt::Display for ReadError {
                 "{} is corrupt: {why}; leave it out, or write it again",
                 path.display()
             ),
-            ReadError::Stopped(message) => f.write_str(message),
             ReadError::NewerLayout { path, version } => write!(
                 f,
                 "{} has layout_version {version}, newer than this runmetrics reads \
@@ -142,7 +138,7 @@ impl std::error::Error for ReadError {
     }
 }
 
-/// A run file's `meta`, read; its events stream by ([`RunFile::open_each`]).
+/// A run file's `meta`, read; its events stream by ([`RunFile::events`]).
 ///
 /// Files of the Python `metrics` module the layout comes from read too:
 /// what they lack is `None` or empty. A file of layout 2 or later must have
@@ -157,25 +153,21 @@ pub struct RunFile {
     pub meta: Meta,
 }
 
-/// What is done with each event (and the file's `meta`) as the file
-/// streams by; an `Err` stops the reading ([`ReadError::Stopped`]).
-type EachFn<'f> = dyn FnMut(&Meta, Event) -> Result<(), String> + 'f;
-
 impl RunFile {
     /// Reads and checks the run file at `path`, streaming past its events
     /// without reading them: a run of millions of events costs no more
     /// memory than one of ten.
     pub fn open(path: impl AsRef<Path>) -> Result<RunFile, ReadError> {
-        read(path.as_ref(), None)
+        read(path.as_ref())
     }
 
-    /// [`RunFile::open`], handing every event to `each` (with `meta`) as it
-    /// is read, in file order; none is kept.
-    pub fn open_each(
-        path: impl AsRef<Path>,
-        mut each: impl FnMut(&Meta, Event) -> Result<(), String>,
-    ) -> Result<RunFile, ReadError> {
-        read(path.as_ref(), Some(&mut each))
+    /// The file's events, in file order, read one at a time as the
+    /// iterator is advanced (the file is opened again): none is kept, so
+    /// a run of millions of events is read in the memory of one. An item
+    /// is an error when the file changed since [`RunFile::open`] into one
+    /// that does not read; the iterator ends after it.
+    pub fn events(&self) -> Result<Events, ReadError> {
+        Events::open(&self.path)
     }
 
     /// The phases, then the functions, each in file order.
@@ -207,7 +199,7 @@ impl RunFile {
     }
 }
 
-fn read(path: &Path, mut each: Option<&mut EachFn<'_>>) -> Result<RunFile, ReadError> {
+fn read(path: &Path) -> Result<RunFile, ReadError> {
     let read_error = |source| ReadError::Read {
         path: path.to_owned(),
         source,
@@ -217,7 +209,6 @@ fn read(path: &Path, mut each: Option<&mut EachFn<'_>>) -> Result<RunFile, ReadE
     let failed = RefCell::new(None);
     let top = Top {
         path,
-        each: each.as_deref_mut(),
         failed: &failed,
     };
     let parts = serde::Deserializer::deserialize_any(&mut de, top)
@@ -225,57 +216,58 @@ fn read(path: &Path, mut each: Option<&mut EachFn<'_>>) -> Result<RunFile, ReadE
     if let Some(e) = failed.into_inner() {
         return Err(e);
     }
-    let parts = parts.map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Io => read_error(std::io::Error::from(e)),
-            Category::Eof => ReadError::Truncated {
-                path: path.to_owned(),
-                at: std::fs::metadata(path).map_or(0, |m| m.len()),
-            },
-            Category::Syntax if e.to_string().starts_with("recursion limit exceeded") => {
-                let bytes = std::fs::read(path).unwrap_or_default();
-                ReadError::TooDeep {
-                    path: path.to_owned(),
-                    at: byte_offset(&bytes, e.line(), e.column()),
-                }
-            }
-            Category::Syntax => {
-                // Only now is the text needed: to say which byte.
-                let bytes = std::fs::read(path).unwrap_or_default();
-                ReadError::NotJson {
-                    path: path.to_owned(),
-                    message: strip_position(&e.to_string()),
-                    at: byte_offset(&bytes, e.line(), e.column()),
-                    line: e.line(),
-                    column: e.column(),
-                }
-            }
-            Category::Data => ReadError::NotARunFile {
-                path: path.to_owned(),
-                why: strip_position(&e.to_string()),
-            },
-        }
-    })?;
+    let parts = parts.map_err(|e| json_error(path, e))?;
     let not_run = |why: &str| ReadError::NotARunFile {
         path: path.to_owned(),
         why: why.to_owned(),
     };
-    // Events before `meta` (not how runmetrics writes them) were kept.
-    let (meta, late) = match (parts.meta, parts.events) {
+    let meta = match (parts.meta, parts.events) {
         (None, _) => return Err(not_run("it has no `meta` object")),
-        (_, None) => return Err(not_run("it has no `events` list")),
-        (Some(meta), Some(events)) => (meta, events),
+        (_, false) => return Err(not_run("it has no `events` list")),
+        (Some(meta), true) => meta,
     };
-    if let (Some(each), Late::Kept(events)) = (each, late) {
-        for e in events {
-            each(&meta, Event::from_value(e)).map_err(ReadError::Stopped)?;
-        }
-    }
     Ok(RunFile {
         path: path.to_owned(),
         meta,
     })
+}
+
+/// What a serde_json error means for the file at `path`.
+pub(crate) fn json_error(path: &Path, e: serde_json::Error) -> ReadError {
+    let read_error = |source| ReadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Io => read_error(std::io::Error::from(e)),
+        Category::Eof => ReadError::Truncated {
+            path: path.to_owned(),
+            at: std::fs::metadata(path).map_or(0, |m| m.len()),
+        },
+        Category::Syntax if e.to_string().starts_with("recursion limit exceeded") => {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            ReadError::TooDeep {
+                path: path.to_owned(),
+                at: byte_offset(&bytes, e.line(), e.column()),
+            }
+        }
+        Category::Syntax => {
+            // Only now is the text needed: to say which byte.
+            let bytes = std::fs::read(path).unwrap_or_default();
+            ReadError::NotJson {
+                path: path.to_owned(),
+                message: strip_position(&e.to_string()),
+                at: byte_offset(&bytes, e.line(), e.column()),
+                line: e.line(),
+                column: e.column(),
+            }
+        }
+        Category::Data => ReadError::NotARunFile {
+            path: path.to_owned(),
+            why: strip_position(&e.to_string()),
+        },
+    }
 }
 
 /// What `meta`'s JSON must be to be read as a [`Meta`]: an object, of a
@@ -340,30 +332,21 @@ fn complete(meta: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-/// The events that came before `meta`.
-enum Late {
-    /// None did (or they were skipped).
-    None,
-    /// These, to hand over once `meta` is read.
-    Kept(Vec<Value>),
-}
-
 /// What the top level gave.
 struct Parts {
     meta: Option<Meta>,
-    /// `None` when there was no `events` list at all.
-    events: Option<Late>,
+    /// Whether there was an `events` list.
+    events: bool,
 }
 
-/// The top level of a run file: `meta` typed; `events` skipped, or handed
-/// one by one to `each`; other keys ignored.
-struct Top<'a, 'f> {
+/// The top level of a run file: `meta` typed; `events` skipped; other
+/// keys ignored.
+struct Top<'a> {
     path: &'a Path,
-    each: Option<&'a mut EachFn<'f>>,
     failed: &'a RefCell<Option<ReadError>>,
 }
 
-impl<'de> Visitor<'de> for Top<'_, '_> {
+impl<'de> Visitor<'de> for Top<'_> {
     type Value = Parts;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -373,37 +356,21 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts, A::Error> {
         let mut parts = Parts {
             meta: None,
-            events: None,
-        };
-        let mut each = self.each;
-        // Stops the reading with `e`, which `read` returns.
-        let fail = |e: ReadError| {
-            let message = e.to_string();
-            *self.failed.borrow_mut() = Some(e);
-            serde::de::Error::custom(message)
+            events: false,
         };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "meta" => {
                     let value: Value = map.next_value()?;
-                    parts.meta = Some(typed_meta(self.path, value).map_err(fail)?);
+                    parts.meta = Some(typed_meta(self.path, value).map_err(|e: ReadError| {
+                        let message = e.to_string();
+                        *self.failed.borrow_mut() = Some(e);
+                        serde::de::Error::custom(message)
+                    })?);
                 }
                 "events" => {
-                    parts.events = Some(match (each.as_deref_mut(), &parts.meta) {
-                        (Some(f), Some(meta)) => {
-                            map.next_value_seed(Each {
-                                meta,
-                                each: f,
-                                failed: self.failed,
-                            })?;
-                            Late::None
-                        }
-                        (Some(_), None) => Late::Kept(map.next_value_seed(KeepList)?),
-                        (None, _) => {
-                            map.next_value_seed(SkipList)?;
-                            Late::None
-                        }
-                    })
+                    map.next_value_seed(SkipList)?;
+                    parts.events = true;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -435,67 +402,6 @@ impl<'de> Visitor<'de> for SkipList {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-}
-
-/// Keeps the events list (anything but a list is an error).
-struct KeepList;
-
-impl<'de> DeserializeSeed<'de> for KeepList {
-    type Value = Vec<Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeepList {
-    type Value = Vec<Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the events list")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
-        let mut out = Vec::new();
-        while let Some(e) = seq.next_element()? {
-            out.push(e);
-        }
-        Ok(out)
-    }
-}
-
-/// The events list, each event handed to `each` as it is read (anything
-/// but a list is an error).
-struct Each<'a, 'f> {
-    meta: &'a Meta,
-    each: &'a mut EachFn<'f>,
-    failed: &'a RefCell<Option<ReadError>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Each<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Each<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the events list")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(e) = seq.next_element::<Value>()? {
-            if let Err(message) = (self.each)(self.meta, Event::from_value(e)) {
-                *self.failed.borrow_mut() = Some(ReadError::Stopped(message.clone()));
-                return Err(serde::de::Error::custom(message));
-            }
-        }
         Ok(())
     }
 }
@@ -558,36 +464,68 @@ mod tests {
             r#"{"events": null, "meta": {"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00"}}"#,
         )
         .unwrap();
-        for each in [false, true] {
-            let r = if each {
-                RunFile::open_each(&path, |_, _| Ok(()))
-            } else {
-                RunFile::open(&path)
-            };
-            assert!(
-                matches!(r, Err(ReadError::NotARunFile { .. })),
-                "open_each: {each}: {r:?}"
-            );
-        }
+        let r = RunFile::open(&path);
+        assert!(matches!(r, Err(ReadError::NotARunFile { .. })), "{r:?}");
     }
 
     #[test]
-    fn events_before_meta_are_handed_over_after_it() {
+    fn events_iterate_wherever_the_list_is_and_whatever_they_hold() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(
             &path,
-            r#"{"events": [{"event": "x"}, 3], "meta": {"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00"}}"#,
+            "{\"x\": 12, \"events\": [{\"event\": \"x\"}, 3\n, -4.5e1,\"s\", [1,[2]], true, null], \
+             \"meta\": {\"run_id\": \"r\", \"started_at\": \"2026-11-25T07:10:23+00:00\"}, \"y\": 7}",
         )
         .unwrap();
-        let mut seen = Vec::new();
-        RunFile::open_each(&path, |meta, e| {
-            seen.push((meta.run_id.clone(), e));
-            Ok(())
-        })
+        let run = RunFile::open(&path).unwrap();
+        let seen: Vec<Value> = run
+            .events()
+            .unwrap()
+            .map(|e| serde_json::to_value(e.unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            seen,
+            serde_json::json!([{"event": "x"}, 3, -45.0, "s", [1, [2]], true, null])
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        // An empty list, after meta.
+        std::fs::write(
+            &path,
+            r#"{"meta": {"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00"}, "events": [ ]}"#,
+        )
         .unwrap();
-        assert_eq!(seen.len(), 2);
-        assert!(matches!(seen[1].1, Event::Other(Value::Number(_))));
+        assert_eq!(RunFile::open(&path).unwrap().events().unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_spoiled_after_open_is_an_error_then_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let good = r#"{"meta": {"run_id": "r", "started_at": "2026-11-25T07:10:23+00:00"}, "events": [{"event": "a"}, {"event": "b"}]}"#;
+        std::fs::write(&path, good).unwrap();
+        let run = RunFile::open(&path).unwrap();
+        for (spoiled, what) in [
+            (&good[..good.len() - 3], "truncated"),
+            (&good.replace("}, {", "} {")[..], "not a list"),
+            (&good.replace("\"b\"", "b")[..], "not json"),
+        ] {
+            std::fs::write(&path, spoiled).unwrap();
+            let items: Vec<_> = run.events().unwrap().collect();
+            assert_eq!(items.len(), 2, "{what}: {items:?}");
+            assert!(items[0].is_ok(), "{what}");
+            let e = items[1].as_ref().unwrap_err();
+            let ok = match what {
+                "truncated" => matches!(e, ReadError::Truncated { .. }),
+                "not a list" => matches!(e, ReadError::NotARunFile { .. }),
+                _ => {
+                    matches!(e, &ReadError::NotJson { at, .. } if spoiled.as_bytes()[at as usize] == b'b')
+                }
+            };
+            assert!(ok, "{what}: {e:?}");
+        }
     }
 
     #[test]

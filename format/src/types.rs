@@ -41,14 +41,17 @@ macro_rules! keyed {
 keyed! {
     /// A run file's `meta`: what the run did, the seed module's keys first.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Meta {
         /// `<YYYYmmdd-HHMMSS>-<6 hex>`; the file is `<run_id>.json`.
         pub run_id: String,
         /// When the run started.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub started_at: Timestamp,
         /// When it ended; `None` (null) in a snapshot of a run still open.
         #[serde(default, with = "timestamp::option")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::optional_timestamp"))]
         pub ended_at: Option<Timestamp>,
         /// The process's highest CPU use over the run's sample windows, in %.
         pub cpu_percent_max: Option<f64>,
@@ -58,11 +61,13 @@ keyed! {
         pub rss_max_mib: Option<f64>,
         /// One entry per phase, each of [`Kind::Phase`].
         #[serde(default, with = "entries::phases")]
+        #[cfg_attr(feature = "schema", schemars(with = "Vec<entries::PhaseIn>"))]
         pub phase_durations_seconds_total: Vec<Entry>,
         /// The sum of the phases' totals, in seconds.
         pub all_phases_duration_seconds_total: Option<f64>,
         /// One entry per function, each of [`Kind::Function`].
         #[serde(default, with = "entries::functions")]
+        #[cfg_attr(feature = "schema", schemars(with = "Vec<entries::FunctionIn>"))]
         pub function_durations_seconds_total: Vec<Entry>,
         /// The sum of the functions' totals, in seconds.
         pub all_functions_duration_seconds_total: Option<f64>,
@@ -93,6 +98,7 @@ keyed! {
         pub job: Option<String>,
         /// The Prometheus grouping labels, in order.
         #[serde(default, with = "pairs")]
+        #[cfg_attr(feature = "schema", schemars(with = "std::collections::BTreeMap<String, String>"))]
         pub grouping: Vec<(String, String)>,
         /// The process's id.
         pub pid: Option<u32>,
@@ -107,6 +113,7 @@ keyed! {
         pub in_progress: Option<bool>,
         /// When this file was written.
         #[serde(default, with = "timestamp::option")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::optional_timestamp"))]
         pub flushed_at: Option<Timestamp>,
         /// Writes of the run's file that failed before this one.
         pub write_failures: Option<u64>,
@@ -172,6 +179,7 @@ keyed! {
     /// The durations of one phase or function: the figures an entry of
     /// `meta` carries beside its names (only the total in the seed's files).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Stats {
         /// The exact sum, in seconds.
         pub duration_seconds_total: f64,
@@ -246,6 +254,7 @@ impl Entry {
 keyed! {
     /// `resources` of a function entry: sums over the calls that captured them.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Resources {
         /// Calls that captured resources.
         pub calls: u64,
@@ -261,6 +270,7 @@ keyed! {
 keyed! {
     /// One entry of `meta.counts`: a count name's values over the run.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Count {
         /// The count's name.
         pub name: String,
@@ -278,6 +288,7 @@ keyed! {
 keyed! {
     /// One entry of `meta.threads`.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Thread {
         /// The id events carry as `thread`.
         pub thread: u32,
@@ -291,6 +302,7 @@ keyed! {
     /// monotonic clock over the baseline from the process's first recorder
     /// to the run's start.
     #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Clock {
         /// Nanoseconds per tick.
         pub ns_per_tick: f64,
@@ -305,6 +317,7 @@ keyed! {
     /// lookups of a new name past that were refused: their regions and
     /// counts went to the entry named [`Names::OVER_CAP`] instead.
     #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Names {
         /// Distinct names so far (not counting the over-cap entry).
         pub distinct: u64,
@@ -326,9 +339,11 @@ keyed! {
     /// `meta.window`: the last window, from the previous write of the file
     /// (or the start) to this one.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct Window {
         /// When it started.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub started_at: Timestamp,
         /// How long it lasted.
         pub seconds: f64,
@@ -341,6 +356,7 @@ keyed! {
 
 /// A phase in [`Window::phases`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WindowPhase {
     /// The module.
     pub module: String,
@@ -353,6 +369,7 @@ pub struct WindowPhase {
 
 /// A function in [`Window::functions`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WindowFunction {
     /// The module.
     pub module: String,
@@ -366,6 +383,7 @@ pub struct WindowFunction {
 keyed! {
     /// A phase's or function's figures over one window.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct WindowStats {
         /// Regions that ended in the window.
         pub count: u64,
@@ -487,9 +505,11 @@ impl<'de> Deserialize<'de> for Event {
 keyed! {
     /// A `process_sample` event: the process's CPU and memory.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct ProcessSample {
         /// When it was taken.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub timestamp: Timestamp,
         /// CPU use over the window ending here, in %.
         pub cpu_percent: f64,
@@ -505,9 +525,11 @@ keyed! {
 keyed! {
     /// A `phase_timing` event: one phase region.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct PhaseTiming {
         /// When it ended.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub timestamp: Timestamp,
         /// The module.
         #[serde(default)]
@@ -528,9 +550,11 @@ keyed! {
 keyed! {
     /// A `func_timing` event: one call of a measured function.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct FuncTiming {
         /// When it returned.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub timestamp: Timestamp,
         /// The module.
         #[serde(default)]
@@ -557,14 +581,17 @@ keyed! {
 keyed! {
     /// A `counts` event: one `observe_counts` call.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     pub struct CountsEvent {
         /// When it was made.
         #[serde(with = "timestamp")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::timestamp"))]
         pub timestamp: Timestamp,
         /// The recording thread.
         pub thread: Option<u32>,
         /// The values, by name, in the order given.
         #[serde(with = "pairs")]
+        #[cfg_attr(feature = "schema", schemars(with = "std::collections::BTreeMap<String, i64>"))]
         pub counts: Vec<(String, i64)>,
         /// Nanoseconds after the run's start.
         pub offset_ns: Option<u64>,
@@ -665,8 +692,11 @@ mod entries {
         histogram_ns: &'a [Bucket],
     }
 
+    /// An entry of `meta.phase_durations_seconds_total`.
     #[derive(Deserialize)]
-    struct PhaseIn {
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[cfg_attr(feature = "schema", schemars(rename = "PhaseEntry"))]
+    pub(super) struct PhaseIn {
         #[serde(default)]
         module: String,
         phase: String,
@@ -687,8 +717,11 @@ mod entries {
         histogram_ns: &'a [Bucket],
     }
 
+    /// An entry of `meta.function_durations_seconds_total`.
     #[derive(Deserialize)]
-    struct FunctionIn {
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[cfg_attr(feature = "schema", schemars(rename = "FunctionEntry"))]
+    pub(super) struct FunctionIn {
         #[serde(default)]
         module: String,
         name: String,

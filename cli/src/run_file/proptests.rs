@@ -1,5 +1,5 @@
 //! Property tests of the reader: any file, real ones mutated byte by byte
-//! or value by value, gives `load` and `load_each` an `Ok` or a typed
+//! or value by value, gives `load` and `load` with its events iterated an `Ok` or a typed
 //! `LoadError` within seconds, never a panic or a hang; and a generated
 //! valid run file's entries, counts and events load back as written.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::{load, load_each, Entry, Event, Kind, LoadError, Run};
+use super::{load, Entry, Event, Kind, LoadError, Run};
 
 /// The real files the mutations start from: the fixtures (the seed
 /// module's file and broken ones among them), the golden layout and a
@@ -66,7 +66,8 @@ fn recorded() -> Vec<u8> {
 /// What a reader gave.
 type Loaded = Result<Run, LoadError>;
 
-/// Reads `bytes` as a file with `load` and with `load_each`, each on its
+/// Reads `bytes` as a file with `load`, and with `load` then every event
+/// (the first error of the iteration is what it gave), each on its
 /// own thread so that a panic or a hang (10 s) fails the property instead
 /// of the test binary; returns what each gave.
 fn read_both(bytes: &[u8]) -> Result<(Loaded, Loaded), String> {
@@ -77,11 +78,14 @@ fn read_both(bytes: &[u8]) -> Result<(Loaded, Loaded), String> {
         let (tx, rx) = mpsc::channel();
         let path = path.clone();
         std::thread::spawn(move || {
-            let run = if each {
-                load_each(&path, |_, _| Ok(()))
-            } else {
-                load(&path)
-            };
+            let run = load(&path).and_then(|run| {
+                if each {
+                    for e in run.events()? {
+                        e?;
+                    }
+                }
+                Ok(run)
+            });
             let _ = tx.send(run);
         });
         match rx.recv_timeout(Duration::from_secs(10)) {
@@ -103,15 +107,12 @@ fn reads_or_says_why(bytes: &[u8]) -> Result<(), TestCaseError> {
                     prop_assert!(super::histogram_total(&e.histogram_ns).is_some());
                 }
             }
-            Err(LoadError::Stopped(m)) => {
-                return Err(TestCaseError::fail(format!("no output was written: {m}")))
-            }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
     // Both readers agree on what the file is, but `load` skips the events
     // without reading their strings or nesting (a lone surrogate escape,
-    // an event nested past the limit): only `load_each` sees those.
+    // an event nested past the limit): only iterating the events sees those.
     match (&plain, &each) {
         (Ok(a), Ok(b)) => {
             prop_assert_eq!(&a.meta.run_id, &b.meta.run_id);
@@ -120,7 +121,7 @@ fn reads_or_says_why(bytes: &[u8]) -> Result<(), TestCaseError> {
         (Err(_), Err(_)) | (Ok(_), Err(LoadError::NotJson { .. } | LoadError::TooDeep { .. })) => {}
         (a, b) => {
             return Err(TestCaseError::fail(format!(
-                "load and load_each disagree: {:?} / {:?}",
+                "load and iterating its events disagree: {:?} / {:?}",
                 a.as_ref().map(|r| &r.meta.run_id),
                 b.as_ref().map(|r| &r.meta.run_id)
             )))
@@ -489,18 +490,18 @@ proptest! {
         let c = &run.meta.counts[0];
         prop_assert_eq!((c.last, c.min, c.max, c.observations), (-3, i64::MIN, i64::MAX, u64::MAX));
         prop_assert!(each.is_ok());
-        // load_each hands over every event, in order, as written.
+        // Iterating the events gives every one, in order, as written.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(&path, &bytes).unwrap();
         let mut seen = Vec::new();
-        load_each(&path, |_, e| {
-            match e {
+        let fail = |e: LoadError| TestCaseError::fail(e.to_string());
+        for e in load(&path).map_err(fail)?.events().map_err(fail)? {
+            match e.map_err(fail)? {
                 Event::Phase(p) => seen.push((p.offset_ns, Some(p.duration_seconds))),
                 other => seen.push((other.offset_ns(), None)),
             }
-            Ok(())
-        }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
         let want: Vec<_> = events.iter().map(|(o, d)| (Some(*o), Some(*d))).collect();
         prop_assert_eq!(seen, want);
     }
