@@ -75,7 +75,7 @@ pub use histogram::{histogram_total, quantile_seconds, v1_bucket_width, Bucket};
 pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
 pub use types::{
     Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, PhaseTiming, ProcessSample,
-    Resources, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase, WindowStats,
+    Resources, Sampled, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase, WindowStats,
     RESERVED_META_KEYS,
 };
 
