@@ -79,6 +79,21 @@ fn phase_macro<const S: u32>(iters: u64) -> Duration {
     })
 }
 
+/// Sampled timing: every region counted, about one in 64 timed.
+fn phase_sampled<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::phase!("loop phase! sample = 64", "real_loop", sample = 64);
+        body::<S>(x)
+    })
+}
+
+fn phase_timer_sampled<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::PhaseTimer::sampled("loop PhaseTimer::sampled", "real_loop", 64);
+        body::<S>(x)
+    })
+}
+
 fn phase_timer<const S: u32>(iters: u64) -> Duration {
     looped(iters, |x| {
         let _t = runmetrics::PhaseTimer::new("loop PhaseTimer::new", "real_loop");
@@ -211,6 +226,8 @@ fn cases<const S: u32>() -> Vec<(&'static str, Run)> {
         ("bare body", bare::<S>),
         ("TSC pair", tsc_pair::<S>),
         ("phase!", phase_macro::<S>),
+        ("phase! sample = 64", phase_sampled::<S>),
+        ("PhaseTimer::sampled(.., 64)", phase_timer_sampled::<S>),
         ("PhaseTimer::new", phase_timer::<S>),
         ("#[measure]", measure_attr::<S>),
         ("measure_fn", measure_fn::<S>),
@@ -225,6 +242,8 @@ fn cases<const S: u32>() -> Vec<(&'static str, Run)> {
 }
 
 const RUNMETRICS: [&str; 4] = ["phase!", "PhaseTimer::new", "#[measure]", "measure_fn"];
+/// Sampled timing's rows; target: at most 0.3 × the pair's added cost.
+const SAMPLED: [&str; 2] = ["phase! sample = 64", "PhaseTimer::sampled(.., 64)"];
 const PEERS: [&str; 6] = [
     "metrics histogram!",
     "prometheus start_timer",
@@ -340,6 +359,16 @@ fn measure(
         .iter()
         .filter_map(|p| Some((p, of(p)?)))
         .min_by(|a, b| a.1.added.total_cmp(&b.1.added));
+    for name in SAMPLED {
+        if let Some(b) = of(name) {
+            println!(
+                "  {name} adds {:.2} ns, {:.2}× the pair's {:.2} ns (target: at most 0.3×)",
+                b.added,
+                b.added / b.pair_added,
+                b.pair_added
+            );
+        }
+    }
     if let (Some(worst), Some((peer, peer_b))) = (worst, fastest_peer) {
         println!(
             "  slowest runmetrics region adds {:.2}× the pair's; the fastest peer ({peer}) adds {:.1}× what it adds",
@@ -373,4 +402,61 @@ fn main() {
     measure("~200 ns body", cases::<STEPS_200>(), only, rounds, round);
     let (issued, aggregated, dropped) = setup.finish();
     println!("runmetrics records: issued {issued}, aggregated {aggregated}, dropped {dropped}");
+    estimate_against_exact(
+        if full { 40 } else { 2 },
+        if full { 500_000 } else { 5_000 },
+    );
+}
+
+/// The ~50 ns body timed exactly (`phase!`) and sampled (`sample = 64`) in
+/// alternate blocks of `per_block` iterations, `blocks` of each, in one
+/// run: the sampled entry's estimated total against the exact one's, with
+/// its standard error, and its count against the loop's.
+fn estimate_against_exact(blocks: u64, per_block: u64) {
+    let dir = std::env::temp_dir().join(format!("runmetrics-real-loop-{}", std::process::id()));
+    runmetrics::start_run(&dir).expect("start_run");
+    let mut x = black_box(1);
+    for _ in 0..blocks {
+        for _ in 0..per_block {
+            let _t = runmetrics::phase!("accuracy exact", "real_loop");
+            x = body::<STEPS_50>(x);
+        }
+        for _ in 0..per_block {
+            let _t = runmetrics::phase!("accuracy sampled", "real_loop", sample = 64);
+            x = body::<STEPS_50>(x);
+        }
+    }
+    black_box(x);
+    let path = runmetrics::end_run(serde_json::Value::Null).expect("end_run");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("run file"))
+            .expect("run file is JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    let entry = |name: &str| {
+        file["meta"]["phase_durations_seconds_total"]
+            .as_array()
+            .expect("phases")
+            .iter()
+            .find(|e| e["phase"] == name)
+            .cloned()
+            .expect("the phase's entry")
+    };
+    let (exact, sampled) = (entry("accuracy exact"), entry("accuracy sampled"));
+    let total = |e: &serde_json::Value| e["duration_seconds_total"].as_f64().unwrap_or(0.0);
+    let se = sampled["sampled"]["duration_seconds_total_se"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let off = total(&sampled) / total(&exact) - 1.0;
+    println!(
+        "~50 ns body, sample = 64 against exact, {} regions each: estimated total {:.6} s \
+         (se {:.6} s), exact {:.6} s: {:+.2} % (target: within 2 %); count {} of {}, {} timed",
+        blocks * per_block,
+        total(&sampled),
+        se,
+        total(&exact),
+        off * 100.0,
+        sampled["count"],
+        blocks * per_block,
+        sampled["sampled"]["timed"],
+    );
 }

@@ -3,7 +3,7 @@
 //! difference.
 //!
 //! `cargo run --release --example region_cost -- phase 200000` (kinds:
-//! `phase`, `new`, `measure`, `measure_fn`, `fenced`, `counts`, `dynamic`,
+//! `phase`, `new`, `measure`, `measure_fn`, `fenced`, `sampled`, `counts`, `dynamic`,
 //! `tsc`, `fenced_tsc`).
 
 use std::hint::black_box;
@@ -27,6 +27,7 @@ fn main() {
         "measure" => (0..n).for_each(|_| measured()),
         "measure_fn" => (0..n).for_each(|_| runmetrics::measure_fn("f", "m", || black_box(()))),
         "fenced" => (0..n).for_each(|_| drop(black_box(runmetrics::phase!("p", fenced)))),
+        "sampled" => (0..n).for_each(|_| drop(black_box(runmetrics::phase!("p", sample = 64)))),
         "counts" => (0..n).for_each(|i| runmetrics::observe_counts(&[("c", black_box(i as i64))])),
         "dynamic" => (0..n).for_each(|_| {
             drop(black_box(runmetrics::PhaseTimer::dynamic(

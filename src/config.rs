@@ -108,6 +108,7 @@ pub struct Config {
     pub(crate) max_log_bytes: Option<u64>,
     pub(crate) rotate_every: Option<Duration>,
     pub(crate) max_names: usize,
+    pub(crate) time_one_in: u32,
 }
 
 /// The Pushgateway URL as given; `Debug` shows it through
@@ -167,6 +168,11 @@ pub(crate) const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(600);
 /// The `buffer_records` allowed: 64 to 2^24 records (1 KiB to 256 MiB per
 /// recording thread), a power of two.
 pub(crate) const BUFFER_RECORDS: std::ops::RangeInclusive<usize> = 64..=1 << 24;
+/// The `time_one_in` allowed (and a site's `sample = n`): 1 (every region
+/// timed) to 32 768, so a stride fits the tally's skip counter.
+pub(crate) const TIME_ONE_IN: std::ops::RangeInclusive<u32> = 1..=MAX_TIME_ONE_IN;
+/// The greatest `time_one_in` (and `sample = n`).
+pub(crate) const MAX_TIME_ONE_IN: u32 = 1 << 15;
 
 impl Default for Config {
     fn default() -> Config {
@@ -192,6 +198,7 @@ impl Default for Config {
             max_log_bytes: None,
             rotate_every: None,
             max_names: crate::site::DEFAULT_MAX_NAMES as usize,
+            time_one_in: 1,
         }
     }
 }
@@ -323,6 +330,29 @@ impl Config {
     pub fn buffer_records(mut self, records: usize) -> Config {
         self.buffer_records = records;
         self
+    }
+
+    /// Sampled timing for every region of this recorder (default 1: every
+    /// region timed): each region is still counted exactly, but the clock is
+    /// read for about one in `n` (strides of 1 to `2n - 1` regions, uniform,
+    /// drawn per thread, so periodic work does not alias). The run file
+    /// marks such entries (`"sampled": {"one_in": n, "timed": k, ..}`) and
+    /// gives the estimated total (count × mean of the timed) with its
+    /// standard error. A site's own `phase!(.., sample = m)` or
+    /// `#[measure(sample = m)]` takes precedence. Allowed: 1 to 32 768.
+    ///
+    /// ```
+    /// let config = runmetrics::Config::new().time_one_in(64);
+    /// assert_eq!(config.get_time_one_in(), 64);
+    /// ```
+    pub fn time_one_in(mut self, n: u32) -> Config {
+        self.time_one_in = n;
+        self
+    }
+
+    /// The sampled-timing rate ([`Config::time_one_in`]).
+    pub fn get_time_one_in(&self) -> u32 {
+        self.time_one_in
     }
 
     /// How often the collector looks at idle threads' buffers (default 10 ms).
@@ -524,6 +554,11 @@ impl Config {
         if !(1..=crate::site::MAX_NAMES_LIMIT as usize).contains(&self.max_names) {
             return Err(ConfigError::MaxNames {
                 names: self.max_names,
+            });
+        }
+        if !TIME_ONE_IN.contains(&self.time_one_in) {
+            return Err(ConfigError::TimeOneIn {
+                n: self.time_one_in,
             });
         }
         if self.events == Events::EveryNth(0) {

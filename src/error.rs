@@ -44,6 +44,12 @@ pub enum ConfigError {
         /// The cap given.
         names: usize,
     },
+    /// A `time_one_in` outside 1 to 32 768.
+    #[error("time_one_in must be from 1 (every region timed) to 32768, got {n}; e.g. 64 times about one region in 64")]
+    TimeOneIn {
+        /// The rate given.
+        n: u32,
+    },
     /// `Events::EveryNth(0)`.
     #[error("Events::EveryNth(n) needs n of at least 1 (1 keeps every event); to keep none use Events::None")]
     EveryZerothEvent,

@@ -168,11 +168,18 @@ pub use runmetrics_macros::measure;
 /// A last argument `fenced` reads the clock [`Fenced`] (for phases of tens or
 /// hundreds of nanoseconds).
 ///
+/// A last argument `sample = n` (a constant from 1 to 32 768) times about
+/// one region in `n` and counts every one exactly (see
+/// [`PhaseTimer::sampled`]): for loops where even two clock reads are too
+/// much.
+///
 /// ```
 /// let _t = runmetrics::phase!("grounding", "pipeline");
 /// let _u = runmetrics::phase!("execute");
 /// let _v = runmetrics::phase!("lookup", fenced);
 /// let _w = runmetrics::phase!("lookup", "index", fenced);
+/// let _x = runmetrics::phase!("decode", sample = 64);
+/// let _y = runmetrics::phase!("decode", "codec", sample = 64);
 /// ```
 #[macro_export]
 macro_rules! phase {
@@ -182,6 +189,15 @@ macro_rules! phase {
     ($phase:expr, fenced) => {
         $crate::phase!($phase, ::core::module_path!(), fenced)
     };
+    ($phase:expr, sample = $n:expr) => {
+        $crate::phase!($phase, ::core::module_path!(), sample = $n)
+    };
+    ($phase:expr, $module:expr, sample = $n:expr) => {{
+        static __RUNMETRICS_SITE: $crate::__private::Site =
+            $crate::__private::Site::phase($phase, $module);
+        const __RUNMETRICS_ONE_IN: u32 = $crate::__private::one_in($n);
+        $crate::PhaseTimer::at_sampled(&__RUNMETRICS_SITE, __RUNMETRICS_ONE_IN)
+    }};
     ($phase:expr, $module:expr, fenced) => {{
         static __RUNMETRICS_SITE: $crate::__private::Site =
             $crate::__private::Site::phase($phase, $module);
@@ -198,6 +214,16 @@ macro_rules! phase {
 pub mod __private {
     pub use crate::site::Site;
     pub use crate::wall_clock::set_wall_clock;
+
+    /// `sample = n` of `phase!`, checked where it is written: a constant
+    /// outside 1 to 32 768 fails to compile.
+    pub const fn one_in(n: u32) -> u32 {
+        assert!(
+            n >= 1 && n <= crate::config::MAX_TIME_ONE_IN,
+            "runmetrics: sample = n must be from 1 to 32768"
+        );
+        n
+    }
 }
 
 /// Sets up the global recorder. Optional (the first [`start_run`] uses the

@@ -70,7 +70,8 @@ impl Recorder {
         crate::site::set_max_names(config.max_names as u32);
         let (wake_tx, wake_rx) = bounded(1);
         let shared = Shared::new(config.overflow, config.buffer_records, wake_tx)
-            .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?;
+            .ok_or(NewRecorderError::TooMany { max: MAX_RECORDERS })?
+            .with_time_one_in(config.time_one_in);
         let shared = Arc::new(shared);
         shared.register_live();
         let (server, mut sinks) = build_sinks(&config)?;

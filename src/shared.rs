@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) clock: crate::ticks::Clock,
     pub(crate) overflow: Overflow,
     pub(crate) ring_capacity: usize,
+    /// `Config::time_one_in`: 1, or sampled timing of every region.
+    pub(crate) time_one_in: u32,
     wake: Sender<()>,
     /// A `sample_process_gauges` call waits for the collector's next pass.
     sample_requested: AtomicBool,
@@ -96,6 +98,7 @@ impl Shared {
             clock: crate::ticks::Clock::new(),
             overflow,
             ring_capacity,
+            time_one_in: 1,
             wake,
             sample_requested: AtomicBool::new(false),
             alive: AtomicBool::new(true),
@@ -103,6 +106,13 @@ impl Shared {
             orphaned: AtomicU64::new(0),
             pid: std::process::id(),
         })
+    }
+
+    /// With sampled timing of every region, one in about `n` timed
+    /// (`Config::time_one_in`, validated).
+    pub(crate) fn with_time_one_in(mut self, n: u32) -> Shared {
+        self.time_one_in = n;
+        self
     }
 
     /// Lets a forked child of this process find the recorder, so that it can

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::run_file::{Bucket, Entry, Kind, LoadError, Run};
-use runmetrics_format::Meta;
+use runmetrics_format::{Meta, Sampled};
 
 /// The runs, and their merge as one [`Run`] whose `meta` has the merged
 /// entries and counts, the summed accounting, the earliest start and the
@@ -100,6 +100,7 @@ pub fn merge_entry(entries: &[(&Path, &Entry)]) -> Result<Entry, LoadError> {
     stats.p90_seconds = q(0.90);
     stats.p99_seconds = q(0.99);
     stats.p999_seconds = q(0.999);
+    let sampled = merge_sampled(entries.iter().map(|&(_, e)| e));
     Ok(Entry {
         kind: first.kind,
         module: first.module.clone(),
@@ -107,6 +108,38 @@ pub fn merge_entry(entries: &[(&Path, &Entry)]) -> Result<Entry, LoadError> {
         stats,
         resources,
         histogram_ns: buckets,
+        sampled,
+    })
+}
+
+/// The runs' sampling combined, when any run sampled the entry: an
+/// unsampled run counts as timed throughout (its total exact, no error).
+/// The total's standard errors add in quadrature (the runs are
+/// independent); the quantiles' are not combined (`None`).
+fn merge_sampled<'a>(entries: impl Iterator<Item = &'a Entry>) -> Option<Sampled> {
+    let mut merged: Option<Sampled> = None;
+    let (mut timed, mut timed_total, mut var, mut one_in) = (0u64, 0.0, Some(0.0), 1);
+    for e in entries {
+        match &e.sampled {
+            Some(s) => {
+                merged = Some(*s);
+                one_in = one_in.max(s.one_in);
+                timed = timed.saturating_add(s.timed);
+                timed_total += s.timed_seconds_total;
+                var = var.zip(s.duration_seconds_total_se).map(|(v, se)| v + se * se);
+            }
+            None => {
+                timed = timed.saturating_add(e.stats.count.unwrap_or(0));
+                timed_total += e.stats.duration_seconds_total;
+            }
+        }
+    }
+    merged.map(|_| Sampled {
+        one_in,
+        timed,
+        timed_seconds_total: timed_total,
+        duration_seconds_total_se: var.map(f64::sqrt),
+        ..Sampled::default()
     })
 }
 

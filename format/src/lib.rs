@@ -82,8 +82,8 @@ pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
 pub use schema::schema;
 pub use types::{
     Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, Names, PhaseTiming,
-    ProcessSample, Resources, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase,
-    WindowStats, RESERVED_META_KEYS,
+    ProcessSample, Resources, Sampled, Stats, Thread, Timestamp, Window, WindowFunction,
+    WindowPhase, WindowStats, RESERVED_META_KEYS,
 };
 
 /// The version of the layout, written as `meta.layout_version`. Raised only

@@ -217,8 +217,14 @@ pub struct Entry {
     pub stats: Stats,
     /// What `#[measure(resources = true)]` captured (functions only).
     pub resources: Option<Resources>,
-    /// Every duration's bucket, ascending; empty in the seed's files.
+    /// Every duration's bucket, ascending; empty in the seed's files. For
+    /// a sampled entry, the timed regions' only.
     pub histogram_ns: Vec<Bucket>,
+    /// Present for an entry of sampled timing only (`sample = n`,
+    /// `Config::time_one_in`): then `count` is exact, `duration_seconds_total`
+    /// and `mean_seconds` are estimates, and the quantiles, min and max are
+    /// the timed regions'.
+    pub sampled: Option<Sampled>,
 }
 
 impl Entry {
@@ -248,6 +254,41 @@ impl Entry {
     /// the reader refuses as corrupt).
     pub fn histogram_total(&self) -> Option<u64> {
         crate::histogram_total(&self.histogram_ns)
+    }
+}
+
+keyed! {
+    /// `sampled` of an entry whose regions were timed about one in
+    /// `one_in`, every one counted. The estimator: total ≈ count × the
+    /// timed regions' mean; its standard error count × s / √timed ×
+    /// √(1 − timed / count), s the timed durations' standard deviation. A
+    /// quantile's standard error is half the distance between the timed
+    /// sample's quantiles at q ± √(q(1 − q) / timed). An error is `None`
+    /// (null) with fewer than two regions timed.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    pub struct Sampled {
+        /// The `n`: about one region in `n` was timed.
+        pub one_in: u32,
+        /// Regions timed (the histogram's total).
+        pub timed: u64,
+        /// Their exact sum, in seconds.
+        pub timed_seconds_total: f64,
+        /// The standard error of `duration_seconds_total`, in seconds.
+        #[serde(default)]
+        pub duration_seconds_total_se: Option<f64>,
+        /// The standard error of `p50_seconds`.
+        #[serde(default)]
+        pub p50_seconds_se: Option<f64>,
+        /// The standard error of `p90_seconds`.
+        #[serde(default)]
+        pub p90_seconds_se: Option<f64>,
+        /// The standard error of `p99_seconds`.
+        #[serde(default)]
+        pub p99_seconds_se: Option<f64>,
+        /// The standard error of `p999_seconds`.
+        #[serde(default)]
+        pub p999_seconds_se: Option<f64>,
     }
 }
 
@@ -690,6 +731,8 @@ mod entries {
         #[serde(flatten)]
         stats: &'a Stats,
         histogram_ns: &'a [Bucket],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sampled: &'a Option<Sampled>,
     }
 
     /// An entry of `meta.phase_durations_seconds_total`.
@@ -704,6 +747,8 @@ mod entries {
         stats: Stats,
         #[serde(default)]
         histogram_ns: Vec<Bucket>,
+        #[serde(default)]
+        sampled: Option<Sampled>,
     }
 
     #[derive(Serialize)]
@@ -715,6 +760,8 @@ mod entries {
         #[serde(skip_serializing_if = "Option::is_none")]
         resources: &'a Option<Resources>,
         histogram_ns: &'a [Bucket],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sampled: &'a Option<Sampled>,
     }
 
     /// An entry of `meta.function_durations_seconds_total`.
@@ -731,6 +778,8 @@ mod entries {
         resources: Option<Resources>,
         #[serde(default)]
         histogram_ns: Vec<Bucket>,
+        #[serde(default)]
+        sampled: Option<Sampled>,
     }
 
     pub(crate) mod phases {
@@ -742,6 +791,7 @@ mod entries {
                 phase: &e.name,
                 stats: &e.stats,
                 histogram_ns: &e.histogram_ns,
+                sampled: &e.sampled,
             }))
         }
 
@@ -755,6 +805,7 @@ mod entries {
                     stats: p.stats,
                     resources: None,
                     histogram_ns: p.histogram_ns,
+                    sampled: p.sampled,
                 })
                 .collect())
         }
@@ -770,6 +821,7 @@ mod entries {
                 stats: &e.stats,
                 resources: &e.resources,
                 histogram_ns: &e.histogram_ns,
+                sampled: &e.sampled,
             }))
         }
 
@@ -783,6 +835,7 @@ mod entries {
                     stats: f.stats,
                     resources: f.resources,
                     histogram_ns: f.histogram_ns,
+                    sampled: f.sampled,
                 })
                 .collect())
         }

@@ -7,7 +7,7 @@ use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;
 use syn::parse::{Parse, ParseStream};
-use syn::{Error, Ident, ItemFn, LitBool, LitStr, Token};
+use syn::{Error, Ident, ItemFn, LitBool, LitInt, LitStr, Token};
 
 /// Times every call of the function; see `runmetrics::measure` for the docs.
 #[proc_macro_attribute]
@@ -35,7 +35,11 @@ struct Args {
     module: Option<LitStr>,
     resources: Option<LitBool>,
     fenced: Option<LitBool>,
+    sample: Option<LitInt>,
 }
+
+/// The greatest `sample = n` (runmetrics' `Config::time_one_in` range).
+const MAX_SAMPLE: u32 = 1 << 15;
 
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Args> {
@@ -50,7 +54,7 @@ impl Parse for Args {
             let key: Ident = input.parse().map_err(|e| {
                 Error::new(
                     e.span(),
-                    "expected `name = \"...\"`, `module = \"...\"`, `resources = true` or `fenced = true`",
+                    "expected `name = \"...\"`, `module = \"...\"`, `resources = true`, `fenced = true` or `sample = 64`",
                 )
             })?;
             input.parse::<Token![=]>()?;
@@ -69,11 +73,17 @@ impl Parse for Args {
                     })?;
                     set(&mut args.fenced, &key, value)?
                 }
+                "sample" => {
+                    let value = input.parse().map_err(|e| {
+                        Error::new(e.span(), "`sample` takes an integer from 1 to 32768")
+                    })?;
+                    set(&mut args.sample, &key, value)?
+                }
                 other => {
                     return Err(Error::new(
                         key.span(),
                         format!(
-                            "unknown #[measure] argument `{other}`; expected `name`, `module`, `resources` or `fenced`"
+                            "unknown #[measure] argument `{other}`; expected `name`, `module`, `resources`, `fenced` or `sample`"
                         ),
                     ))
                 }
@@ -119,15 +129,38 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
         Some(m) => quote!(#m),
         None => quote!(::core::module_path!()),
     };
-    let at = if args.fenced.is_some_and(|f| f.value) {
-        quote!(at_fenced)
-    } else {
-        quote!(at)
+    let fenced = args.fenced.is_some_and(|f| f.value);
+    let resources = args.resources.is_some_and(|r| r.value);
+    let sample = match &args.sample {
+        None => None,
+        Some(lit) => {
+            let n = lit
+                .base10_parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_SAMPLE).contains(n))
+                .ok_or_else(|| {
+                    Error::new(lit.span(), "`sample` takes an integer from 1 to 32768")
+                })?;
+            if fenced || resources {
+                return Err(Error::new(
+                    lit.span(),
+                    "`sample` times one call in n unfenced: it does not go with `fenced` or `resources`",
+                ));
+            }
+            Some(n)
+        }
     };
-    let start = if args.resources.is_some_and(|r| r.value) {
-        quote!(#at(&__RUNMETRICS_SITE).with_resources())
+    let at = if fenced {
+        quote!(at_fenced(&__RUNMETRICS_SITE))
+    } else if let Some(n) = sample {
+        quote!(at_sampled(&__RUNMETRICS_SITE, #n))
     } else {
-        quote!(#at(&__RUNMETRICS_SITE))
+        quote!(at(&__RUNMETRICS_SITE))
+    };
+    let start = if resources {
+        quote!(#at.with_resources())
+    } else {
+        quote!(#at)
     };
     let ItemFn {
         attrs,

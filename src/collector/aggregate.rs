@@ -19,6 +19,11 @@ pub(crate) struct Durations {
     /// The tally's buckets; only the buckets with a count take memory.
     histogram: Histogram,
     pub(crate) resources: Option<ResourceTotals>,
+    /// Regions of sampled timing counted but not timed: in no bucket, no
+    /// sum; `count` and the histogram hold the timed ones only.
+    untimed: u64,
+    /// The `n` of sampled timing last seen (0: never sampled).
+    one_in: u32,
 }
 
 /// Sums of what `#[measure(resources = true)]` captured per call.
@@ -42,6 +47,32 @@ pub(crate) struct DurationStats {
     pub(crate) p99_ns: u64,
     pub(crate) p999_ns: u64,
     pub(crate) max_ns: u64,
+    /// For an entry of sampled timing: which regions were timed, and the
+    /// standard errors of the estimates above.
+    pub(crate) sampled: Option<SampledStats>,
+}
+
+/// The estimates of a sampled entry. Of `count` regions, `timed` were (a
+/// random sample: strides uniform in 1 to `2n - 1`); the total is
+/// estimated as count × the timed regions' mean, its standard error as
+/// count × s / √timed × √(1 − timed / count) (s the timed durations'
+/// standard deviation, from the histogram's bucket middles; the last factor
+/// the finite-population correction). A quantile is the timed sample's, its
+/// standard error half the distance between the sample's quantiles at
+/// q ± √(q(1 − q) / timed) (the order statistics one standard error of the
+/// rank away). Min and max are the timed regions'.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SampledStats {
+    pub(crate) one_in: u32,
+    pub(crate) timed: u64,
+    /// The exact sum of the timed regions.
+    pub(crate) timed_total_ns: u64,
+    /// `None` with fewer than two regions timed.
+    pub(crate) total_se_ns: Option<f64>,
+    pub(crate) p50_se_ns: Option<f64>,
+    pub(crate) p90_se_ns: Option<f64>,
+    pub(crate) p99_se_ns: Option<f64>,
+    pub(crate) p999_se_ns: Option<f64>,
 }
 
 impl Durations {
@@ -53,6 +84,8 @@ impl Durations {
             max_ticks: 0,
             histogram: Histogram::default(),
             resources: None,
+            untimed: 0,
+            one_in: 0,
         }
     }
 
@@ -68,6 +101,10 @@ impl Durations {
     /// Adds what a thread's tally counted: each bucket's regions in the
     /// same bucket, and the exact count, total, min and max.
     pub(crate) fn add_delta(&mut self, delta: &Delta) {
+        self.untimed += delta.untimed;
+        if delta.one_in != 0 {
+            self.one_in = delta.one_in;
+        }
         self.count += delta.count();
         self.total_ticks = self.total_ticks.saturating_add(delta.ticks);
         if let Some(min) = delta.min() {
@@ -89,6 +126,10 @@ impl Durations {
     /// its resources) to these.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn add_durations(&mut self, other: &Durations) {
+        self.untimed += other.untimed;
+        if other.one_in != 0 {
+            self.one_in = other.one_in;
+        }
         self.count += other.count;
         self.total_ticks = self.total_ticks.saturating_add(other.total_ticks);
         self.min_ticks = self.min_ticks.min(other.min_ticks);
@@ -118,10 +159,82 @@ impl Durations {
         out
     }
 
-    /// How many durations, and their exact sum in nanoseconds.
+    /// How many regions, and their sum in nanoseconds: exact, or for
+    /// sampled timing the exact count and the estimated total.
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn count_and_total_ns(&self, scale: &Scale) -> (u64, u64) {
-        (self.count, scale.ns(self.total_ticks))
+        let total = scale.ns(self.total_ticks);
+        (
+            self.count + self.untimed,
+            self.estimate(self.count, self.untimed, total),
+        )
+    }
+
+    /// Regions counted for each one timed (1 unless sampled; 0 when none
+    /// was timed): what a timed bucket count stands for.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn per_timed(&self) -> f64 {
+        match (self.count, self.untimed) {
+            (_, 0) => 1.0,
+            (0, _) => 0.0,
+            (k, u) => (k + u) as f64 / k as f64,
+        }
+    }
+
+    /// The estimated total of `timed + untimed` regions whose `timed`
+    /// sum to `total_ns`: count × mean of the timed.
+    fn estimate(&self, timed: u64, untimed: u64, total_ns: u64) -> u64 {
+        if untimed == 0 || timed == 0 {
+            return total_ns;
+        }
+        (total_ns as f64 * ((timed + untimed) as f64 / timed as f64)).round() as u64
+    }
+
+    /// The estimates' figures when some regions went untimed (or the
+    /// site is sampled).
+    fn sampled(&self, scale: &Scale, timed_total_ns: u64) -> Option<SampledStats> {
+        if self.untimed == 0 && self.one_in <= 1 {
+            return None;
+        }
+        let k = self.count;
+        let n = k + self.untimed;
+        let mut out = SampledStats {
+            one_in: self.one_in.max(1),
+            timed: k,
+            timed_total_ns,
+            total_se_ns: None,
+            p50_se_ns: None,
+            p90_se_ns: None,
+            p99_se_ns: None,
+            p999_se_ns: None,
+        };
+        if k < 2 {
+            return Some(out);
+        }
+        let mean = timed_total_ns as f64 / k as f64;
+        let max_ns = duration_ns(scale, self.max_ticks);
+        let squares: f64 = self
+            .histogram
+            .iter()
+            .map(|(bucket, c)| {
+                let (low, end) = ns_range(scale, bucket);
+                let middle = (low as f64 + end.unwrap_or(max_ns.max(low) + 1) as f64 - 1.0) / 2.0;
+                c as f64 * (middle - mean).powi(2)
+            })
+            .sum();
+        let sd = (squares / (k - 1) as f64).sqrt();
+        let correction = (1.0 - k as f64 / n as f64).max(0.0).sqrt();
+        out.total_se_ns = Some(n as f64 * sd / (k as f64).sqrt() * correction);
+        let q = |q: f64| self.quantile_ns(scale, self.histogram.iter(), k, q) as f64;
+        let se = |p: f64| {
+            let band = (p * (1.0 - p) / k as f64).sqrt();
+            Some((q((p + band).min(1.0)) - q((p - band).max(0.0))) / 2.0)
+        };
+        out.p50_se_ns = se(0.5);
+        out.p90_se_ns = se(0.9);
+        out.p99_se_ns = se(0.99);
+        out.p999_se_ns = se(0.999);
+        Some(out)
     }
 
     /// The shortest and longest duration, in ns, as the run file gives them.
@@ -191,8 +304,14 @@ impl Durations {
                 p99_ns: s.p99_ns,
             };
         };
-        let count = self.count - base.count;
-        let total_ns = scale.ns(self.total_ticks.saturating_sub(base.total_ticks));
+        let timed = self.count - base.count;
+        let untimed = self.untimed - base.untimed;
+        let count = timed + untimed;
+        let total_ns = self.estimate(
+            timed,
+            untimed,
+            scale.ns(self.total_ticks.saturating_sub(base.total_ticks)),
+        );
         if count == 0 {
             return WindowStats::default();
         }
@@ -214,7 +333,7 @@ impl Durations {
     pub(crate) fn stats(&self, scale: &Scale) -> DurationStats {
         if self.count == 0 {
             return DurationStats {
-                count: 0,
+                count: self.untimed,
                 total_ns: 0,
                 min_ns: 0,
                 mean_ns: 0.0,
@@ -223,20 +342,24 @@ impl Durations {
                 p99_ns: 0,
                 p999_ns: 0,
                 max_ns: 0,
+                sampled: self.sampled(scale, 0),
             };
         }
         let q = |q: f64| self.quantile_ns(scale, self.histogram.iter(), self.histogram.len(), q);
-        let total_ns = scale.ns(self.total_ticks);
+        let timed_total_ns = scale.ns(self.total_ticks);
+        let count = self.count + self.untimed;
+        let total_ns = self.estimate(self.count, self.untimed, timed_total_ns);
         DurationStats {
-            count: self.count,
+            count,
             total_ns,
             min_ns: duration_ns(scale, self.min_ticks),
-            mean_ns: total_ns as f64 / self.count as f64,
+            mean_ns: total_ns as f64 / count as f64,
             p50_ns: q(0.5),
             p90_ns: q(0.9),
             p99_ns: q(0.99),
             p999_ns: q(0.999),
             max_ns: duration_ns(scale, self.max_ticks),
+            sampled: self.sampled(scale, timed_total_ns),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset};
 
 pub(crate) use super::aggregate::{
-    CountStats, DurationStats, Durations, ResourceTotals, WindowStats,
+    CountStats, DurationStats, Durations, ResourceTotals, SampledStats, WindowStats,
 };
 // Used by the sinks that some builds leave out (the exposition's): no
 // `cfg` here, so unused in builds without them.

@@ -84,6 +84,21 @@ const FAR: usize = (MAX_ID as usize) / NEAR + 1;
 
 type Row = [AtomicU64; SUB];
 
+/// The low bits of [`SiteTally::skip`]: the regions left to skip.
+const SKIP_BITS: u32 = 16;
+const SKIP_MASK: u64 = (1 << SKIP_BITS) - 1;
+/// The greatest `n` of sampled timing: a stride (1 to `2n - 1` regions)
+/// less its timed region fits in [`SKIP_BITS`].
+const MAX_ONE_IN: u32 = crate::config::MAX_TIME_ONE_IN;
+const _: () = assert!(2 * MAX_ONE_IN as u64 - 2 <= SKIP_MASK);
+
+/// The regions not timed that `skip` (a [`SiteTally::skip`] word) stands
+/// for, modulo 2^48: differences of two readings are exact while fewer than
+/// 2^48 regions of the site go untimed on the thread between two looks.
+fn untimed_of(skip: u64) -> u64 {
+    (skip >> SKIP_BITS).wrapping_sub(skip & SKIP_MASK) & ((1 << (64 - SKIP_BITS)) - 1)
+}
+
 /// One site's counters on one thread.
 struct SiteTally {
     /// The sum of the regions' ticks but the waiting one's (each region at
@@ -98,6 +113,14 @@ struct SiteTally {
     done: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
+    /// Sampled timing (`sample = n`, `Config::time_one_in`): the regions
+    /// planned to go untimed (high bits, [`SKIP_BITS`] up, wrapping) and
+    /// how many of them are still to come (low bits). A skipped region
+    /// only takes one from the low bits, so `planned - left` is the exact
+    /// count of regions not timed; 0 for a site never sampled.
+    skip: AtomicU64,
+    /// The `n` of the site's last timed region of sampled timing (0: never sampled).
+    one_in: AtomicU64,
     /// Null until made; never freed before the tally.
     rows: [AtomicPtr<Row>; ROWS],
 }
@@ -110,6 +133,8 @@ impl SiteTally {
             done: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
+            skip: AtomicU64::new(0),
+            one_in: AtomicU64::new(0),
             rows: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
         }
     }
@@ -162,6 +187,9 @@ pub(crate) struct Tally {
     /// One more than the greatest far directory made (0: none), so the
     /// collector reads only the far table's first entries.
     far_len: AtomicUsize,
+    /// Sampled timing's xorshift state (the owning thread's only), for the
+    /// strides; never 0.
+    rng: AtomicU64,
     /// What the collector saw last (collector only; never contended).
     seen: Mutex<Seen>,
 }
@@ -325,6 +353,7 @@ impl Tally {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             far: AtomicPtr::new(std::ptr::null_mut()),
             far_len: AtomicUsize::new(0),
+            rng: AtomicU64::new(0),
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -374,6 +403,72 @@ impl Tally {
         // SAFETY: as in `Tally::site`.
         let chunk = unsafe { ptr.as_ref() }?;
         Some(&chunk[site as usize % CHUNK])
+    }
+
+    /// Sampled timing of `site`, about one region in `one_in` timed (at
+    /// most [`MAX_ONE_IN`]): `Some(true)` when this region is not to be
+    /// timed, counted here as untimed (a load and a store); `Some(false)`
+    /// when it is to be timed, and counted by [`Tally::add`] when it ends.
+    /// `None`, having changed nothing, when the site has no place yet:
+    /// [`Tally::skip_slow`] makes it. Only the owning thread may call this.
+    #[inline(always)]
+    pub(crate) fn skip(&self, site: u32, one_in: u32) -> Option<bool> {
+        let s = self.site(site)?;
+        let word = s.skip.load(Ordering::Relaxed);
+        if word & SKIP_MASK != 0 {
+            s.skip.store(word - 1, Ordering::Relaxed);
+            return Some(true);
+        }
+        Some(self.plan(s, word, one_in))
+    }
+
+    /// [`Tally::skip`] for a site with no place yet, or a far id: makes its
+    /// place. `None` only for an id no site can have.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn skip_slow(&self, site: u32, one_in: u32) -> Option<bool> {
+        if site > MAX_ID {
+            return None;
+        }
+        let s = self.make_row(site, 0);
+        let word = s.skip.load(Ordering::Relaxed);
+        if word & SKIP_MASK != 0 {
+            s.skip.store(word - 1, Ordering::Relaxed);
+            return Some(true);
+        }
+        Some(self.plan(s, word, one_in))
+    }
+
+    /// At the end of a stride (no region left to skip): plans the next,
+    /// `r` regions untimed with `r` uniform in `0..=2n - 2` (a stride of
+    /// `r + 1` regions, `n` on average), and says whether this region is
+    /// skipped: only a site's first, whose stride starts anywhere in one so
+    /// that the first region (often the slowest) is not always timed.
+    #[inline(never)]
+    fn plan(&self, s: &SiteTally, word: u64, one_in: u32) -> bool {
+        let n = u64::from(one_in.clamp(1, MAX_ONE_IN));
+        let first = s.one_in.load(Ordering::Relaxed) == 0;
+        if s.one_in.load(Ordering::Relaxed) != n {
+            s.one_in.store(n, Ordering::Relaxed);
+        }
+        let mut x = self.rng.load(Ordering::Relaxed);
+        if x == 0 {
+            // Seeded by where the tally is: threads draw apart.
+            x = (self as *const Tally as u64 | 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        let r = ((x >> 32) * (2 * n - 1)) >> 32;
+        let planned = (word >> SKIP_BITS).wrapping_add(r) << SKIP_BITS;
+        if first && r > 0 {
+            // This region is the stride's first of `r`: skipped.
+            s.skip.store(planned | (r - 1), Ordering::Relaxed);
+            return true;
+        }
+        s.skip.store(planned | r, Ordering::Relaxed);
+        false
     }
 
     /// Counts one region of `ticks` for `site`: counts the site's waiting
@@ -561,7 +656,20 @@ fn collect_site(
     // long one in the sum.
     let done = s.done.load(Ordering::Acquire);
     let sum = s.sum.load(Ordering::Acquire);
+    // Sampled timing's untimed regions: a counter of their own, exact at
+    // every look.
+    let untimed = untimed_of(s.skip.load(Ordering::Relaxed));
+    delta.untimed = untimed.wrapping_sub(last.untimed) & ((1 << (64 - SKIP_BITS)) - 1);
+    delta.one_in = s.one_in.load(Ordering::Relaxed) as u32;
+    last.untimed = untimed;
     if (last.done, last.raw_sum) == (done, sum) {
+        if delta.untimed != 0 {
+            delta.site = site;
+            delta.buckets.clear();
+            delta.ticks = 0;
+            (delta.min, delta.max) = (u64::MAX, 0);
+            f(delta);
+        }
         return !last.caught;
     }
     let pending = s.pending.load(Ordering::Acquire);
@@ -646,6 +754,10 @@ pub(crate) struct Delta {
     /// that ended during a look may be in the next look's.
     min: u64,
     max: u64,
+    /// Regions of sampled timing counted but not timed (in no bucket).
+    pub(crate) untimed: u64,
+    /// Their site's `n` (0: never sampled on this thread).
+    pub(crate) one_in: u32,
 }
 
 impl Delta {
@@ -687,6 +799,8 @@ struct SeenSite {
     done: u64,
     /// The thread was caught counting at the last look.
     caught: bool,
+    /// The untimed regions as read at the last look (modulo 2^48).
+    untimed: u64,
     /// Each bucket's count as far as the collector has counted it: the
     /// thread's count, or one more while the region counted waiting is not
     /// in the thread's count yet. Only buckets with a count, by index (row

@@ -92,6 +92,41 @@ pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources
     region_rest(shared, site, start, end, resources);
 }
 
+/// Sampled timing (about one region of `site` in `one_in` timed): whether
+/// the region starting now is to be timed. One that is not is counted
+/// here, exactly, as an untimed region of the open run; one that is, is
+/// counted by [`region`] when it ends. Inline: a lookup, a load and a store
+/// for a region not timed.
+///
+/// Never locks once the thread has its ring, allocates only the site's
+/// place on its first region, never panics.
+#[inline(always)]
+pub(crate) fn sample(shared: &Shared, site: u32, one_in: u32) -> bool {
+    match with_ring(shared, |_, ring| ring.tally.skip(site, one_in)) {
+        Some(Some(skip)) => !skip,
+        _ => sample_rest(shared, site, one_in),
+    }
+}
+
+/// [`sample`] for a site with no place yet, a far id, or the thread's
+/// first region.
+#[cold]
+#[inline(never)]
+fn sample_rest(shared: &Shared, site: u32, one_in: u32) -> bool {
+    let skip = || with_ring(shared, |_, ring| ring.tally.skip_slow(site, one_in));
+    let skip = skip().or_else(|| register(shared).then(skip).flatten());
+    match skip {
+        Some(Some(skip)) => !skip,
+        // An id no site has: timed, and `region` counts what it can.
+        Some(None) => true,
+        None => {
+            // The thread is being torn down: there is no tally to count in.
+            shared.count_orphaned(1);
+            false
+        }
+    }
+}
+
 /// [`region`] without resources, a call: what a timer's drop makes, so that
 /// the drop inlined at each timer is a clock read and this call, with the
 /// region in registers (a drop that inlined all of [`region`] was too

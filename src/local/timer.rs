@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::ring::Record;
-use super::thread::{observe, push, region, region_ended};
+use super::thread::{observe, push, region, region_ended, sample};
 use crate::config::ENABLED;
 use crate::os as resources;
 use crate::shared::{global_shared, Shared};
@@ -85,6 +85,18 @@ impl<'r, R: ClockRead> Region<'r, R> {
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
     ) -> Region<'r, R> {
+        Region::begin_one_in(shared, site, |shared| shared.time_one_in)
+    }
+
+    /// [`Region::begin`] with sampled timing of about one region in
+    /// `one_in(shared)`: a region not to be timed is counted at once (as
+    /// untimed) and is [`Region::OFF`], so nothing reads the clock for it.
+    #[inline]
+    fn begin_one_in(
+        shared: impl FnOnce() -> Option<&'r Shared>,
+        site: impl FnOnce() -> u32,
+        one_in: impl FnOnce(&Shared) -> u32,
+    ) -> Region<'r, R> {
         if !ENABLED {
             return Region::OFF;
         }
@@ -95,6 +107,10 @@ impl<'r, R: ClockRead> Region<'r, R> {
             return Region::OFF;
         }
         let site = site();
+        let n = one_in(shared);
+        if n > 1 && !sample(shared, site, n) {
+            return Region::OFF;
+        }
         Region {
             shared: Some(shared),
             start: read::<R>(shared),
@@ -171,6 +187,46 @@ impl PhaseTimer<'static> {
     pub fn at(site: &'static Site) -> PhaseTimer<'static> {
         PhaseTimer {
             region: Region::begin(global_shared, || site.id()),
+        }
+    }
+}
+
+impl PhaseTimer<'static> {
+    /// Like [`PhaseTimer::new`] with sampled timing: every region is
+    /// counted exactly, but the clock is read for about one in `one_in`
+    /// (from 1 to 32 768; clamped), strides drawn at random per thread.
+    /// The run file's entry then says `"sampled": {"one_in": .., "timed":
+    /// ..}` and gives the estimated total with its standard error. For
+    /// loops where even two clock reads cost too much; takes precedence
+    /// over [`Config::time_one_in`](crate::Config::time_one_in).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("rm-doc-sampled-{}", std::process::id()));
+    /// runmetrics::start_run(&dir)?;
+    /// for i in 0..1_000u64 {
+    ///     let _t = runmetrics::PhaseTimer::sampled("decode", "codec", 64);
+    ///     std::hint::black_box(i * 3);
+    /// }
+    /// runmetrics::end_run(serde_json::Value::Null)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn sampled(phase: &'static str, module: &'static str, one_in: u32) -> PhaseTimer<'static> {
+        PhaseTimer {
+            region: Region::begin_one_in(
+                global_shared,
+                || static_id(Kind::Phase, phase, module),
+                |_| one_in,
+            ),
+        }
+    }
+
+    /// The `phase!(.., sample = n)` entry: the id is cached in `site`.
+    #[doc(hidden)]
+    #[inline]
+    pub fn at_sampled(site: &'static Site, one_in: u32) -> PhaseTimer<'static> {
+        PhaseTimer {
+            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
         }
     }
 }
@@ -270,6 +326,19 @@ impl FunctionTimer<'static> {
     pub fn at(site: &'static Site) -> FunctionTimer<'static> {
         FunctionTimer {
             region: Region::begin(global_shared, || site.id()),
+            resources: None,
+        }
+    }
+}
+
+impl FunctionTimer<'static> {
+    /// The `#[measure(sample = n)]` entry: sampled timing (see
+    /// [`PhaseTimer::sampled`]), the id cached in `site`.
+    #[doc(hidden)]
+    #[inline]
+    pub fn at_sampled(site: &'static Site, one_in: u32) -> FunctionTimer<'static> {
+        FunctionTimer {
+            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
             resources: None,
         }
     }

@@ -127,7 +127,13 @@ impl Exposition {
             let scale = run.map_or(self.scale, |r| r.scale);
             let (mut min, mut max) = (u64::MAX, 0);
             for d in [life, open].into_iter().flatten() {
-                add_buckets(d.histogram(), &scale, &self.bounds_ns, &mut buckets);
+                add_buckets(
+                    d.histogram(),
+                    d.per_timed(),
+                    &scale,
+                    &self.bounds_ns,
+                    &mut buckets,
+                );
                 let (n, ns) = d.count_and_total_ns(&scale);
                 count += n;
                 total_ns = total_ns.saturating_add(ns);
@@ -211,8 +217,16 @@ fn quantile_value(scale: &Scale, bucket: u32, min: u64, max: u64) -> u64 {
 
 /// Adds `h`'s values to cumulative counts at each bound (values at a bound
 /// count as within it, to the histogram's precision: a bucket counts at its
-/// lowest value).
-fn add_buckets(h: &Histogram, scale: &Scale, bounds_ns: &[u64], cumulative: &mut [u64]) {
+/// lowest value), each value standing for `per_value` regions (sampled
+/// timing: the timed sample scaled to the exact count, rounded, so that a
+/// bucket never exceeds `_count`).
+fn add_buckets(
+    h: &Histogram,
+    per_value: f64,
+    scale: &Scale,
+    bounds_ns: &[u64],
+    cumulative: &mut [u64],
+) {
     let mut per_bucket = vec![0u64; bounds_ns.len()];
     for (bucket, count) in h.iter() {
         let lowest = ns_range(scale, bucket).0;
@@ -224,7 +238,11 @@ fn add_buckets(h: &Histogram, scale: &Scale, bounds_ns: &[u64], cumulative: &mut
     let mut running = 0;
     for (c, add) in cumulative.iter_mut().zip(per_bucket) {
         running += add;
-        *c += running;
+        *c += if per_value == 1.0 {
+            running
+        } else {
+            (running as f64 * per_value).round() as u64
+        };
     }
 }
 
@@ -240,7 +258,7 @@ mod tests {
         }
         let bounds = [1_000, 1_000_000, 10_000_000];
         let mut out = vec![0; 3];
-        add_buckets(d.histogram(), &Scale::fixed(1.0), &bounds, &mut out);
+        add_buckets(d.histogram(), 1.0, &Scale::fixed(1.0), &bounds, &mut out);
         assert_eq!(out, vec![2, 3, 4]);
     }
 }

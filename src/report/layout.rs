@@ -9,15 +9,17 @@ use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use runmetrics_format::{
-    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Stats, Thread, Window,
-    WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
+    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Sampled, Stats,
+    Thread, Window, WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
 };
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::RunSnapshot;
-use crate::collector::sink::{DurationStats, Durations, Event, ResourceTotals, WindowStats};
+use crate::collector::sink::{
+    DurationStats, Durations, Event, ResourceTotals, SampledStats, WindowStats,
+};
 use crate::config::Events as EventMode;
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::ticks::Scale;
@@ -69,6 +71,7 @@ impl RunFile {
                 stats: entry_stats(stats),
                 resources,
                 histogram_ns: file_histogram(d, &run.scale),
+                sampled: stats.sampled.map(sampled),
             };
             match site.kind {
                 Kind::Phase => {
@@ -190,6 +193,20 @@ fn entry_stats(d: DurationStats) -> Stats {
         p99_seconds: Some(secs(d.p99_ns)),
         p999_seconds: Some(secs(d.p999_ns)),
         max_seconds: Some(secs(d.max_ns)),
+    }
+}
+
+fn sampled(s: SampledStats) -> Sampled {
+    let se = |ns: Option<f64>| ns.map(|ns| ns / 1e9);
+    Sampled {
+        one_in: s.one_in,
+        timed: s.timed,
+        timed_seconds_total: secs(s.timed_total_ns),
+        duration_seconds_total_se: se(s.total_se_ns),
+        p50_seconds_se: se(s.p50_se_ns),
+        p90_seconds_se: se(s.p90_se_ns),
+        p99_seconds_se: se(s.p99_se_ns),
+        p999_seconds_se: se(s.p999_se_ns),
     }
 }
 
