@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "config",
             "error",
+            "extra",
             "os",
             "redact",
             "site",
@@ -26,7 +27,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("recording", &["local", "shared"]),
     ("collector", &["collector"]),
     ("sinks", &["report", "prometheus"]),
-    ("facade", &["lib", "recorder", "criterion_runs", "spans"]),
+    (
+        "facade",
+        &[
+            "lib",
+            "recorder",
+            "criterion_runs",
+            "spans",
+            "metrics_facade",
+        ],
+    ),
 ];
 
 /// The layers each layer's modules may use besides their own module. The

@@ -74,9 +74,9 @@ mod types;
 pub use histogram::{histogram_total, quantile_seconds, v1_bucket_width, Bucket};
 pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
 pub use types::{
-    Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, Names, PhaseTiming,
-    ProcessSample, Resources, Stats, Thread, Timestamp, Window, WindowFunction, WindowPhase,
-    WindowStats, RESERVED_META_KEYS,
+    Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, MetricHistogram,
+    MetricsFacade, Names, PhaseTiming, ProcessSample, Resources, Stats, Thread, Timestamp, Window,
+    WindowFunction, WindowPhase, WindowStats, RESERVED_META_KEYS,
 };
 
 /// The version of the layout, written as `meta.layout_version`. Raised only

@@ -93,7 +93,8 @@ impl RunFile {
                 Kind::Count => {}
             }
         }
-        let counts = run
+        let extra = crate::extra::snapshot().unwrap_or_default();
+        let mut counts: Vec<Count> = run
             .counts
             .iter()
             .enumerate()
@@ -109,6 +110,7 @@ impl RunFile {
                 })
             })
             .collect();
+        counts.extend(extra.counts);
         let meta = Meta {
             run_id: run.run_id.clone(),
             started_at: start,
@@ -166,6 +168,8 @@ impl RunFile {
                 baseline_seconds: run.scale.baseline().as_secs_f64(),
             }),
             names: Some(names()),
+            histograms: extra.histograms,
+            metrics_facade: extra.facade,
             extra: s.extra_meta.clone(),
         };
         RunFile { meta, events: [] }
