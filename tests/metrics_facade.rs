@@ -7,9 +7,10 @@
 #![cfg(feature = "metrics")]
 
 mod common;
-use common::{read_run_file, Lcg};
+use common::{eventually, http, read_run_file, Lcg};
 use runmetrics::{Config, Events, Recorder};
 use serde_json::Value;
+use std::time::Duration;
 
 const THREADS: u64 = 4;
 const PER_THREAD: usize = 25_000;
@@ -29,7 +30,13 @@ fn histogram_counter_and_gauge_values_reach_the_run_file() {
     runmetrics::install_metrics().unwrap();
     metrics::describe_histogram!("latency", metrics::Unit::Seconds, "request latency");
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::new(Config::new().events(Events::None)).unwrap();
+    let rec = Recorder::new(
+        Config::new()
+            .events(Events::None)
+            .port(0)
+            .publish_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
     rec.start_run(dir.path()).unwrap();
 
     let mut all: Vec<Vec<f64>> = std::thread::scope(|s| {
@@ -58,6 +65,28 @@ fn histogram_counter_and_gauge_values_reach_the_run_file() {
     metrics::gauge!("queue_depth").increment(5.0);
     metrics::gauge!("queue_depth").decrement(12.0);
 
+    // /metrics, parsed: the same figures as a summary.
+    let addr = rec.metrics_addr().unwrap();
+    let n = THREADS as usize * PER_THREAD;
+    let body = eventually(
+        "the facade's histogram on /metrics",
+        Duration::from_secs(20),
+        || {
+            let (_, _, body) = http(addr, "GET", "/metrics");
+            body.contains(&format!("_latency_count{{route=\"/a\"}} {n}"))
+                .then_some(body)
+        },
+    );
+    let scraped = |suffix: &str| -> f64 {
+        body.lines()
+            .find(|l| l.contains(suffix))
+            .unwrap_or_else(|| panic!("{suffix} in {body}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let file = read_run_file(rec.end_run(Value::Null).unwrap());
     let meta = &file["meta"];
     let mut sorted: Vec<f64> = all.drain(..).flatten().collect();
@@ -82,6 +111,21 @@ fn histogram_counter_and_gauge_values_reach_the_run_file() {
         let got = h[key].as_f64().unwrap();
         assert!(close(got, want), "{key}: {got} vs oracle {want}");
     }
+    for (q, key) in [("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99")] {
+        let got = scraped(&format!("_latency{{route=\"/a\",quantile=\"{q}\"}}"));
+        let want = h[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= want.abs() * 1e-12,
+            "/metrics {q}: {got} vs file {want}"
+        );
+    }
+    let got = scraped("_latency_sum{route=\"/a\"}");
+    assert!(
+        (got - sum).abs() <= sum.abs() * 1e-9,
+        "/metrics sum {got} vs {sum}"
+    );
+    let reqs = scraped("_count_value{name=\"requests{route=\\\"/a\\\"}\"}");
+    assert_eq!(reqs, (2 * THREADS * PER_THREAD as u64) as f64);
     // Every value in a bucket, none twice.
     let buckets = h["histogram"].as_array().unwrap();
     let total: u64 = buckets.iter().map(|b| b[1].as_f64().unwrap() as u64).sum();
