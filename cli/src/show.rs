@@ -123,6 +123,37 @@ pub fn text(run: &Run) -> String {
         out.push('\n');
         table.render(&mut out);
     }
+    if !meta.histograms.is_empty() {
+        let mut table = Table::new(
+            &["histogram", "unit", "count", "p50", "p99", "max"],
+            &[
+                Align::Left,
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ],
+        );
+        let g = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+        for h in &meta.histograms {
+            let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            table.row(vec![
+                if labels.is_empty() {
+                    h.name.clone()
+                } else {
+                    format!("{}{{{}}}", h.name, labels.join(","))
+                },
+                h.unit.clone().unwrap_or_else(|| "-".to_owned()),
+                h.count.to_string(),
+                g(h.p50),
+                g(h.p99),
+                g(h.max),
+            ]);
+        }
+        out.push('\n');
+        table.render(&mut out);
+    }
     out.push('\n');
     let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     out.push_str(&format!(
