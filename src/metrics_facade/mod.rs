@@ -187,6 +187,21 @@ struct Keys {
 }
 
 impl Keys {
+    fn counters(&mut self) -> (&mut KeyMap<Arc<CounterCell>>, usize) {
+        let n = self.len();
+        (&mut self.counters, n)
+    }
+
+    fn gauges(&mut self) -> (&mut KeyMap<Arc<GaugeCell>>, usize) {
+        let n = self.len();
+        (&mut self.gauges, n)
+    }
+
+    fn histograms(&mut self) -> (&mut KeyMap<Arc<Histogram>>, usize) {
+        let n = self.len();
+        (&mut self.histograms, n)
+    }
+
     fn len(&self) -> usize {
         self.histograms.len() + self.counters.len() + self.gauges.len()
     }
@@ -236,6 +251,29 @@ impl Registry {
 thread_local! {
     /// The histograms this thread looked up: no lock once seen.
     static HISTOGRAMS: RefCell<KeyMap<Arc<Histogram>>> = RefCell::new(KeyMap::default());
+    /// The counters and gauges this thread looked up.
+    static COUNTERS: RefCell<KeyMap<Arc<CounterCell>>> = RefCell::new(KeyMap::default());
+    static GAUGES: RefCell<KeyMap<Arc<GaugeCell>>> = RefCell::new(KeyMap::default());
+}
+
+/// `key`'s cell from this thread's `cache`, else from the registry (and
+/// then cached); `None` if the key is refused.
+fn cached<V>(
+    cache: &'static std::thread::LocalKey<RefCell<KeyMap<Arc<V>>>>,
+    key: &Key,
+    pick: impl FnOnce(&mut Keys) -> (&mut KeyMap<Arc<V>>, usize),
+    make: impl FnOnce() -> V,
+) -> Option<Arc<V>> {
+    if let Some(v) = cache
+        .try_with(|c| c.borrow().get(key).cloned())
+        .ok()
+        .flatten()
+    {
+        return Some(v);
+    }
+    let v = REGISTRY.find(key, pick, || Arc::new(make()))?;
+    let _ = cache.try_with(|c| c.borrow_mut().insert(key.clone(), v.clone()));
+    Some(v)
 }
 
 /// `metrics`' `Recorder` over runmetrics (feature `metrics`): install it with
@@ -283,54 +321,22 @@ impl metrics::Recorder for MetricsRecorder {
     }
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        match REGISTRY.find(
-            key,
-            |k| {
-                let n = k.len();
-                (&mut k.counters, n)
-            },
-            || Arc::new(CounterCell::default()),
-        ) {
+        match cached(&COUNTERS, key, Keys::counters, CounterCell::default) {
             Some(c) => Counter::from_arc(c),
             None => Counter::from_arc(Arc::new(Refused)),
         }
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        match REGISTRY.find(
-            key,
-            |k| {
-                let n = k.len();
-                (&mut k.gauges, n)
-            },
-            || Arc::new(GaugeCell::new()),
-        ) {
+        match cached(&GAUGES, key, Keys::gauges, GaugeCell::new) {
             Some(g) => Gauge::from_arc(g),
             None => Gauge::from_arc(Arc::new(Refused)),
         }
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
-        let cached = HISTOGRAMS
-            .try_with(|c| c.borrow().get(key).cloned())
-            .ok()
-            .flatten();
-        if let Some(h) = cached {
-            return metrics::Histogram::from_arc(h);
-        }
-        let found = REGISTRY.find(
-            key,
-            |k| {
-                let n = k.len();
-                (&mut k.histograms, n)
-            },
-            || Arc::new(Histogram::new()),
-        );
-        match found {
-            Some(h) => {
-                let _ = HISTOGRAMS.try_with(|c| c.borrow_mut().insert(key.clone(), h.clone()));
-                metrics::Histogram::from_arc(h)
-            }
+        match cached(&HISTOGRAMS, key, Keys::histograms, Histogram::new) {
+            Some(h) => metrics::Histogram::from_arc(h),
             None => metrics::Histogram::from_arc(Arc::new(Refused)),
         }
     }
