@@ -306,3 +306,16 @@ pub enum PushError {
     #[error("the runmetrics-push thread has stopped; this is a bug, please report it")]
     Gone,
 }
+
+/// Why [`install_metrics`](crate::install_metrics) failed.
+#[cfg(feature = "metrics")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallMetricsError {
+    /// The process has a `metrics` recorder already.
+    #[error(
+        "a metrics recorder is already installed in this process: install runmetrics' first, or \
+         combine them (metrics-util's FanoutBuilder) with runmetrics::metrics_recorder()"
+    )]
+    AlreadySet,
+}

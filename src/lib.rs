@@ -74,8 +74,11 @@ mod config;
 #[cfg(feature = "criterion")]
 mod criterion_runs;
 mod error;
+mod extra;
 #[allow(unsafe_code)]
 mod local;
+#[cfg(feature = "metrics")]
+mod metrics_facade;
 #[allow(unsafe_code)]
 mod os;
 #[cfg(feature = "prometheus")]
@@ -99,12 +102,18 @@ use std::path::{Path, PathBuf};
 pub use config::{Config, Events, Overflow};
 #[cfg(feature = "criterion")]
 pub use criterion_runs::{BenchRunError, CriterionRuns};
+#[cfg(feature = "metrics")]
+pub use error::InstallMetricsError;
 #[cfg(feature = "push")]
 pub use error::PushError;
 pub use error::{
     ConfigError, EndRunError, FlushError, InitMetricsError, NewRecorderError, StartRunError,
 };
 pub use local::timer::{ClockRead, Fenced, FunctionTimer, PhaseTimer, Unfenced};
+#[cfg(feature = "metrics")]
+pub use metrics_facade::{
+    install_metrics, metrics_recorder, MetricsRecorder, MAX_KEYS as METRICS_MAX_KEYS,
+};
 #[cfg(feature = "push")]
 pub use prometheus::push::PushMethod;
 #[cfg(feature = "prometheus")]

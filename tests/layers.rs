@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "config",
             "error",
+            "extra",
             "os",
             "redact",
             "run_id",
@@ -28,7 +29,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("recording", &["local", "shared"]),
     ("collector", &["collector"]),
     ("sinks", &["report", "prometheus"]),
-    ("facade", &["lib", "recorder", "criterion_runs", "spans"]),
+    (
+        "facade",
+        &[
+            "lib",
+            "recorder",
+            "criterion_runs",
+            "spans",
+            "metrics_facade",
+        ],
+    ),
 ];
 
 /// The layers each layer's modules may use besides their own module. The

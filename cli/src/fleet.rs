@@ -126,7 +126,9 @@ fn merge_sampled<'a>(entries: impl Iterator<Item = &'a Entry>) -> Option<Sampled
                 one_in = one_in.max(s.one_in);
                 timed = timed.saturating_add(s.timed);
                 timed_total += s.timed_seconds_total;
-                var = var.zip(s.duration_seconds_total_se).map(|(v, se)| v + se * se);
+                var = var
+                    .zip(s.duration_seconds_total_se)
+                    .map(|(v, se)| v + se * se);
             }
             None => {
                 timed = timed.saturating_add(e.stats.count.unwrap_or(0));

@@ -66,6 +66,7 @@ pub fn text(run: &Run) -> String {
     ));
     entry_tables(run, run.seconds(), &mut out);
     counts_table(meta, &mut out);
+    histograms_table(meta, &mut out);
     out.push('\n');
     let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     out.push_str(&format!(
@@ -138,6 +139,41 @@ fn counts_table(meta: &runmetrics_format::Meta, out: &mut String) {
                 c.min.to_string(),
                 c.max.to_string(),
                 c.observations.to_string(),
+            ]);
+        }
+        out.push('\n');
+        table.render(out);
+    }
+}
+
+/// The `metrics` facade's histograms (`meta.histograms`).
+fn histograms_table(meta: &runmetrics_format::Meta, out: &mut String) {
+    if !meta.histograms.is_empty() {
+        let mut table = Table::new(
+            &["histogram", "unit", "count", "p50", "p99", "max"],
+            &[
+                Align::Left,
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ],
+        );
+        let g = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+        for h in &meta.histograms {
+            let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            table.row(vec![
+                if labels.is_empty() {
+                    h.name.clone()
+                } else {
+                    format!("{}{{{}}}", h.name, labels.join(","))
+                },
+                h.unit.clone().unwrap_or_else(|| "-".to_owned()),
+                h.count.to_string(),
+                g(h.p50),
+                g(h.p99),
+                g(h.max),
             ]);
         }
         out.push('\n');

@@ -81,9 +81,9 @@ pub use read::{ReadError, RunFile, MAX_DEPTH, WRITTEN_DEPTH};
 #[cfg(feature = "schema")]
 pub use schema::schema;
 pub use types::{
-    Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, Names, PhaseTiming,
-    ProcessSample, Resources, Sampled, Stats, Thread, Timestamp, Window, WindowFunction,
-    WindowPhase, WindowStats, RESERVED_META_KEYS,
+    Clock, Count, CountsEvent, Entry, Event, FuncTiming, Kind, Meta, MetricHistogram,
+    MetricsFacade, Names, PhaseTiming, ProcessSample, Resources, Sampled, Stats, Thread, Timestamp,
+    Window, WindowFunction, WindowPhase, WindowStats, RESERVED_META_KEYS,
 };
 
 /// The version of the layout, written as `meta.layout_version`. Raised only

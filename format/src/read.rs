@@ -312,7 +312,10 @@ fn typed_meta(path: &Path, meta: Value) -> Result<Meta, ReadError> {
 /// Whether `meta` has every key of layout 2 (its entries' too).
 fn complete(meta: &Map<String, Value>) -> Result<(), String> {
     let version = "which every file of layout 2 or later has (renamed or dropped by hand?)";
-    if let Some(k) = Meta::KEYS.iter().find(|k| !meta.contains_key(**k)) {
+    if let Some(k) = Meta::KEYS
+        .iter()
+        .find(|k| !meta.contains_key(**k) && !Meta::OPTIONAL_KEYS.contains(k))
+    {
         return Err(format!("its meta lacks `{k}`, {version}"));
     }
     for (list, kind) in [

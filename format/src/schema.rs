@@ -47,8 +47,13 @@ pub fn schema() -> serde_json::Value {
         "properties": {"layout_version": {"type": "integer", "minimum": 2}},
         "required": ["layout_version"]
     });
+    let required: Vec<&str> = Meta::KEYS
+        .iter()
+        .copied()
+        .filter(|k| !Meta::OPTIONAL_KEYS.contains(k))
+        .collect();
     value["$defs"]["Meta"]["then"] = serde_json::json!({
-        "required": Meta::KEYS,
+        "required": required,
         "properties": {
             "phase_durations_seconds_total": entries(Kind::Phase),
             "function_durations_seconds_total": entries(Kind::Function),

@@ -135,12 +135,28 @@ keyed! {
         pub clock: Option<Clock>,
         /// The process's distinct names and their cap (`Config::max_names`).
         pub names: Option<Names>,
+        /// Values recorded through the `metrics` facade's `histogram!`
+        /// (feature `metrics`), one entry per name and label set, over the
+        /// process's life so far; absent in files of processes without it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub histograms: Vec<MetricHistogram>,
+        /// What the `metrics` facade refused or could not place (its key cap
+        /// and the values it does not count); absent without the facade.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub metrics_facade: Option<MetricsFacade>,
     }
     flatten {
         /// Every other key: the program's `extra_meta` (`end_run`), or keys of
         /// a newer writer.
         pub extra: Map<String, Value>,
     }
+}
+
+impl Meta {
+    /// Keys of [`Meta::KEYS`] a reader does not require: the `metrics`
+    /// facade's (written only when it has something to say) and `names`
+    /// (added within layout 2, absent from its earliest files).
+    pub const OPTIONAL_KEYS: &'static [&'static str] = &["names", "histograms", "metrics_facade"];
 }
 
 /// The keys of `meta` runmetrics writes: `extra_meta` may not use them.
@@ -323,6 +339,71 @@ keyed! {
         pub max: i64,
         /// How many times a value was observed.
         pub observations: u64,
+    }
+}
+
+keyed! {
+    /// One entry of `meta.histograms`: the values one `metrics::histogram!`
+    /// name and label set recorded. Quantiles are a bucket's midpoint (within
+    /// half a bucket, 1/256 of the value, of the true one); `count`, `sum`,
+    /// `min` and `max` are exact. Only finite values are counted here (see
+    /// [`MetricsFacade`]).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    pub struct MetricHistogram {
+        /// The name as given to `histogram!`.
+        pub name: String,
+        /// Its labels, in the order given.
+        #[serde(default)]
+        pub labels: Map<String, Value>,
+        /// The unit given by `describe_histogram!`, if any (`seconds`,
+        /// `bytes`, ...).
+        pub unit: Option<String>,
+        /// Finite values recorded.
+        pub count: u64,
+        /// Their sum.
+        pub sum: f64,
+        /// The least and greatest (`None` when `count` is 0).
+        pub min: Option<f64>,
+        /// The greatest.
+        pub max: Option<f64>,
+        /// The median, from the buckets.
+        pub p50: Option<f64>,
+        /// The 90th percentile.
+        pub p90: Option<f64>,
+        /// The 99th percentile.
+        pub p99: Option<f64>,
+        /// The 99.9th percentile.
+        pub p999: Option<f64>,
+        /// The non-empty buckets in increasing order of value, each
+        /// `[lower, count, width]`: its values lie in `[lower, lower + width)`
+        /// (a negative bucket's in `(lower, lower + width]`). Buckets are 1/128
+        /// of their magnitude's power of two wide; magnitudes under 2^-64
+        /// (zero) share one bucket, those from 2^64 one per sign `f64::MAX` wide.
+        #[serde(default)]
+        pub histogram: Vec<[f64; 3]>,
+    }
+}
+
+keyed! {
+    /// `meta.metrics_facade`: the `metrics` facade's key cap and what it did
+    /// not place, so that nothing it drops is lost silently.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    pub struct MetricsFacade {
+        /// Distinct keys (name and labels: histograms, counters and gauges).
+        pub keys: u64,
+        /// The most it keeps (`MAX_KEYS`).
+        pub max_keys: u64,
+        /// Registrations of a new key refused past `max_keys`; their values
+        /// were dropped.
+        pub keys_refused: u64,
+        /// Values dropped because their key was refused.
+        pub values_dropped: u64,
+        /// NaN values given to `histogram!` (not counted in any entry).
+        pub nan_values: u64,
+        /// Infinite values given to `histogram!` (not in any entry's figures).
+        pub infinite_values: u64,
     }
 }
 

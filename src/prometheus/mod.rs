@@ -15,7 +15,8 @@ pub(crate) mod push;
 pub(crate) mod server;
 
 use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+    Summary,
 };
 use prometheus::{Encoder, TextEncoder};
 
@@ -197,17 +198,23 @@ fn families<'a>(
         }
     }
     let mut push = |f: MetricFamily| families.push((f, Vec::new()));
-    if !snapshot.counts.is_empty() {
+    let extra = crate::extra::snapshot().unwrap_or_default();
+    if !snapshot.counts.is_empty() || !extra.counts.is_empty() {
         push(family(
             format!("{ns}_count_value"),
-            "Last value given to observe_counts, per name.",
+            "Last value given to observe_counts, per name (a metrics counter's total, a gauge's value, as name{k=\"v\"}).",
             MetricType::GAUGE,
             snapshot
                 .counts
                 .iter()
-                .map(|(name, v)| gauge(vec![label("name", name)], *v as f64))
+                .map(|(name, v)| (name.as_str(), *v))
+                .chain(extra.counts.iter().map(|c| (c.name.as_str(), c.last)))
+                .map(|(name, v)| gauge(vec![label("name", name)], v as f64))
                 .collect(),
         ));
+    }
+    for f in extra_summaries(&ns, &extra.histograms) {
+        push(f);
     }
     push(family(
         format!("{ns}_process_cpu_percent"),
@@ -260,6 +267,55 @@ fn families<'a>(
         ));
     }
     families
+}
+
+/// The `metrics` facade's histograms as summaries, `<ns>_<name>` with the
+/// key's labels: their quantiles are the run file's (any unit, so not the
+/// duration bounds), one family per sanitized name.
+fn extra_summaries(
+    ns: &str,
+    histograms: &[runmetrics_format::MetricHistogram],
+) -> Vec<MetricFamily> {
+    let mut out: Vec<MetricFamily> = Vec::new();
+    for h in histograms {
+        let name = format!("{ns}_{}", sanitize_metric_name(&h.name));
+        let mut s = Summary::default();
+        s.set_sample_count(h.count);
+        s.set_sample_sum(h.sum);
+        s.set_quantile(
+            [(0.5, h.p50), (0.9, h.p90), (0.99, h.p99), (0.999, h.p999)]
+                .into_iter()
+                .filter_map(|(q, v)| {
+                    let mut p = Quantile::default();
+                    p.set_quantile(q);
+                    p.set_value(v?);
+                    Some(p)
+                })
+                .collect(),
+        );
+        let labels = h
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                label(
+                    &sanitize_metric_name(k).replace(':', "_"),
+                    v.as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut m = Metric::from_label(labels);
+        m.set_summary(s);
+        match out.last_mut() {
+            Some(f) if f.name() == name => f.mut_metric().push(m),
+            _ => out.push(family(
+                name,
+                "Values recorded with the metrics facade's histogram!, over the life of the process.",
+                MetricType::SUMMARY,
+                vec![m],
+            )),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -177,6 +177,17 @@ fn metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric, series: Option<&Durat
     match (kind, series) {
         (MetricType::GAUGE, _) => message(out, 2, |b| double(b, 1, m.get_gauge().get_value())),
         (MetricType::COUNTER, _) => message(out, 3, |b| double(b, 1, m.get_counter().get_value())),
+        (MetricType::SUMMARY, _) => message(out, 4, |b| {
+            let s = m.get_summary();
+            uint(b, 1, s.sample_count());
+            double(b, 2, s.sample_sum());
+            for q in s.get_quantile() {
+                message(b, 3, |p| {
+                    double(p, 1, q.quantile());
+                    double(p, 2, q.value());
+                });
+            }
+        }),
         (MetricType::HISTOGRAM, Some(series)) => {
             message(out, 7, |b| histogram(b, m.get_histogram(), series))
         }

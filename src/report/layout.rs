@@ -9,8 +9,8 @@ use std::io::Write;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use runmetrics_format::{
-    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Sampled, Stats,
-    Thread, Window, WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
+    Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Sampled, Stats, Thread,
+    Window, WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
 };
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -95,7 +95,8 @@ impl RunFile {
                 Kind::Count => {}
             }
         }
-        let counts = run
+        let extra = crate::extra::snapshot().unwrap_or_default();
+        let mut counts: Vec<Count> = run
             .counts
             .iter()
             .enumerate()
@@ -111,6 +112,7 @@ impl RunFile {
                 })
             })
             .collect();
+        counts.extend(extra.counts);
         let meta = Meta {
             run_id: run.run_id.to_owned(),
             started_at: start,
@@ -167,6 +169,8 @@ impl RunFile {
                 baseline_seconds: run.scale.baseline().as_secs_f64(),
             }),
             names: Some(names()),
+            histograms: extra.histograms,
+            metrics_facade: extra.facade,
             extra: s.extra_meta.clone(),
         };
         RunFile { meta, events: [] }
