@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{binary, eventually, http, Child};
+use common::{binary, eventually, http};
 use runmetrics::{Config, NewRecorderError, Recorder};
 use serde_json::Value;
 
@@ -163,30 +163,9 @@ fn promtool_finds_no_problem_in_our_exposition() {
     let body = record_some(&rec, dir.path());
     assert!(body.contains("runmetrics_count_value"));
     assert!(body.contains("runmetrics_function_duration_seconds"));
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool says:\n{report}\nfor:\n{body}"
-    );
+    if let Err(report) = common::promtool_check(&promtool, &body) {
+        panic!("promtool says:\n{report}\nfor:\n{body}");
+    }
 }
 
 #[test]
@@ -199,33 +178,13 @@ fn a_real_prometheus_scrapes_our_histograms_and_gauges() {
     let target = rec.metrics_addr().unwrap();
     record_some(&rec, dir.path());
 
-    let prom_port = common::free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: al_inference\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let _server = Child(
-        std::process::Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_server, prom) = common::start_prometheus(
+        &prometheus,
+        dir.path(),
+        "al_inference",
+        &[target.to_string()],
+        &[],
     );
-    let prom: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    eventually("prometheus ready", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(prom).ok()?;
-        (common::http(prom, "GET", "/-/ready").0 == 200).then_some(())
-    });
     let query = |q: &str| -> Option<Vec<Value>> {
         let (status, _, body) = http(prom, "GET", &format!("/api/v1/query?query={q}"));
         let v: Value = serde_json::from_str(&body).ok()?;

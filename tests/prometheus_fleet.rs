@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{binary, eventually, http, Child};
+use common::{binary, eventually, http};
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
 
@@ -83,36 +83,9 @@ fn promql_over_the_workers_gives_the_fleets_quantiles() {
     }
     let targets: Vec<String> = workers
         .iter()
-        .map(|r| format!("'{}'", r.metrics_addr().unwrap()))
+        .map(|r| r.metrics_addr().unwrap().to_string())
         .collect();
-    let prom_port = common::free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: fleet\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        ),
-    )
-    .unwrap();
-    let _server = Child(
-        std::process::Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    eventually("prometheus ready", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(prom).ok()?;
-        (http(prom, "GET", "/-/ready").0 == 200).then_some(())
-    });
+    let (_server, prom) = common::start_prometheus(&prometheus, dir.path(), "fleet", &targets, &[]);
     let query = |q: &str| -> Option<Vec<Value>> {
         let (status, _, body) = http(prom, "GET", &format!("/api/v1/query?query={}", encode(q)));
         let v: Value = serde_json::from_str(&body).ok()?;

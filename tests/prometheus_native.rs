@@ -12,7 +12,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{binary, eventually, http, Child, Lcg};
+use common::{binary, eventually, http, Lcg};
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
 
@@ -109,59 +109,18 @@ fn prometheus_reads_native_histograms_that_agree_with_the_run_file() {
     assert!(content_type.starts_with("text/plain"), "{content_type}");
 
     if let Some(promtool) = binary("promtool") {
-        let mut child = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && report.trim().is_empty(),
-            "promtool says:\n{report}\nfor:\n{text}"
-        );
+        if let Err(report) = common::promtool_check(&promtool, &text) {
+            panic!("promtool says:\n{report}\nfor:\n{text}");
+        }
     }
 
-    let prom_port = common::free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let _server = Child(
-        std::process::Command::new(prometheus)
-            .arg("--enable-feature=native-histograms")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_server, prom) = common::start_prometheus(
+        &prometheus,
+        dir.path(),
+        "native",
+        &[target.to_string()],
+        &["--enable-feature=native-histograms"],
     );
-    let prom: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    eventually("prometheus ready", Duration::from_secs(30), || {
-        TcpStream::connect(prom).ok()?;
-        (http(prom, "GET", "/-/ready").0 == 200).then_some(())
-    });
     let query = |q: &str| -> Option<f64> {
         let q = q
             .replace(' ', "%20")

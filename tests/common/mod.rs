@@ -143,6 +143,79 @@ impl Drop for Child {
     }
 }
 
+/// A real Prometheus (the `prometheus` binary found by [`binary`]) on a free
+/// loopback port, scraping `targets` as job `job` every second, its data in
+/// `dir`, with `flags` added (e.g. `--enable-feature=native-histograms`);
+/// returned once it says it is ready. Stopped when the [`Child`] drops.
+pub fn start_prometheus(
+    prometheus: &Path,
+    dir: &Path,
+    job: &str,
+    targets: &[String],
+    flags: &[&str],
+) -> (Child, SocketAddr) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let child = Child(
+        std::process::Command::new(prometheus)
+            .args(flags)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually("prometheus ready", Duration::from_secs(30), || {
+        TcpStream::connect(addr).ok()?;
+        (http(addr, "GET", "/-/ready").0 == 200).then_some(())
+    });
+    (child, addr)
+}
+
+/// What `promtool check metrics` says of `text` (empty: no problem), or
+/// the exit status's failure.
+pub fn promtool_check(promtool: &Path, text: &str) -> Result<(), String> {
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && report.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(report)
+    }
+}
+
 /// A minimal executor: polls a future to completion on this thread.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
