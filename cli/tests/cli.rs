@@ -8,11 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::{fixture, scaled};
 
 fn runmetrics(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runmetrics"))
@@ -134,26 +131,7 @@ fn runs(dir: &Path, scales: &[f64]) {
         serde_json::from_str(&std::fs::read_to_string(fixture("base.json")).unwrap()).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     for (i, scale) in scales.iter().enumerate() {
-        let mut run = base.clone();
-        let g = &mut run["meta"]["phase_durations_seconds_total"][0];
-        for k in [
-            "duration_seconds_total",
-            "min_seconds",
-            "mean_seconds",
-            "p50_seconds",
-            "p90_seconds",
-            "p99_seconds",
-            "p999_seconds",
-            "max_seconds",
-        ] {
-            g[k] = Value::from(g[k].as_f64().unwrap() * scale);
-        }
-        for bucket in g["histogram_ns"].as_array_mut().unwrap() {
-            let lower = bucket[0].as_f64().unwrap() * scale;
-            // Back to a bucket's lower bound: 64 per power of two.
-            let shift = 63 - (lower as u64).leading_zeros() - 6;
-            bucket[0] = Value::from(((lower as u64) >> shift) << shift);
-        }
+        let run = scaled(&base, *scale);
         std::fs::write(dir.join(format!("run{i}.json")), run.to_string()).unwrap();
     }
 }

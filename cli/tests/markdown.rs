@@ -5,17 +5,14 @@
 //! no link, whatever the names; `--each` over several runs a side, and
 //! `--fail-on-regression`'s exit status.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::{fixture, scaled};
 
 fn runmetrics(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runmetrics"))
@@ -219,25 +216,7 @@ fn runs(dir: &Path, side: &str, scales: &[f64]) {
     let base: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("base.json")).unwrap()).unwrap();
     for (i, scale) in scales.iter().enumerate() {
-        let mut run = base.clone();
-        let g = &mut run["meta"]["phase_durations_seconds_total"][0];
-        for k in [
-            "duration_seconds_total",
-            "min_seconds",
-            "mean_seconds",
-            "p50_seconds",
-            "p90_seconds",
-            "p99_seconds",
-            "p999_seconds",
-            "max_seconds",
-        ] {
-            g[k] = Value::from(g[k].as_f64().unwrap() * scale);
-        }
-        for bucket in g["histogram_ns"].as_array_mut().unwrap() {
-            let lower = bucket[0].as_f64().unwrap() * scale;
-            let shift = 63 - (lower as u64).leading_zeros() - 6;
-            bucket[0] = Value::from(((lower as u64) >> shift) << shift);
-        }
+        let run = scaled(&base, *scale);
         let d = dir.join(format!("{side}-{i}"));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("bench.json"), run.to_string()).unwrap();
