@@ -416,15 +416,27 @@ fn estimate_against_exact(blocks: u64, per_block: u64) {
     let dir = std::env::temp_dir().join(format!("runmetrics-real-loop-{}", std::process::id()));
     runmetrics::start_run(&dir).expect("start_run");
     let mut x = black_box(1);
+    // Instant around each side's blocks, and around the bare body: what
+    // each loop took in all, the estimate's independent bracket.
+    let (mut exact_wall, mut sampled_wall, mut bare_wall) = (0.0, 0.0, 0.0);
     for _ in 0..blocks {
+        let t = std::time::Instant::now();
         for _ in 0..per_block {
             let _t = runmetrics::phase!("accuracy exact", "real_loop");
             x = body::<STEPS_50>(x);
         }
+        exact_wall += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         for _ in 0..per_block {
             let _t = runmetrics::phase!("accuracy sampled", "real_loop", sample = 64);
             x = body::<STEPS_50>(x);
         }
+        sampled_wall += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        for _ in 0..per_block {
+            x = body::<STEPS_50>(x);
+        }
+        bare_wall += t.elapsed().as_secs_f64();
     }
     black_box(x);
     let path = runmetrics::end_run(serde_json::Value::Null).expect("end_run");
@@ -458,5 +470,12 @@ fn estimate_against_exact(blocks: u64, per_block: u64) {
         sampled["count"],
         blocks * per_block,
         sampled["sampled"]["timed"],
+    );
+    println!(
+        "  Instant around the loops: bare body {bare_wall:.6} s, sampled loop {sampled_wall:.6} s, \
+         exact loop {exact_wall:.6} s; the estimate is {:+.2} % of the sampled loop's, the exact \
+         total {:+.2} % of the exact loop's",
+        (total(&sampled) / sampled_wall - 1.0) * 100.0,
+        (total(&exact) / exact_wall - 1.0) * 100.0,
     );
 }
