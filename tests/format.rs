@@ -5,29 +5,15 @@
 
 mod common;
 
-use common::read_run_file;
-use runmetrics::{Config, Recorder};
+use common::{every_kind_run, read_run_file};
+use runmetrics::Config;
 use runmetrics_format::{Event, Meta, RunFile, RESERVED_META_KEYS};
 use serde_json::{json, Value};
 
 /// A run with every kind of entry and event, ended (`ended`) or flushed.
 fn run(dir: &std::path::Path, ended: bool) -> std::path::PathBuf {
-    let rec = Recorder::new(Config::new().job("al_inference").grouping("env", "dev")).unwrap();
-    rec.start_run(dir).unwrap();
-    {
-        let _g = rec.phase("grounding", "pipeline");
-    }
-    rec.measure_fn("main_infer", "inference", || std::hint::black_box(1));
-    {
-        let _f = rec.function("load_model", "init").with_resources();
-    }
-    rec.observe_counts(&[("facts_count", 200), ("grounded_rules", 10)]);
-    rec.sample_process_gauges();
-    if ended {
-        rec.end_run(json!({"facts_final": 150})).unwrap()
-    } else {
-        rec.flush().unwrap()
-    }
+    let config = Config::new().job("al_inference").grouping("env", "dev");
+    every_kind_run(config, dir, ended.then(|| json!({"facts_final": 150})))
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runmetrics::{Config, Events, Recorder};
+use runmetrics::{Config, Events};
 use serde_json::{json, Value};
 
 fn root() -> &'static Path {
@@ -105,23 +105,12 @@ fn validate(python: &Path, files: &[PathBuf]) -> Vec<(PathBuf, Vec<String>)> {
 
 /// A run with every kind of entry and event, ended or snapshotted.
 fn written(dir: &Path, ended: bool) -> PathBuf {
-    let rec = Recorder::new(Config::new().events(Events::All)).unwrap();
-    rec.start_run(dir).unwrap();
-    {
-        let _g = rec.phase("grounding", "pipeline");
-    }
-    rec.measure_fn("main_infer", "inference", || std::hint::black_box(1));
-    {
-        let _f = rec.function("load_model", "init").with_resources();
-    }
-    rec.observe_counts(&[("facts_count", 200), ("grounded_rules", 10)]);
-    rec.sample_process_gauges();
-    if ended {
-        rec.end_run(json!({"facts_final": 150, "nested": {"a": [1, 2]}}))
-            .unwrap()
-    } else {
-        rec.flush().unwrap()
-    }
+    let extra = json!({"facts_final": 150, "nested": {"a": [1, 2]}});
+    common::every_kind_run(
+        Config::new().events(Events::All),
+        dir,
+        ended.then_some(extra),
+    )
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::format::{change, seconds, Align, Table};
+use crate::format::{change, seconds, Table};
 use crate::run_file::{self, Entry, Kind, LoadError, Run};
 
 /// The statistic a verdict is taken on.
@@ -31,6 +31,16 @@ impl Metric {
             Metric::P99 => "p99",
             Metric::Mean => "mean",
             Metric::Total => "total",
+        }
+    }
+
+    /// The metric's relative step in a run file: quantiles are read off
+    /// buckets 1/128 to 1/64 of their value wide; the mean and the total
+    /// are exact.
+    fn resolution(self) -> f64 {
+        match self {
+            Metric::P50 | Metric::P90 | Metric::P99 => 1.0 / 64.0,
+            Metric::Mean | Metric::Total => 0.0,
         }
     }
 
@@ -232,8 +242,8 @@ pub struct Row {
     /// The relative change of the metric, when both sides have it.
     pub change: Option<f64>,
     pub verdict: Verdict,
-    /// Whether the metric's change is within the runs' spread (twice the
-    /// standard error); `None` with fewer than two runs a side, or a side
+    /// Whether the metric's change is within the runs' spread (Welch's
+    /// t-test at 99 %); `None` with fewer than two runs a side, or a side
     /// without the entry.
     pub within_noise: Option<bool>,
 }
@@ -285,10 +295,16 @@ impl Comparison {
     }
 }
 
-/// Whether `new` differs from `base` by more than twice the standard error
-/// of the difference of their means (runs as samples). With fewer than two
-/// runs a side there is no spread to judge by: any change counts.
-fn beyond_noise(base: &[f64], new: &[f64]) -> bool {
+/// Whether `new` differs from `base` beyond the runs' spread: Welch's
+/// t-test on the runs as samples, two-sided at 99 % (the critical value
+/// for the Welch–Satterthwaite degrees of freedom, so three runs a side
+/// need a difference of about 4.6 standard errors, not 2). `resolution` is
+/// the metric's relative quantization (a quantile read off the file's
+/// buckets moves in steps of up to 1/64 of its value): each run's variance
+/// is at least that of a uniform rounding error, so runs that all read the
+/// same bucket do not make a one-bucket step look certain. With fewer than
+/// two runs a side there is no spread to judge by: any change counts.
+fn beyond_noise(base: &[f64], new: &[f64], resolution: f64) -> bool {
     if base.len() < 2 || new.len() < 2 {
         return true;
     }
@@ -296,14 +312,40 @@ fn beyond_noise(base: &[f64], new: &[f64]) -> bool {
     // (each finite, up to f64::MAX) overflows; the verdict does not change.
     let scale = base.iter().chain(new).fold(0.0, |m: f64, x| m.max(x.abs()));
     let scale = if scale > 0.0 { scale } else { 1.0 };
+    // Mean, and the variance of the mean with the rounding floor.
     let stats = |v: &[f64]| {
         let n = v.len() as f64;
         let mean = v.iter().map(|x| x / scale).sum::<f64>() / n;
         let var = v.iter().map(|x| (x / scale - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        (mean, var / n)
+        let floor = (mean * resolution).powi(2) / 12.0;
+        (mean, var.max(floor) / n, n - 1.0)
     };
-    let ((mb, sb), (mn, sn)) = (stats(base), stats(new));
-    (mn - mb).abs() > 2.0 * (sb + sn).sqrt()
+    let ((mb, sb, db), (mn, sn, dn)) = (stats(base), stats(new));
+    let se2 = sb + sn;
+    if se2 == 0.0 {
+        // Every run of both sides exactly alike (and the metric exact).
+        return mn != mb;
+    }
+    let df = se2 * se2 / (sb * sb / db + sn * sn / dn);
+    (mn - mb).abs() > t_99(df) * se2.sqrt()
+}
+
+/// The two-sided 99 % critical value of Student's t with `df` degrees of
+/// freedom (rounded down to a tabled one: the stricter side).
+fn t_99(df: f64) -> f64 {
+    const TABLE: [f64; 30] = [
+        63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250, 3.169, 3.106, 3.055, 3.012,
+        2.977, 2.947, 2.921, 2.898, 2.878, 2.861, 2.845, 2.831, 2.819, 2.807, 2.797, 2.787, 2.779,
+        2.771, 2.763, 2.756, 2.750,
+    ];
+    match df.floor() {
+        d if d.is_nan() || d < 1.0 => TABLE[0],
+        d if d <= 30.0 => TABLE[d as usize - 1],
+        d if d < 40.0 => 2.750,
+        d if d < 60.0 => 2.704,
+        d if d < 120.0 => 2.660,
+        _ => 2.617,
+    }
 }
 
 /// Compares the sides; an error names a file whose figures, merged with
@@ -332,7 +374,9 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Result<Compariso
                 (Some(_), Some(_), Some(rel)) if rel.abs() <= options.threshold => {
                     Verdict::Unchanged
                 }
-                (Some(bs), Some(ns), Some(_)) if !beyond_noise(&bs.per_run, &ns.per_run) => {
+                (Some(bs), Some(ns), Some(_))
+                    if !beyond_noise(&bs.per_run, &ns.per_run, metric.resolution()) =>
+                {
                     Verdict::Noise
                 }
                 (Some(_), Some(_), Some(rel)) if rel > 0.0 => Verdict::Regressed,
@@ -340,7 +384,7 @@ pub fn compare(base: &[Run], new: &[Run], options: &Options) -> Result<Compariso
             };
             let within_noise = match (&base, &new) {
                 (Some(bs), Some(ns)) if bs.per_run.len() >= 2 && ns.per_run.len() >= 2 => {
-                    Some(!beyond_noise(&bs.per_run, &ns.per_run))
+                    Some(!beyond_noise(&bs.per_run, &ns.per_run, metric.resolution()))
                 }
                 _ => None,
             };
@@ -397,17 +441,8 @@ pub fn text(c: &Comparison) -> String {
         }
     );
     for kind in [Kind::Phase, Kind::Function] {
-        let mut table = Table::new(
-            &[kind.name(), "p50", "p99", "mean", "total", "verdict"],
-            &[
-                Align::Left,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Left,
-            ],
-        );
+        let mut table =
+            Table::new(&[kind.name(), "p50", "p99", "mean", "total", "verdict"]).left_aligned(&[5]);
         for r in c.rows.iter().filter(|r| r.key.0 == kind) {
             let get = |f: fn(&Stats) -> Option<f64>| {
                 cell(r.base.as_ref().and_then(f), r.new.as_ref().and_then(f))
@@ -621,22 +656,45 @@ mod tests {
     }
 
     #[test]
-    fn noise_is_twice_the_standard_error() {
+    fn noise_is_welchs_t_test_at_99_percent() {
+        let q = Metric::P50.resolution();
         assert!(
-            beyond_noise(&[1.0], &[1.01]),
+            beyond_noise(&[1.0], &[1.01], q),
             "one run: no spread to judge by"
         );
-        assert!(!beyond_noise(&[1.0, 1.2, 0.8], &[1.1, 1.3, 0.9]));
-        assert!(beyond_noise(&[1.0, 1.01, 0.99], &[1.2, 1.21, 1.19]));
+        assert!(!beyond_noise(&[1.0, 1.2, 0.8], &[1.1, 1.3, 0.9], q));
+        assert!(beyond_noise(&[1.0, 1.01, 0.99], &[1.2, 1.21, 1.19], q));
+        // 3 runs a side (df 4; the standard error of the difference is
+        // 0.082): 3.1 standard errors are past twice it but within
+        // t(4, 99 %) = 4.6 of them; 4.9 are not.
+        assert!(!beyond_noise(&[1.0, 1.1, 0.9], &[1.25, 1.35, 1.15], 0.0));
+        assert!(beyond_noise(&[1.0, 1.1, 0.9], &[1.4, 1.5, 1.3], 0.0));
+        // Many runs: the critical value nears the normal's 2.58.
+        let base: Vec<f64> = (0..200)
+            .map(|i| 1.0 + 0.1 * ((i % 2) as f64 - 0.5))
+            .collect();
+        let shifted = |d: f64| base.iter().map(|x| x + d).collect::<Vec<_>>();
+        // The standard error of the difference is 0.05 * sqrt(2 / 200) = 0.005.
+        assert!(!beyond_noise(&base, &shifted(0.012), 0.0));
+        assert!(beyond_noise(&base, &shifted(0.014), 0.0));
+        // Runs that all read one bucket: a one-bucket step (1/64) is
+        // within the rounding, three buckets are not.
+        assert!(!beyond_noise(&[1.0; 3], &[1.0 + 1.0 / 64.0; 3], q));
+        assert!(beyond_noise(&[1.0; 3], &[1.0 + 3.0 / 64.0; 3], q));
+        // An exact metric whose runs agree exactly: any change counts.
+        assert!(beyond_noise(&[2.0; 3], &[2.0 + 1e-9; 3], 0.0));
+        assert!(!beyond_noise(&[2.0; 3], &[2.0; 3], 0.0));
         // Figures near f64::MAX: the same verdicts, not overflowed sums.
         let huge = |v: &[f64]| v.iter().map(|x| x * 1e307).collect::<Vec<_>>();
         assert!(!beyond_noise(
             &huge(&[1.0, 1.2, 0.8]),
-            &huge(&[1.1, 1.3, 0.9])
+            &huge(&[1.1, 1.3, 0.9]),
+            q
         ));
         assert!(beyond_noise(
             &huge(&[10.0, 10.1, 9.9]),
-            &huge(&[12.0, 12.1, 11.9])
+            &huge(&[12.0, 12.1, 11.9]),
+            q
         ));
     }
 }

@@ -31,7 +31,7 @@ pub fn change(fraction: f64) -> String {
 }
 
 #[derive(Clone, Copy)]
-pub enum Align {
+enum Align {
     Left,
     Right,
 }
@@ -43,11 +43,25 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(header: &[&str], align: &[Align]) -> Table {
+    /// A table of these columns: the first (the name) aligned left, the
+    /// figures right.
+    pub fn new(header: &[&str]) -> Table {
+        let mut align = vec![Align::Right; header.len()];
+        if let Some(first) = align.first_mut() {
+            *first = Align::Left;
+        }
         Table {
-            align: align.to_vec(),
+            align,
             rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],
         }
+    }
+
+    /// Aligns these columns (of text, not figures) left too.
+    pub fn left_aligned(mut self, columns: &[usize]) -> Table {
+        for &c in columns {
+            self.align[c] = Align::Left;
+        }
+        self
     }
 
     pub fn row(&mut self, cells: Vec<String>) {

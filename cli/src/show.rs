@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
-use crate::format::{maybe_seconds, seconds, Align, Table};
+use crate::format::{maybe_seconds, seconds, Table};
 use crate::run_file::{Entry, Kind, Run};
 
 /// Phases or functions of `kind` (both with `None`), the largest total
@@ -83,30 +83,17 @@ pub fn text(run: &Run) -> String {
 /// The phase and function tables, each row's `% run` a share of `seconds`.
 fn entry_tables(run: &Run, seconds: f64, out: &mut String) {
     for kind in [Kind::Phase, Kind::Function] {
-        let mut table = Table::new(
-            &[
-                kind.name(),
-                "count",
-                "total",
-                "mean",
-                "p50",
-                "p90",
-                "p99",
-                "max",
-                "% run",
-            ],
-            &[
-                Align::Left,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-            ],
-        );
+        let mut table = Table::new(&[
+            kind.name(),
+            "count",
+            "total",
+            "mean",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "% run",
+        ]);
         for e in sorted(run, Some(kind)) {
             let mut row = vec![e.label()];
             row.extend(stat_cells(e));
@@ -122,16 +109,7 @@ fn entry_tables(run: &Run, seconds: f64, out: &mut String) {
 
 fn counts_table(meta: &runmetrics_format::Meta, out: &mut String) {
     if !meta.counts.is_empty() {
-        let mut table = Table::new(
-            &["count", "last", "min", "max", "observations"],
-            &[
-                Align::Left,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-            ],
-        );
+        let mut table = Table::new(&["count", "last", "min", "max", "observations"]);
         for c in &meta.counts {
             table.row(vec![
                 c.name.clone(),
@@ -149,17 +127,8 @@ fn counts_table(meta: &runmetrics_format::Meta, out: &mut String) {
 /// The `metrics` facade's histograms (`meta.histograms`).
 fn histograms_table(meta: &runmetrics_format::Meta, out: &mut String) {
     if !meta.histograms.is_empty() {
-        let mut table = Table::new(
-            &["histogram", "unit", "count", "p50", "p99", "max"],
-            &[
-                Align::Left,
-                Align::Left,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-            ],
-        );
+        let mut table =
+            Table::new(&["histogram", "unit", "count", "p50", "p99", "max"]).left_aligned(&[1]);
         let g = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
         for h in &meta.histograms {
             let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -326,28 +295,16 @@ pub fn fleet_text(fleet: &Fleet, per_process: bool) -> String {
     entry_tables(&fleet.merged, fleet.process_seconds(), &mut out);
     if per_process {
         for e in sorted(&fleet.merged, None) {
-            let mut table = Table::new(
-                &[
-                    &e.label(),
-                    "count",
-                    "total",
-                    "mean",
-                    "p50",
-                    "p90",
-                    "p99",
-                    "max",
-                ],
-                &[
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-            );
+            let mut table = Table::new(&[
+                &e.label(),
+                "count",
+                "total",
+                "mean",
+                "p50",
+                "p90",
+                "p99",
+                "max",
+            ]);
             for run in &fleet.runs {
                 if let Some(own) = run
                     .entries()
@@ -364,26 +321,16 @@ pub fn fleet_text(fleet: &Fleet, per_process: bool) -> String {
         }
     }
     counts_table(m, &mut out);
-    let mut table = Table::new(
-        &[
-            "process",
-            "pid",
-            "job",
-            "duration",
-            "CPU mean %",
-            "CPU max %",
-            "RSS max MiB",
-        ],
-        &[
-            Align::Left,
-            Align::Right,
-            Align::Left,
-            Align::Right,
-            Align::Right,
-            Align::Right,
-            Align::Right,
-        ],
-    );
+    let mut table = Table::new(&[
+        "process",
+        "pid",
+        "job",
+        "duration",
+        "CPU mean %",
+        "CPU max %",
+        "RSS max MiB",
+    ])
+    .left_aligned(&[2]);
     for run in &fleet.runs {
         table.row(process_row(run));
     }

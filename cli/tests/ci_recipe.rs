@@ -2,10 +2,10 @@
 //! crate (a throwaway git repository depending on runmetrics by path) with
 //! a base commit, an unchanged commit and one whose `solve` phase does 20 %
 //! more work; `docs/ci/bench-compare.sh` builds each side once (one shared
-//! target dir), runs them interleaved, three runs a side, and compares
-//! them with `compare --each --format markdown --fail-on-regression`. The
-//! planted regression is caught (and only it), and the unchanged commit is
-//! not flagged in 10 of 10 tries. The workflow calls the script with the
+//! target dir), runs them interleaved, five runs a side (the script's
+//! default), and compares them with `compare --each --format markdown
+//! --fail-on-regression`. The planted regression is caught (and only it),
+//! and the unchanged commit is not flagged in 10 of 10 tries. The workflow calls the script with the
 //! flags tested here.
 
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ fn bench_compare(repo: &Path, base: &str, head: &str, out: &Path, tries: u32) ->
     let o = Command::new(workspace().join("docs/ci/bench-compare.sh"))
         .args([repo.to_str().unwrap(), base, head, out.to_str().unwrap()])
         .env("BIN", "sample")
-        .env("RUNS", "3")
+        .env("RUNS", "5")
         .env("TRIES", tries.to_string())
         .env("PROFILE", "release")
         .env("RUNMETRICS", env!("CARGO_BIN_EXE_runmetrics"))

@@ -6,25 +6,12 @@
 //! `--fail-on-regression`'s exit status.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde_json::Value;
 
 mod common;
-use common::{fixture, scaled};
-
-fn runmetrics(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runmetrics"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the runmetrics binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+use common::{fixture, runmetrics, scaled, stdout};
 
 /// What a GFM reader sees of the page.
 #[derive(Debug, Default)]

@@ -36,6 +36,32 @@ pub fn read_run_file(path: impl AsRef<Path>) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// A run of `config` with an entry of each kind and each kind of event (a
+/// phase, a measured call, a function with resources, two counts, a
+/// process sample) in `dir`: ended with `extra_meta`, or flushed (still
+/// open) when that is `None`. The file's path.
+pub fn every_kind_run(
+    config: runmetrics::Config,
+    dir: &Path,
+    extra_meta: Option<serde_json::Value>,
+) -> PathBuf {
+    let rec = runmetrics::Recorder::new(config).unwrap();
+    rec.start_run(dir).unwrap();
+    {
+        let _g = rec.phase("grounding", "pipeline");
+    }
+    rec.measure_fn("main_infer", "inference", || std::hint::black_box(1));
+    {
+        let _f = rec.function("load_model", "init").with_resources();
+    }
+    rec.observe_counts(&[("facts_count", 200), ("grounded_rules", 10)]);
+    rec.sample_process_gauges();
+    match extra_meta {
+        Some(extra) => rec.end_run(extra).unwrap(),
+        None => rec.flush().unwrap(),
+    }
+}
+
 /// The `key` of every entry of `meta[list]`, in file order: e.g. the phase
 /// names of `phase_durations_seconds_total`.
 pub fn entry_names(file: &serde_json::Value, list: &str, key: &str) -> Vec<String> {

@@ -1,9 +1,28 @@
-//! Helpers shared by the CLI's tests: fixtures, and runs made from them.
+//! Helpers shared by the CLI's tests: the binary, fixtures, and runs made
+//! from them.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use serde_json::Value;
+
+/// The `runmetrics` binary run with `args`, in the CLI crate's directory.
+pub fn runmetrics(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runmetrics"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the runmetrics binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
 
 /// A file of `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
