@@ -62,6 +62,8 @@ def init_metrics(
     buffer_records: int | None = None,
     bind: str | None = None,
     keep_all_events: bool = False,
+    max_names: int | None = None,
+    time_one_in: int | None = None,
 ) -> None:
     """Sets up this process's recorder: ``/metrics`` on ``port`` (127.0.0.1
     unless ``bind`` says otherwise), the Prometheus ``job`` and ``grouping``
@@ -73,7 +75,9 @@ def init_metrics(
     ``sample_interval`` (1), ``event_cap`` (events kept per run, 100 000),
     ``keep_all_events``, ``flush_interval``, ``rotate_every``, ``keep_runs``,
     ``max_log_bytes``, ``namespace``, ``buckets``, ``overflow``,
-    ``buffer_records``, ``bind``.
+    ``buffer_records``, ``bind``, ``max_names`` (distinct names kept, 2**18;
+    past it they are pooled and counted in ``meta["names"]``),
+    ``time_one_in`` (time about one region in n, count every one).
 
     Raises :class:`InitMetricsError`.
     """

@@ -76,6 +76,8 @@ struct Settings {
     overflow: Option<Overflow>,
     buffer_records: Option<usize>,
     bind: Option<std::net::IpAddr>,
+    max_names: Option<usize>,
+    time_one_in: Option<u32>,
 }
 
 impl Settings {
@@ -127,6 +129,12 @@ impl Settings {
         }
         if let Some(a) = self.bind {
             c = c.bind(a);
+        }
+        if let Some(n) = self.max_names {
+            c = c.max_names(n);
+        }
+        if let Some(n) = self.time_one_in {
+            c = c.time_one_in(n);
         }
         c
     }
@@ -292,14 +300,16 @@ fn seconds(name: &str, s: Option<f64>) -> PyResult<Option<Duration>> {
 /// `keep_all_events` (keep every event instead), `flush_interval`,
 /// `rotate_every`, `keep_runs`, `max_log_bytes`,
 /// `namespace`, `buckets` (seconds), `overflow` ("drop" or "block"),
-/// `buffer_records`, `bind` (an IP address).
+/// `buffer_records`, `bind` (an IP address), `max_names` (distinct names
+/// kept; past it they are pooled and counted in `meta.names`),
+/// `time_one_in` (time about one region in n, count every one).
 ///
 /// Raises InitMetricsError with the Rust error's message.
 #[pyfunction]
 #[pyo3(signature = (port=None, job=None, grouping=None, pushgateway=None, *,
     sample_interval=None, event_cap=None, flush_interval=None, rotate_every=None,
     keep_runs=None, max_log_bytes=None, namespace=None, buckets=None, overflow=None,
-    buffer_records=None, bind=None, keep_all_events=false))]
+    buffer_records=None, bind=None, keep_all_events=false, max_names=None, time_one_in=None))]
 #[allow(clippy::too_many_arguments)]
 fn init_metrics(
     py: Python<'_>,
@@ -319,6 +329,8 @@ fn init_metrics(
     buffer_records: Option<usize>,
     bind: Option<String>,
     keep_all_events: bool,
+    max_names: Option<usize>,
+    time_one_in: Option<u32>,
 ) -> PyResult<()> {
     let overflow = match overflow.as_deref() {
         None => None,
@@ -362,6 +374,8 @@ fn init_metrics(
         overflow,
         buffer_records,
         bind,
+        max_names,
+        time_one_in,
     };
     with_state(|state| {
         if let Some(how) = state.how {

@@ -387,3 +387,31 @@ import runmetrics as _rm  # noqa: E402
 @_rm.measure("module_level", module="t")
 def measured_at_module_level(x):
     return x + 1
+
+
+def test_max_names_pools_the_excess_and_time_one_in_samples(run_py):
+    out = run_py(
+        """
+import json, os
+import runmetrics as rm
+rm.init_metrics(sample_interval=3600, max_names=3, time_one_in=8)
+rm.start_run(log_dir="logs")
+for name in ["a", "b", "c", "d", "e"]:
+    for _ in range(1000):
+        with rm.PhaseTimer(name, module="m"):
+            pass
+print(json.dumps(dict(path=os.path.abspath(rm.end_run()))))
+"""
+    )
+    meta = load(out["path"])["meta"]
+    phases = {(p["module"], p["phase"]): p for p in meta["phase_durations_seconds_total"]}
+    # Three names kept; the other two names' 2 000 regions pooled, each counted.
+    assert sorted(phases) == [("m", "a"), ("m", "b"), ("m", "c"), ("runmetrics", "(names over max_names)")]
+    assert [phases["m", n]["count"] for n in "abc"] == [1000, 1000, 1000]
+    assert phases["runmetrics", "(names over max_names)"]["count"] == 2000
+    assert meta["names"]["max_names"] == 3 and meta["names"]["refused"] >= 2
+    for n in "abc":
+        sampled = phases["m", n]["sampled"]
+        # Strides of 1 to 15 regions: about 1000 / 8 = 125 timed.
+        assert sampled["one_in"] == 8
+        assert 60 <= sampled["timed"] <= 250, sampled
