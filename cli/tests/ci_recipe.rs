@@ -5,8 +5,10 @@
 //! target dir), runs them interleaved, five runs a side (the script's
 //! default), and compares them with `compare --each --format markdown
 //! --fail-on-regression`. The planted regression is caught (and only it),
-//! and the unchanged commit is not flagged in 10 of 10 tries. The workflow calls the script with the
-//! flags tested here.
+//! and the unchanged commit is not flagged in 10 of 10 tries. The workflow
+//! calls the script with the flags tested here, validates against GitHub's
+//! workflow schema (check-jsonschema, offline), and its steps' scripts
+//! parse (`bash -n`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -161,4 +163,94 @@ fn the_workflow_calls_the_script_as_tested() {
     assert!(yml.contains("--body-file \"$RUNNER_TEMP/bench/comment.md\""));
     let script = std::fs::read_to_string(workspace().join("docs/ci/bench-compare.sh")).unwrap();
     assert!(script.contains("compare --each --format markdown --fail-on-regression"));
+}
+
+/// The venv `scripts/test` makes, with `check-jsonschema` (which vendors
+/// SchemaStore's GitHub workflow schema, so it works offline) and its YAML
+/// parser; `None`, said, when it is missing outside `scripts/test`.
+fn workflow_checker() -> Option<PathBuf> {
+    let python = workspace().join("target/python-venv/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import check_jsonschema, ruamel.yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    let msg = "check-jsonschema is not installed: scripts/test installs it in \
+               target/python-venv (pip install check-jsonschema)";
+    if std::env::var_os("RUNMETRICS_REQUIRE_SERVERS").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("NOT RUN: {msg}");
+    None
+}
+
+/// Each step's `run` script, its `${{ .. }}` expressions replaced by a
+/// word, through `bash -n`; and every `steps.<id>` an expression names is a
+/// step's id. Prints what is wrong, one line each.
+const STEPS: &str = r#"
+import re, subprocess, sys
+from ruamel.yaml import YAML
+wf = YAML(typ="safe").load(open(sys.argv[1]))
+for name, job in wf["jobs"].items():
+    ids = {s["id"] for s in job["steps"] if "id" in s}
+    for i, step in enumerate(job["steps"]):
+        text = " ".join(str(v) for v in step.values())
+        for used in re.findall(r"steps\.([A-Za-z0-9_-]+)\.", text):
+            if used not in ids:
+                print(f"{name} step {i}: names step {used!r}, which no step has as id")
+        if "run" in step:
+            script = re.sub(r"\$\{\{.*?\}\}", "X", step["run"])
+            r = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+            if r.returncode != 0:
+                print(f"{name} step {i}: bash -n: {r.stderr.strip()}")
+"#;
+
+/// Validates `workflow` against the GitHub workflow schema and checks its
+/// steps; the problems found, empty when none.
+fn workflow_problems(python: &Path, workflow: &Path) -> String {
+    let schema = Command::new(python)
+        .args(["-m", "check_jsonschema", "--builtin-schema"])
+        .args(["vendor.github-workflows", workflow.to_str().unwrap()])
+        .output()
+        .expect("check-jsonschema runs");
+    let steps = Command::new(python)
+        .args(["-c", STEPS, workflow.to_str().unwrap()])
+        .output()
+        .expect("python runs");
+    assert!(
+        steps.status.success(),
+        "{}",
+        String::from_utf8_lossy(&steps.stderr)
+    );
+    let mut problems = String::from_utf8(steps.stdout).unwrap();
+    if !schema.status.success() {
+        problems.push_str(&String::from_utf8_lossy(&schema.stdout));
+    }
+    problems
+}
+
+#[test]
+fn the_workflow_is_a_valid_github_workflow_and_its_scripts_parse() {
+    let Some(python) = workflow_checker() else {
+        return;
+    };
+    let workflow = workspace().join("docs/ci/bench.yml");
+    assert_eq!(workflow_problems(&python, &workflow), "");
+    // The checks can fail: a misspelt key, a step id that is not there, a
+    // script that does not parse.
+    let yml = std::fs::read_to_string(&workflow).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, says) in [
+        ("runs-on:", "runs_on:", "'runs-on' is a required property"),
+        ("id: bench", "id: benchmark", "names step 'bench'"),
+        ("|| status=$?", "|| status=$?; if", "bash -n"),
+    ] {
+        assert!(yml.contains(from), "{from}");
+        let spoiled = dir.path().join("bench.yml");
+        std::fs::write(&spoiled, yml.replacen(from, to, 1)).unwrap();
+        let problems = workflow_problems(&python, &spoiled);
+        assert!(problems.contains(says), "{from} -> {to}: {problems}");
+    }
 }
