@@ -3,7 +3,9 @@
 //! `histogram_quantile` over `sum by (le)` of the buckets' rate — against
 //! a sorted vector of every region's duration measured with `Instant`: the
 //! fleet's p50 and p99 fall in the bucket that holds the true quantile,
-//! and the summed count is every region.
+//! and the summed count is every region. And the same for batch workers
+//! that push to a real Pushgateway at `end_run`, each with its own
+//! `instance` grouping label, scraped with `honor_labels`.
 #![cfg(feature = "prometheus")]
 
 mod common;
@@ -144,5 +146,81 @@ fn promql_over_the_workers_gives_the_fleets_quantiles() {
     );
     for rec in &workers {
         rec.end_run(Value::Null).unwrap();
+    }
+}
+
+/// The README's query for pushed batch runs (there with 0.99): no `rate`,
+/// as each group is one final push.
+#[cfg(feature = "push")]
+const PUSHED_QUERY: &str = "histogram_quantile(0.99, sum by (le) (runmetrics_phase_duration_seconds_bucket{job=\"batch\", phase=\"step\"}))";
+
+#[cfg(feature = "push")]
+#[test]
+fn promql_over_pushed_workers_gives_the_fleets_quantiles() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(PUSHED_QUERY),
+        "README.md must show the query tested here: {PUSHED_QUERY}"
+    );
+    let Some(prometheus) = binary("prometheus") else {
+        return;
+    };
+    let Some(gateway) = common::start_pushgateway() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Three batch workers, one after another, each pushing its run's
+    // metrics at end_run under its own instance.
+    let mut truth = Vec::new();
+    for (w, (n, us)) in [(200, 300), (200, 700), (100, 3_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let rec = Recorder::new(
+            Config::new()
+                .job("batch")
+                .grouping("instance", format!("w{w}"))
+                .pushgateway(format!("http://{}", gateway.addr)),
+        )
+        .unwrap();
+        rec.start_run(dir.path().join(format!("w{w}"))).unwrap();
+        for _ in 0..n {
+            let t = Instant::now();
+            {
+                let _t = rec.phase("step", "work");
+                spin(Duration::from_micros(us));
+            }
+            truth.push(t.elapsed().as_secs_f64());
+        }
+        rec.end_run(Value::Null).unwrap();
+    }
+    let scrape = common::scrape_job("pushgateway", &[gateway.addr.to_string()], true);
+    let (_server, prom) = common::start_prometheus_with(&prometheus, dir.path(), &scrape, &[]);
+    let query = |q: &str| -> Option<f64> {
+        let (status, _, body) = http(prom, "GET", &format!("/api/v1/query?query={}", encode(q)));
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?;
+        (status == 200 && result.len() == 1).then_some(())?;
+        result[0]["value"][1].as_str()?.parse().ok()
+    };
+    let count = "sum(runmetrics_phase_duration_seconds_count{job=\"batch\", phase=\"step\"})";
+    let instances = "count(runmetrics_phase_duration_seconds_count{job=\"batch\", phase=\"step\"})";
+    eventually(
+        "every pushed group scraped",
+        Duration::from_secs(30),
+        || (query(count)? == 500.0 && query(instances)? == 3.0).then_some(()),
+    );
+    truth.sort_by(f64::total_cmp);
+    for q in [0.99, 0.5] {
+        let promql = PUSHED_QUERY.replace("0.99", &q.to_string());
+        let got = query(&promql).unwrap();
+        let rank = ((q * truth.len() as f64).ceil() as usize).clamp(1, truth.len());
+        let want = truth[rank - 1];
+        let (lower, upper) = bucket_of(want);
+        assert!(
+            got > lower && got <= upper,
+            "{promql} = {got}: not in ({lower}, {upper}], the bucket of the true {want}"
+        );
     }
 }

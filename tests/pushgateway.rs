@@ -6,49 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{binary, eventually, http, Child};
+use common::{http, start_pushgateway, Gateway};
 use runmetrics::{Config, EndRunError, PushError, PushMethod, Recorder};
 use serde_json::Value;
-
-struct Gateway {
-    addr: std::net::SocketAddr,
-    // Declared before its state's directory: the gateway stops (and writes
-    // its persistence file) before the directory goes.
-    _child: Child,
-    _state: tempfile::TempDir,
-}
-
-/// A Pushgateway of its own: a free loopback port, and its persistence
-/// file in a fresh temporary directory. Debian's gateway otherwise persists
-/// to `/var/lib/prometheus/pushgateway.data` and loads it at start, so
-/// every gateway on the machine would see the groups an earlier one kept.
-fn gateway() -> Option<Gateway> {
-    let bin = binary("prometheus-pushgateway")?;
-    let state = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Child(
-        std::process::Command::new(bin)
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!(
-                "--persistence.file={}",
-                state.path().join("pushgateway.data").display()
-            ))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually("pushgateway ready", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(addr).ok()?;
-        (http(addr, "GET", "/-/ready").0 == 200).then_some(())
-    });
-    Some(Gateway {
-        addr,
-        _child: child,
-        _state: state,
-    })
-}
 
 fn config(gw: &Gateway) -> Config {
     Config::new()
@@ -81,7 +41,9 @@ fn run_with_phase(
 
 #[test]
 fn end_run_pushes_with_job_and_grouping_labels() {
-    let Some(gw) = gateway() else { return };
+    let Some(gw) = start_pushgateway() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::new(config(&gw)).unwrap();
     let path = run_with_phase(&rec, dir.path(), "grounding").unwrap();
@@ -110,14 +72,18 @@ fn groups(gw: &Gateway) -> Vec<String> {
 
 #[test]
 fn every_gateway_a_test_starts_begins_empty() {
-    let Some(first) = gateway() else { return };
+    let Some(first) = start_pushgateway() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::new(config(&first)).unwrap();
     run_with_phase(&rec, dir.path(), "kept").unwrap();
     assert_eq!(groups(&first).len(), 1, "{:?}", groups(&first));
     // Stopped as an operator stops it: it writes its persistence file.
     drop(first);
-    let Some(second) = gateway() else { return };
+    let Some(second) = start_pushgateway() else {
+        return;
+    };
     assert_eq!(
         groups(&second),
         Vec::<String>::new(),
@@ -127,7 +93,9 @@ fn every_gateway_a_test_starts_begins_empty() {
 
 #[test]
 fn put_replaces_the_group_post_adds_and_delete_removes() {
-    let Some(gw) = gateway() else { return };
+    let Some(gw) = start_pushgateway() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let first = Recorder::new(config(&gw)).unwrap();
     run_with_phase(&first, dir.path(), "a").unwrap();

@@ -180,15 +180,32 @@ pub fn start_prometheus(
     targets: &[String],
     flags: &[&str],
 ) -> (Child, SocketAddr) {
+    start_prometheus_with(prometheus, dir, &scrape_job(job, targets, false), flags)
+}
+
+/// One `scrape_configs` entry: `targets` as job `job`, with `honor_labels`
+/// (a Pushgateway's pushed `job` and grouping labels kept as pushed).
+pub fn scrape_job(job: &str, targets: &[String], honor_labels: bool) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    format!(
+        "  - job_name: {job}\n    honor_labels: {honor_labels}\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+/// [`start_prometheus`] with its `scrape_configs` entries as given (YAML,
+/// each entry indented by two spaces, as [`scrape_job`] writes them).
+pub fn start_prometheus_with(
+    prometheus: &Path,
+    dir: &Path,
+    scrape_configs: &str,
+    flags: &[&str],
+) -> (Child, SocketAddr) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
-    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
     std::fs::write(
         &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        ),
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape_configs}"),
     )
     .unwrap();
     let child = Child(
@@ -275,4 +292,45 @@ impl Lcg {
     pub fn unit(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
+}
+
+/// A real Pushgateway, stopped when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    // Declared before its state's directory: the gateway stops (and writes
+    // its persistence file) before the directory goes.
+    _child: Child,
+    _state: tempfile::TempDir,
+}
+
+/// A Pushgateway of its own: a free loopback port, and its persistence
+/// file in a fresh temporary directory. Debian's gateway otherwise persists
+/// to `/var/lib/prometheus/pushgateway.data` and loads it at start, so
+/// every gateway on the machine would see the groups an earlier one kept.
+pub fn start_pushgateway() -> Option<Gateway> {
+    let bin = binary("prometheus-pushgateway")?;
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Child(
+        std::process::Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!(
+                "--persistence.file={}",
+                state.path().join("pushgateway.data").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("pushgateway ready", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(addr).ok()?;
+        (http(addr, "GET", "/-/ready").0 == 200).then_some(())
+    });
+    Some(Gateway {
+        addr,
+        _child: child,
+        _state: state,
+    })
 }
