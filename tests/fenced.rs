@@ -210,7 +210,10 @@ fn a_fenced_sampled_estimate_of_50_ns_is_within_the_body_and_its_reads() {
     // estimate (unfenced reads read this body less than half) misses all.
     let mut tries = Vec::new();
     for _ in 0..TRIES {
-        let body_ns = oracle_ns(steps);
+        // The least of 3: preemption and a busy sibling core only add time.
+        let body_ns = (0..3)
+            .map(|_| oracle_ns(steps))
+            .fold(f64::INFINITY, f64::min);
         let read_ns = fenced_read_ns();
         runmetrics::start_run(dir.path()).expect("start_run");
         let mut x = black_box(1u64);
@@ -238,7 +241,8 @@ fn a_fenced_sampled_estimate_of_50_ns_is_within_the_body_and_its_reads() {
             / n;
         let median = e["p50_seconds"].as_f64().expect("a median") * 1e9;
         // Not short of the body at all (a fenced region holds the body and
-        // parts of its two reads: unfenced reads put this median 20 % short),
+        // parts of its two reads; unfenced reads put this median 20 % short
+        // of a ~45 ns body, though not of a ~60 ns one),
         // and not longer than the body and the two fenced reads: the mean
         // within 4 standard errors of that, and the median (which a
         // preempted region, widening the standard error, cannot move) within it.
