@@ -87,6 +87,27 @@ fn phase_sampled<const S: u32>(iters: u64) -> Duration {
     })
 }
 
+/// Fenced reads, every region timed: the cost the sampled fenced timer saves.
+fn phase_fenced<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::phase!("loop phase! fenced", "real_loop", fenced);
+        body::<S>(x)
+    })
+}
+
+/// Sampled timing with fenced reads: about one in 64 timed, in program order.
+fn phase_fenced_sampled<const S: u32>(iters: u64) -> Duration {
+    looped(iters, |x| {
+        let _t = runmetrics::phase!(
+            "loop phase! sample = 64, fenced",
+            "real_loop",
+            sample = 64,
+            fenced
+        );
+        body::<S>(x)
+    })
+}
+
 fn phase_timer_sampled<const S: u32>(iters: u64) -> Duration {
     looped(iters, |x| {
         let _t = runmetrics::PhaseTimer::sampled("loop PhaseTimer::sampled", "real_loop", 64);
@@ -228,6 +249,8 @@ fn cases<const S: u32>() -> Vec<(&'static str, Run)> {
         ("phase!", phase_macro::<S>),
         ("phase! sample = 64", phase_sampled::<S>),
         ("PhaseTimer::sampled(.., 64)", phase_timer_sampled::<S>),
+        ("phase! fenced", phase_fenced::<S>),
+        ("phase! sample = 64, fenced", phase_fenced_sampled::<S>),
         ("PhaseTimer::new", phase_timer::<S>),
         ("#[measure]", measure_attr::<S>),
         ("measure_fn", measure_fn::<S>),
@@ -243,7 +266,11 @@ fn cases<const S: u32>() -> Vec<(&'static str, Run)> {
 
 const RUNMETRICS: [&str; 4] = ["phase!", "PhaseTimer::new", "#[measure]", "measure_fn"];
 /// Sampled timing's rows; target: at most 0.3 × the pair's added cost.
-const SAMPLED: [&str; 2] = ["phase! sample = 64", "PhaseTimer::sampled(.., 64)"];
+const SAMPLED: [&str; 3] = [
+    "phase! sample = 64",
+    "PhaseTimer::sampled(.., 64)",
+    "phase! sample = 64, fenced",
+];
 const PEERS: [&str; 6] = [
     "metrics histogram!",
     "prometheus start_timer",
@@ -408,35 +435,48 @@ fn main() {
     );
 }
 
-/// The ~50 ns body timed exactly (`phase!`) and sampled (`sample = 64`) in
-/// alternate blocks of `per_block` iterations, `blocks` of each, in one
-/// run: the sampled entry's estimated total against the exact one's, with
-/// its standard error, and its count against the loop's.
+/// The ~50 ns body timed exactly and sampled (`sample = 64`), unfenced
+/// (`phase!`) and fenced (`phase!(.., fenced)`), in alternate blocks of
+/// `per_block` iterations, `blocks` of each, in one run, with a block of the
+/// bare body between: each sampled entry's estimated total against the
+/// exact one's of the same reads, with its standard error, its count
+/// against the loop's, and `Instant` around each side's blocks.
 fn estimate_against_exact(blocks: u64, per_block: u64) {
     let dir = std::env::temp_dir().join(format!("runmetrics-real-loop-{}", std::process::id()));
     runmetrics::start_run(&dir).expect("start_run");
     let mut x = black_box(1);
-    // Instant around each side's blocks, and around the bare body: what
-    // each loop took in all, the estimate's independent bracket.
-    let (mut exact_wall, mut sampled_wall, mut bare_wall) = (0.0, 0.0, 0.0);
+    // Instant around each loop's blocks, summed: what each loop took in all,
+    // the estimate's independent bracket.
+    let mut wall = [0.0f64; 5];
+    /// `per_block` iterations of `each`, inline, added to `wall`.
+    #[inline(always)]
+    fn timed(per_block: u64, wall: &mut f64, x: &mut u64, each: impl Fn(u64) -> u64) {
+        let t = Instant::now();
+        for _ in 0..per_block {
+            *x = each(*x);
+        }
+        *wall += t.elapsed().as_secs_f64();
+    }
     for _ in 0..blocks {
-        let t = std::time::Instant::now();
-        for _ in 0..per_block {
+        let [exact, sampled, fenced, fenced_sampled, bare] = &mut wall;
+        timed(per_block, exact, &mut x, |x| {
             let _t = runmetrics::phase!("accuracy exact", "real_loop");
-            x = body::<STEPS_50>(x);
-        }
-        exact_wall += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        for _ in 0..per_block {
+            body::<STEPS_50>(x)
+        });
+        timed(per_block, sampled, &mut x, |x| {
             let _t = runmetrics::phase!("accuracy sampled", "real_loop", sample = 64);
-            x = body::<STEPS_50>(x);
-        }
-        sampled_wall += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        for _ in 0..per_block {
-            x = body::<STEPS_50>(x);
-        }
-        bare_wall += t.elapsed().as_secs_f64();
+            body::<STEPS_50>(x)
+        });
+        timed(per_block, fenced, &mut x, |x| {
+            let _t = runmetrics::phase!("accuracy fenced exact", "real_loop", fenced);
+            body::<STEPS_50>(x)
+        });
+        timed(per_block, fenced_sampled, &mut x, |x| {
+            let _t =
+                runmetrics::phase!("accuracy fenced sampled", "real_loop", sample = 64, fenced);
+            body::<STEPS_50>(x)
+        });
+        timed(per_block, bare, &mut x, body::<STEPS_50>);
     }
     black_box(x);
     let path = runmetrics::end_run(serde_json::Value::Null).expect("end_run");
@@ -453,29 +493,78 @@ fn estimate_against_exact(blocks: u64, per_block: u64) {
             .cloned()
             .expect("the phase's entry")
     };
-    let (exact, sampled) = (entry("accuracy exact"), entry("accuracy sampled"));
-    let total = |e: &serde_json::Value| e["duration_seconds_total"].as_f64().unwrap_or(0.0);
-    let se = sampled["sampled"]["duration_seconds_total_se"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let off = total(&sampled) / total(&exact) - 1.0;
+    let n = blocks * per_block;
+    let ns = |seconds: f64| seconds * 1e9 / n as f64;
     println!(
-        "~50 ns body, sample = 64 against exact, {} regions each: estimated total {:.6} s \
-         (se {:.6} s), exact {:.6} s: {:+.2} % (target: within 2 %); count {} of {}, {} timed",
-        blocks * per_block,
-        total(&sampled),
-        se,
-        total(&exact),
-        off * 100.0,
-        sampled["count"],
-        blocks * per_block,
-        sampled["sampled"]["timed"],
+        "~50 ns body, sample = 64 against exact, {n} regions each; Instant around the bare body's blocks: {:.2} ns a region",
+        ns(wall[4])
     );
-    println!(
-        "  Instant around the loops: bare body {bare_wall:.6} s, sampled loop {sampled_wall:.6} s, \
-         exact loop {exact_wall:.6} s; the estimate is {:+.2} % of the sampled loop's, the exact \
-         total {:+.2} % of the exact loop's",
-        (total(&sampled) / sampled_wall - 1.0) * 100.0,
-        (total(&exact) / exact_wall - 1.0) * 100.0,
-    );
+    for (label, exact, sampled, wall_exact, wall_sampled) in [
+        (
+            "unfenced",
+            "accuracy exact",
+            "accuracy sampled",
+            wall[0],
+            wall[1],
+        ),
+        (
+            "fenced",
+            "accuracy fenced exact",
+            "accuracy fenced sampled",
+            wall[2],
+            wall[3],
+        ),
+    ] {
+        let (exact, sampled) = (entry(exact), entry(sampled));
+        let total = |e: &serde_json::Value| e["duration_seconds_total"].as_f64().unwrap_or(0.0);
+        let se = sampled["sampled"]["duration_seconds_total_se"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let off = total(&sampled) / total(&exact) - 1.0;
+        println!(
+            "  {label}: estimated total {:.6} s (se {:.6} s, {:.2} %), exact {:.6} s: {:+.2} % \
+             ({:+.1} se; target: within 2 %); count {} of {n}, {} timed",
+            total(&sampled),
+            se,
+            se / total(&sampled) * 100.0,
+            total(&exact),
+            off * 100.0,
+            (total(&sampled) - total(&exact)) / se,
+            sampled["count"],
+            sampled["sampled"]["timed"],
+        );
+        println!(
+            "    a region: estimated {:.2} ns, exact {:.2} ns; Instant a loop's iteration: sampled {:.2} ns, exact {:.2} ns",
+            ns(total(&sampled)),
+            ns(total(&exact)),
+            ns(wall_sampled),
+            ns(wall_exact),
+        );
+        // Robust to the few regions a preemption lengthened (which make the
+        // standard error large on a loaded machine): the medians, and the
+        // mean of the regions under 1 µs, from each entry's histogram.
+        let p50 = |e: &serde_json::Value| e["p50_seconds"].as_f64().unwrap_or(f64::NAN) * 1e9;
+        let under_1us = |e: &serde_json::Value| {
+            let (mut sum, mut n, mut all) = (0.0, 0.0, 0.0);
+            for b in e["histogram_ns"].as_array().into_iter().flatten() {
+                let (ns, count) = (b[0].as_f64().unwrap_or(0.0), b[1].as_f64().unwrap_or(0.0));
+                all += count;
+                if ns < 1_000.0 {
+                    sum += ns * count;
+                    n += count;
+                }
+            }
+            (sum / n, 1.0 - n / all)
+        };
+        let ((ue, xe), (us, xs)) = (under_1us(&exact), under_1us(&sampled));
+        println!(
+            "    median: sampled {:.1} ns, exact {:.1} ns; mean under 1 µs: sampled {us:.2} ns, exact {ue:.2} ns, {:+.2} % \
+             (over 1 µs: {:.4} % of the sampled, {:.4} % of the exact)",
+            p50(&sampled),
+            p50(&exact),
+            (us / ue - 1.0) * 100.0,
+            xs * 100.0,
+            xe * 100.0,
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example region_cost -- phase 200000` (kinds:
 //! `phase`, `new`, `measure`, `measure_fn`, `fenced`, `sampled`, `counts`, `dynamic`,
-//! `tsc`, `fenced_tsc`).
+//! `tsc`, `fenced_tsc`, `fenced_sampled`).
 
 use std::hint::black_box;
 
@@ -28,6 +28,9 @@ fn main() {
         "measure_fn" => (0..n).for_each(|_| runmetrics::measure_fn("f", "m", || black_box(()))),
         "fenced" => (0..n).for_each(|_| drop(black_box(runmetrics::phase!("p", fenced)))),
         "sampled" => (0..n).for_each(|_| drop(black_box(runmetrics::phase!("p", sample = 64)))),
+        "fenced_sampled" => {
+            (0..n).for_each(|_| drop(black_box(runmetrics::phase!("p", sample = 64, fenced))))
+        }
         "counts" => (0..n).for_each(|i| runmetrics::observe_counts(&[("c", black_box(i as i64))])),
         "dynamic" => (0..n).for_each(|_| {
             drop(black_box(runmetrics::PhaseTimer::dynamic(

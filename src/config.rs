@@ -339,7 +339,8 @@ impl Config {
     /// marks such entries (`"sampled": {"one_in": n, "timed": k, ..}`) and
     /// gives the estimated total (count × mean of the timed) with its
     /// standard error. A site's own `phase!(.., sample = m)` or
-    /// `#[measure(sample = m)]` takes precedence. Allowed: 1 to 32 768.
+    /// `#[measure(sample = m)]` takes precedence. Fenced timers sample too
+    /// (the timed regions read the clock fenced). Allowed: 1 to 32 768.
     ///
     /// ```
     /// let config = runmetrics::Config::new().time_one_in(64);

@@ -158,6 +158,9 @@ pub use spans::{layer as tracing_layer, TracingLayer};
 ///   call (costs microseconds per call).
 /// - `fenced = true`: read the clock [`Fenced`], for functions of tens or
 ///   hundreds of nanoseconds (see [`Fenced`] and the README).
+/// - `sample = n` (1 to 32 768): every call counted, about one in `n` timed
+///   (see [`PhaseTimer::sampled`]); with `fenced = true` too, the timed
+///   ones read the clock fenced. Not with `resources`.
 ///
 /// Works on `async fn` (the time includes the awaits) and on methods.
 ///
@@ -180,7 +183,8 @@ pub use runmetrics_macros::measure;
 /// A last argument `sample = n` (a constant from 1 to 32 768) times about
 /// one region in `n` and counts every one exactly (see
 /// [`PhaseTimer::sampled`]): for loops where even two clock reads are too
-/// much.
+/// much. `sample = n, fenced` does both: about one region in `n` timed,
+/// its reads fenced (see [`PhaseTimer::fenced_sampled`]).
 ///
 /// ```
 /// let _t = runmetrics::phase!("grounding", "pipeline");
@@ -189,6 +193,8 @@ pub use runmetrics_macros::measure;
 /// let _w = runmetrics::phase!("lookup", "index", fenced);
 /// let _x = runmetrics::phase!("decode", sample = 64);
 /// let _y = runmetrics::phase!("decode", "codec", sample = 64);
+/// let _z = runmetrics::phase!("probe", sample = 64, fenced);
+/// let _a = runmetrics::phase!("probe", "index", sample = 64, fenced);
 /// ```
 #[macro_export]
 macro_rules! phase {
@@ -198,9 +204,20 @@ macro_rules! phase {
     ($phase:expr, fenced) => {
         $crate::phase!($phase, ::core::module_path!(), fenced)
     };
+    // Before `($phase, $module, fenced)`, which `sample = n` (an
+    // assignment, as an expression) would otherwise match.
+    ($phase:expr, sample = $n:expr, fenced) => {
+        $crate::phase!($phase, ::core::module_path!(), sample = $n, fenced)
+    };
     ($phase:expr, sample = $n:expr) => {
         $crate::phase!($phase, ::core::module_path!(), sample = $n)
     };
+    ($phase:expr, $module:expr, sample = $n:expr, fenced) => {{
+        static __RUNMETRICS_SITE: $crate::__private::Site =
+            $crate::__private::Site::phase($phase, $module);
+        const __RUNMETRICS_ONE_IN: u32 = $crate::__private::one_in($n);
+        $crate::PhaseTimer::at_fenced_sampled(&__RUNMETRICS_SITE, __RUNMETRICS_ONE_IN)
+    }};
     ($phase:expr, $module:expr, sample = $n:expr) => {{
         static __RUNMETRICS_SITE: $crate::__private::Site =
             $crate::__private::Site::phase($phase, $module);

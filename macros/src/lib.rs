@@ -141,21 +141,20 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
                 .ok_or_else(|| {
                     Error::new(lit.span(), "`sample` takes an integer from 1 to 32768")
                 })?;
-            if fenced || resources {
+            if resources {
                 return Err(Error::new(
                     lit.span(),
-                    "`sample` times one call in n unfenced: it does not go with `fenced` or `resources`",
+                    "`sample` times one call in n: it does not go with `resources`",
                 ));
             }
             Some(n)
         }
     };
-    let at = if fenced {
-        quote!(at_fenced(&__RUNMETRICS_SITE))
-    } else if let Some(n) = sample {
-        quote!(at_sampled(&__RUNMETRICS_SITE, #n))
-    } else {
-        quote!(at(&__RUNMETRICS_SITE))
+    let at = match (fenced, sample) {
+        (true, Some(n)) => quote!(at_fenced_sampled(&__RUNMETRICS_SITE, #n)),
+        (true, None) => quote!(at_fenced(&__RUNMETRICS_SITE)),
+        (false, Some(n)) => quote!(at_sampled(&__RUNMETRICS_SITE, #n)),
+        (false, None) => quote!(at(&__RUNMETRICS_SITE)),
     };
     let start = if resources {
         quote!(#at.with_resources())
