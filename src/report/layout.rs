@@ -12,10 +12,14 @@ use runmetrics_format::{
     Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Sampled, Stats, Thread,
     Window, WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
 };
+#[cfg(test)]
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
+#[cfg(test)]
+use serde::Serializer;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
+use super::event_json::{float, signed, string, unsigned, Timestamps};
 use super::RunSnapshot;
 use crate::collector::sink::{
     DurationStats, Durations, Event, ResourceTotals, SampledStats, WindowStats,
@@ -31,7 +35,7 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn timestamp(at: DateTime<FixedOffset>) -> String {
+pub(crate) fn timestamp(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
@@ -260,10 +264,7 @@ pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Resul
         .expect("runmetrics: `events` is the run file's last key");
     out.write_all(head)?;
     let log = &s.run.events;
-    let text = EventText {
-        sites: s.sites,
-        started_at: s.run.started_at,
-    };
+    let text = EventText::new(s.sites, s.run.started_at);
     let held = log.held();
     let mut order: Vec<u32> = (0..held.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
@@ -420,17 +421,123 @@ impl Formatter for ShallowPretty {
 /// What turns an event into its JSON: the names and the run's start.
 pub(crate) struct EventText<'a> {
     pub(crate) sites: &'a [SiteInfo],
-    pub(crate) started_at: DateTime<FixedOffset>,
+    #[cfg(test)]
+    started_at: DateTime<FixedOffset>,
+    stamps: Timestamps,
 }
 
 impl<'a> EventText<'a> {
-    /// Appends `e` as one line of the events sidecar.
+    pub(crate) fn new(sites: &'a [SiteInfo], started_at: DateTime<FixedOffset>) -> EventText<'a> {
+        EventText {
+            sites,
+            #[cfg(test)]
+            started_at,
+            stamps: Timestamps::new(started_at),
+        }
+    }
+
+    /// Appends `e` as one line of the events sidecar: the JSON of its
+    /// `EventOut`, written by hand ([`event_json`](super::event_json)).
     pub(crate) fn write_line(&self, out: &mut Vec<u8>, e: &Event) -> serde_json::Result<()> {
+        let key = |out: &mut Vec<u8>, k: &[u8]| out.extend_from_slice(k);
+        out.extend_from_slice(b"{\"timestamp\":");
+        self.stamps.write(out, e.at_ns());
+        match e {
+            Event::Sample {
+                at_ns,
+                cpu_percent,
+                rss_bytes,
+                window_seconds,
+            } => {
+                key(out, b",\"event\":\"process_sample\",\"cpu_percent\":");
+                float(out, *cpu_percent);
+                key(out, b",\"rss_mib\":");
+                float(out, *rss_bytes as f64 / MIB);
+                key(out, b",\"window_seconds\":");
+                float(out, *window_seconds);
+                key(out, b",\"offset_ns\":");
+                unsigned(out, *at_ns);
+            }
+            Event::Timing {
+                site,
+                thread,
+                duration_ns,
+                end_ns,
+                resources,
+            } => {
+                let info = self.site(*site);
+                let module = info.map_or("", |s| &s.module);
+                let name = info.map_or("", |s| &s.name);
+                let function = matches!(info.map(|s| s.kind), Some(Kind::Function));
+                key(
+                    out,
+                    if function {
+                        b",\"event\":\"func_timing\",\"module\":"
+                    } else {
+                        b",\"event\":\"phase_timing\",\"module\":"
+                    },
+                );
+                string(out, module);
+                key(
+                    out,
+                    if function {
+                        b",\"name\":"
+                    } else {
+                        b",\"phase\":"
+                    },
+                );
+                string(out, name);
+                key(out, b",\"duration_seconds\":");
+                float(out, secs(*duration_ns));
+                key(out, b",\"thread\":");
+                unsigned(out, u64::from(*thread));
+                // A region that began before the run (it spans a rotation)
+                // starts at 0; its duration stays whole.
+                key(out, b",\"start_offset_seconds\":");
+                float(out, secs(end_ns.saturating_sub(*duration_ns)));
+                if let (true, Some((cpu_ns, rss))) = (function, resources) {
+                    key(out, b",\"cpu_seconds\":");
+                    float(out, secs(*cpu_ns));
+                    key(out, b",\"rss_delta_mib\":");
+                    float(out, *rss as f64 / MIB);
+                }
+                key(out, b",\"offset_ns\":");
+                unsigned(out, *end_ns);
+            }
+            Event::Counts {
+                at_ns,
+                thread,
+                values,
+            } => {
+                key(out, b",\"event\":\"counts\",\"thread\":");
+                unsigned(out, u64::from(*thread));
+                key(out, b",\"counts\":{");
+                for (i, (site, value)) in values.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(out, self.site(*site).map_or("", |s| &s.name));
+                    out.push(b':');
+                    signed(out, *value);
+                }
+                key(out, b"},\"offset_ns\":");
+                unsigned(out, *at_ns);
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// Appends `e` as `serde_json` writes its `EventOut`: what
+    /// [`EventText::write_line`] must write.
+    #[cfg(test)]
+    pub(crate) fn write_line_serde(&self, out: &mut Vec<u8>, e: &Event) -> serde_json::Result<()> {
         serde_json::to_writer(&mut *out, &self.out(e))?;
         out.push(b'\n');
         Ok(())
     }
 
+    #[cfg(test)]
     fn at(&self, ns: u64) -> String {
         timestamp(after(self.started_at, ns))
     }
@@ -439,6 +546,7 @@ impl<'a> EventText<'a> {
         by_id(self.sites, id as usize)
     }
 
+    #[cfg(test)]
     fn out(&self, e: &'a Event) -> EventOut<'a> {
         match e {
             Event::Sample {
@@ -512,6 +620,7 @@ impl<'a> EventText<'a> {
     }
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum EventOut<'a> {
@@ -559,11 +668,13 @@ enum EventOut<'a> {
     },
 }
 
+#[cfg(test)]
 struct CountValues<'a> {
     values: &'a [(u32, i64)],
     sites: &'a [SiteInfo],
 }
 
+#[cfg(test)]
 impl Serialize for CountValues<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.values.len()))?;
@@ -578,6 +689,77 @@ impl Serialize for CountValues<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hand_written_event_line_is_serde_jsons() {
+        let site = |kind, module: &str, name: &str| SiteInfo {
+            kind,
+            module: module.into(),
+            name: name.into(),
+        };
+        let sites = [
+            site(Kind::Phase, "m", "plain"),
+            site(Kind::Function, "a\"b\\c", "f\n\u{1}ü"),
+            site(Kind::Count, "", "count \"x\""),
+            site(Kind::Function, "m", "g"),
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let offsets = [0, 3_600 * 5 + 1_800, -3_600 * 8];
+        for round in 0..300u64 {
+            let offset = FixedOffset::east_opt(offsets[(round % 3) as usize]).unwrap();
+            let start = DateTime::from_timestamp(
+                1_800_000_000 + (next() % 1_000) as i64,
+                (next() % 1_000_000_000) as u32,
+            )
+            .unwrap()
+            .with_timezone(&offset);
+            let text = EventText::new(&sites, start);
+            // Times near each other (the kept second reused) and far apart.
+            let mut at = next() % 10_000_000_000;
+            for _ in 0..20 {
+                at += match next() % 3 {
+                    0 => next() % 1_000,
+                    1 => next() % 2_000_000_000,
+                    _ => 0,
+                };
+                let e = match next() % 4 {
+                    0 => Event::Sample {
+                        at_ns: at,
+                        cpu_percent: f64::from_bits(next() >> 2),
+                        rss_bytes: next(),
+                        window_seconds: if next() % 5 == 0 { f64::NAN } else { 0.25 },
+                    },
+                    1 => Event::Counts {
+                        at_ns: at,
+                        thread: next() as u32,
+                        values: (0..next() % 3)
+                            .map(|_| ((next() % 6) as u32, next() as i64))
+                            .collect(),
+                    },
+                    _ => Event::Timing {
+                        site: (next() % 6) as u32,
+                        thread: next() as u32,
+                        duration_ns: next() % (at + 2),
+                        end_ns: at,
+                        resources: (next() % 2 == 0).then(|| (next() % 1_000_000, next() as i64)),
+                    },
+                };
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                text.write_line(&mut got, &e).unwrap();
+                text.write_line_serde(&mut want, &e).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn only_the_outer_four_levels_are_pretty() {
