@@ -249,20 +249,130 @@ fn resources(r: ResourceTotals) -> Resources {
 /// The pretty printer's end of a file whose `events` is empty.
 const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
 
-/// Writes the run file: `meta` pretty-printed, then `events` in time order
-/// (a region's time is its end), one per line, merged from the sidecar's
-/// lines (copied as they are) and the events the collector still holds.
-pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
-    let file = RunFile::new(s);
+/// `meta`'s pretty-printed text (and the file's start), the entries of
+/// both lists written by hand ([`entries`]) where the serializer left them
+/// empty: what serializing `file` whole writes, without the serializer's
+/// per-key work for every name.
+fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
+    let phases = std::mem::take(&mut file.meta.phase_durations_seconds_total);
+    let functions = std::mem::take(&mut file.meta.function_durations_seconds_total);
+    let text = serde_head(&file)?;
+    let at = |key: &[u8], from: usize| {
+        text.get(from..)?
+            .windows(key.len())
+            .position(|w| w == key)
+            .map(|p| from + p + key.len())
+    };
+    let (Some(p), Some(f)) = (at(PHASES_KEY, 0), at(FUNCTIONS_KEY, 0)) else {
+        // Never: both keys are written, each once before any user text.
+        file.meta.phase_durations_seconds_total = phases;
+        file.meta.function_durations_seconds_total = functions;
+        return serde_head(&file);
+    };
+    let mut out = Vec::with_capacity(text.len() + (phases.len() + functions.len()) * 400);
+    out.extend_from_slice(&text[..p]);
+    entries(&mut out, &phases, "phase");
+    out.extend_from_slice(&text[p + 2..f]);
+    entries(&mut out, &functions, "name");
+    out.extend_from_slice(&text[f + 2..]);
+    Ok(out)
+}
+
+/// Where each list of entries starts in `meta`'s text (`[]` follows when
+/// it is empty): on a line of its own, so never inside a string.
+const PHASES_KEY: &[u8] = b"\n    \"phase_durations_seconds_total\": ";
+const FUNCTIONS_KEY: &[u8] = b"\n    \"function_durations_seconds_total\": ";
+
+/// `file` serialized whole, the events left out.
+fn serde_head(file: &RunFile) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     file.serialize(&mut serde_json::Serializer::with_formatter(
         &mut head,
         ShallowPretty::default(),
     ))?;
-    let head = head
-        .strip_suffix(EMPTY_EVENTS_END)
-        .expect("runmetrics: `events` is the run file's last key");
-    out.write_all(head)?;
+    match head.strip_suffix(EMPTY_EVENTS_END) {
+        Some(h) => {
+            head.truncate(h.len());
+            Ok(head)
+        }
+        None => Err(std::io::Error::other(
+            "runmetrics: `events` is the run file's last key",
+        )),
+    }
+}
+
+/// A list of entries as [`ShallowPretty`] writes it in `meta` (the list
+/// three levels deep, an entry's keys four, `histogram_ns`, `resources`
+/// and `sampled` compact), each entry's name under `name_key`.
+fn entries(out: &mut Vec<u8>, list: &[Entry], name_key: &str) {
+    if list.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
+    }
+    out.push(b'[');
+    for (i, e) in list.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n      {" } else { b",\n      {" });
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            out.extend_from_slice(if first {
+                b"\n        \""
+            } else {
+                b",\n        \""
+            });
+            first = false;
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\": ");
+        };
+        let seconds = |out: &mut Vec<u8>, v: Option<f64>| match v {
+            Some(v) => float(out, v),
+            None => out.extend_from_slice(b"null"),
+        };
+        let st = &e.stats;
+        key(out, "module");
+        string(out, &e.module);
+        key(out, name_key);
+        string(out, &e.name);
+        key(out, "duration_seconds_total");
+        float(out, st.duration_seconds_total);
+        key(out, "count");
+        match st.count {
+            Some(n) => unsigned(out, n),
+            None => out.extend_from_slice(b"null"),
+        }
+        for (k, v) in [
+            ("min_seconds", st.min_seconds),
+            ("mean_seconds", st.mean_seconds),
+            ("p50_seconds", st.p50_seconds),
+            ("p90_seconds", st.p90_seconds),
+            ("p99_seconds", st.p99_seconds),
+            ("p999_seconds", st.p999_seconds),
+            ("max_seconds", st.max_seconds),
+        ] {
+            key(out, k);
+            seconds(out, v);
+        }
+        // Into a Vec, only a failing writer fails.
+        if let (true, Some(r)) = (name_key == "name", &e.resources) {
+            key(out, "resources");
+            let _ = serde_json::to_writer(&mut *out, r);
+        }
+        key(out, "histogram_ns");
+        let _ = serde_json::to_writer(&mut *out, &e.histogram_ns);
+        if let Some(sampled) = &e.sampled {
+            key(out, "sampled");
+            let _ = serde_json::to_writer(&mut *out, sampled);
+        }
+        out.extend_from_slice(b"\n      }");
+    }
+    out.extend_from_slice(b"\n    ]");
+}
+
+/// Writes the run file: `meta` pretty-printed, then `events` in time order
+/// (a region's time is its end), one per line, merged from the sidecar's
+/// lines (copied as they are) and the events the collector still holds.
+pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
+    let head = head(RunFile::new(s))?;
+    out.write_all(&head)?;
     let log = &s.run.events;
     let text = EventText::new(s.sites, s.run.started_at);
     let held = log.held();
@@ -689,6 +799,94 @@ impl Serialize for CountValues<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_entries_are_the_serializers() {
+        let seed: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/seed_module_example.json"
+        )))
+        .unwrap();
+        let meta: Meta = serde_json::from_value(seed["meta"].clone()).unwrap();
+        let state = std::cell::Cell::new(0x2545_F491_4F6C_DD1Du64);
+        let next = || {
+            let mut x = state.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.set(x);
+            x
+        };
+        let names = ["plain", "", "q\"uote", "back\\slash\n", "ünï\u{7}"];
+        for round in 0..50 {
+            let entry = |kind| {
+                let opt = || (next() % 4 != 0).then(|| f64::from_bits(next() >> 2));
+                Entry {
+                    kind,
+                    module: names[(next() % 5) as usize].to_owned(),
+                    name: names[(next() % 5) as usize].to_owned(),
+                    stats: Stats {
+                        duration_seconds_total: f64::from_bits(next() >> 2),
+                        count: (next() % 4 != 0).then(|| next()),
+                        min_seconds: opt(),
+                        mean_seconds: opt(),
+                        p50_seconds: opt(),
+                        p90_seconds: opt(),
+                        p99_seconds: opt(),
+                        p999_seconds: opt(),
+                        max_seconds: opt(),
+                    },
+                    resources: (next() % 2 == 0).then(|| Resources {
+                        calls: next(),
+                        cpu_seconds_total: 0.5,
+                        rss_delta_mib_total: -1.25,
+                        rss_delta_mib_max: f64::NAN,
+                    }),
+                    histogram_ns: (0..next() % 4)
+                        .map(|_| Bucket {
+                            lower_ns: next(),
+                            count: next() % 9,
+                            width_ns: 1 + next() % 7,
+                        })
+                        .collect(),
+                    sampled: (next() % 3 == 0).then(|| Sampled {
+                        one_in: 64,
+                        timed: next(),
+                        timed_seconds_total: 1e-3,
+                        duration_seconds_total_se: Some(2e-4),
+                        p50_seconds_se: None,
+                        p90_seconds_se: Some(f64::INFINITY),
+                        p99_seconds_se: None,
+                        p999_seconds_se: None,
+                    }),
+                }
+            };
+            let mut meta = meta.clone();
+            meta.phase_durations_seconds_total =
+                (0..round % 4).map(|_| entry(EntryKind::Phase)).collect();
+            meta.function_durations_seconds_total =
+                (0..round % 3).map(|_| entry(EntryKind::Function)).collect();
+            // The hand-written lists go where the serializer leaves them empty.
+            let mut bare = RunFile {
+                meta: meta.clone(),
+                events: [],
+            };
+            bare.meta.phase_durations_seconds_total.clear();
+            bare.meta.function_durations_seconds_total.clear();
+            let bare = serde_head(&bare).unwrap();
+            for key in [PHASES_KEY, FUNCTIONS_KEY] {
+                let marked = [key, b"[]"].concat();
+                assert!(bare.windows(marked.len()).any(|w| w == marked));
+            }
+            let file = RunFile { meta, events: [] };
+            let want = serde_head(&file).unwrap();
+            let got = head(file).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn a_hand_written_event_line_is_serde_jsons() {
