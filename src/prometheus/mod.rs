@@ -151,9 +151,8 @@ pub(crate) const DURATION_FAMILIES: [DurationFamily; 2] = [
 pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
     let ns = sanitize_metric_name(namespace);
     // About what a series' lines take with the default buckets.
-    let mut out = String::with_capacity(4096 + snapshot.durations.len() * 2600);
+    let mut out = Vec::with_capacity(4096 + snapshot.durations.len() * 2600);
     text::durations(&mut out, snapshot, &ns);
-    let mut out = out.into_bytes();
     let families: Vec<MetricFamily> = families(snapshot, namespace, false)
         .into_iter()
         .map(|(f, _)| f)

@@ -256,25 +256,72 @@ const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
 fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
     let phases = std::mem::take(&mut file.meta.phase_durations_seconds_total);
     let functions = std::mem::take(&mut file.meta.function_durations_seconds_total);
+    let (window_phases, window_functions) = match &mut file.meta.window {
+        Some(w) => (
+            std::mem::take(&mut w.phases),
+            std::mem::take(&mut w.functions),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     let text = serde_head(&file)?;
-    let at = |key: &[u8], from: usize| {
-        text.get(from..)?
-            .windows(key.len())
-            .position(|w| w == key)
-            .map(|p| from + p + key.len())
-    };
-    let (Some(p), Some(f)) = (at(PHASES_KEY, 0), at(FUNCTIONS_KEY, 0)) else {
-        // Never: both keys are written, each once before any user text.
-        file.meta.phase_durations_seconds_total = phases;
-        file.meta.function_durations_seconds_total = functions;
-        return serde_head(&file);
-    };
-    let mut out = Vec::with_capacity(text.len() + (phases.len() + functions.len()) * 400);
+    // Each key in turn, after the one before: the entries' lists, then
+    // `window`, then its lists (before any user text of `meta`).
+    let mut marks = [0usize; 5];
+    let mut from = 0;
+    for (mark, key) in marks.iter_mut().zip([
+        PHASES_KEY,
+        FUNCTIONS_KEY,
+        WINDOW_KEY,
+        WINDOW_PHASES_KEY,
+        WINDOW_FUNCTIONS_KEY,
+    ]) {
+        let found = text.get(from..).and_then(|t| {
+            t.windows(key.len() + 2)
+                .position(|w| w.starts_with(key) && w.ends_with(b"[]"))
+        });
+        let at = match (found, key == WINDOW_KEY) {
+            // `window` opens an object, not an empty list.
+            (_, true) => text
+                .get(from..)
+                .and_then(|t| t.windows(key.len()).position(|w| w == key)),
+            (found, false) => found,
+        };
+        let Some(at) = at else {
+            // Never: every key is written, once, before any user text.
+            file.meta.phase_durations_seconds_total = phases;
+            file.meta.function_durations_seconds_total = functions;
+            if let Some(w) = &mut file.meta.window {
+                w.phases = window_phases;
+                w.functions = window_functions;
+            }
+            return serde_head(&file);
+        };
+        *mark = from + at + key.len();
+        from = *mark;
+    }
+    let [p, f, _, wp, wf] = marks;
+    let mut out = Vec::with_capacity(text.len() + (phases.len() + functions.len()) * 600);
     out.extend_from_slice(&text[..p]);
     entries(&mut out, &phases, "phase");
     out.extend_from_slice(&text[p + 2..f]);
     entries(&mut out, &functions, "name");
-    out.extend_from_slice(&text[f + 2..]);
+    out.extend_from_slice(&text[f + 2..wp]);
+    window_list(
+        &mut out,
+        window_phases
+            .iter()
+            .map(|w| (&w.module, &w.phase, &w.stats)),
+        "phase",
+    );
+    out.extend_from_slice(&text[wp + 2..wf]);
+    window_list(
+        &mut out,
+        window_functions
+            .iter()
+            .map(|w| (&w.module, &w.name, &w.stats)),
+        "name",
+    );
+    out.extend_from_slice(&text[wf + 2..]);
     Ok(out)
 }
 
@@ -282,6 +329,49 @@ fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
 /// it is empty): on a line of its own, so never inside a string.
 const PHASES_KEY: &[u8] = b"\n    \"phase_durations_seconds_total\": ";
 const FUNCTIONS_KEY: &[u8] = b"\n    \"function_durations_seconds_total\": ";
+const WINDOW_KEY: &[u8] = b"\n    \"window\": ";
+const WINDOW_PHASES_KEY: &[u8] = b"\n      \"phases\": ";
+const WINDOW_FUNCTIONS_KEY: &[u8] = b"\n      \"functions\": ";
+
+/// A list of `window`'s phases or functions as [`ShallowPretty`] writes
+/// it (the list four levels deep, each element compact).
+fn window_list<'a>(
+    out: &mut Vec<u8>,
+    list: impl Iterator<Item = (&'a String, &'a String, &'a WindowFigures)>,
+    name_key: &str,
+) {
+    let mut empty = true;
+    for (i, (module, name, w)) in list.enumerate() {
+        empty = false;
+        out.extend_from_slice(if i == 0 {
+            b"[\n        {\"module\":"
+        } else {
+            b",\n        {\"module\":"
+        });
+        string(out, module);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name_key.as_bytes());
+        out.extend_from_slice(b"\":");
+        string(out, name);
+        out.extend_from_slice(b",\"count\":");
+        unsigned(out, w.count);
+        for (k, v) in [
+            (
+                &b",\"duration_seconds_total\":"[..],
+                w.duration_seconds_total,
+            ),
+            (b",\"mean_seconds\":", w.mean_seconds),
+            (b",\"p50_seconds\":", w.p50_seconds),
+            (b",\"p90_seconds\":", w.p90_seconds),
+            (b",\"p99_seconds\":", w.p99_seconds),
+        ] {
+            out.extend_from_slice(k);
+            float(out, v);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(if empty { b"[]" } else { b"\n      ]" });
+}
 
 /// `file` serialized whole, the events left out.
 fn serde_head(file: &RunFile) -> std::io::Result<Vec<u8>> {
@@ -866,6 +956,35 @@ mod tests {
                 (0..round % 4).map(|_| entry(EntryKind::Phase)).collect();
             meta.function_durations_seconds_total =
                 (0..round % 3).map(|_| entry(EntryKind::Function)).collect();
+            let figures = || WindowFigures {
+                count: next(),
+                duration_seconds_total: f64::from_bits(next() >> 2),
+                mean_seconds: if next() % 5 == 0 { f64::NAN } else { 0.5 },
+                p50_seconds: 1e-9,
+                p90_seconds: f64::from_bits(next() >> 2),
+                p99_seconds: 3.0,
+            };
+            let started_at = DateTime::from_timestamp(1_800_000_000, 5)
+                .unwrap()
+                .fixed_offset();
+            meta.window = (round % 5 != 4).then(|| Window {
+                started_at,
+                seconds: 1.5,
+                phases: (0..round % 3)
+                    .map(|_| WindowPhase {
+                        module: names[(next() % 5) as usize].to_owned(),
+                        phase: names[(next() % 5) as usize].to_owned(),
+                        stats: figures(),
+                    })
+                    .collect(),
+                functions: (0..round % 4)
+                    .map(|_| WindowFunction {
+                        module: names[(next() % 5) as usize].to_owned(),
+                        name: names[(next() % 5) as usize].to_owned(),
+                        stats: figures(),
+                    })
+                    .collect(),
+            });
             // The hand-written lists go where the serializer leaves them empty.
             let mut bare = RunFile {
                 meta: meta.clone(),
@@ -873,9 +992,20 @@ mod tests {
             };
             bare.meta.phase_durations_seconds_total.clear();
             bare.meta.function_durations_seconds_total.clear();
+            if let Some(w) = &mut bare.meta.window {
+                w.phases.clear();
+                w.functions.clear();
+            }
+            let windowed = bare.meta.window.is_some();
             let bare = serde_head(&bare).unwrap();
-            for key in [PHASES_KEY, FUNCTIONS_KEY] {
-                let marked = [key, b"[]"].concat();
+            let keys = [
+                PHASES_KEY,
+                FUNCTIONS_KEY,
+                WINDOW_PHASES_KEY,
+                WINDOW_FUNCTIONS_KEY,
+            ];
+            for key in &keys[..if windowed { 4 } else { 2 }] {
+                let marked = [*key, &b"[]"[..]].concat();
                 assert!(bare.windows(marked.len()).any(|w| w == marked));
             }
             let file = RunFile { meta, events: [] };
