@@ -333,10 +333,10 @@ fn callgrind(sizes: &[usize], modes: &[usize]) {
     for &mode in modes {
         println!("{}: instructions (callgrind)", MODES[mode].0);
         println!(
-            "{:>8} {:>14} {:>12} {:>14} {:>12}",
-            "names", "snapshot", "per name", "end_run", "per name"
+            "{:>8} {:>14} {:>9} {:>9} {:>14} {:>9} {:>9}",
+            "names", "snapshot", "÷ names", "slope", "end_run", "÷ names", "slope"
         );
-        let mut first: Option<(usize, f64, f64)> = None;
+        let mut previous: Option<(usize, f64, f64)> = None;
         for &n in sizes {
             let at = |stop| {
                 run_child(n, mode, stop, Some(&out));
@@ -348,22 +348,23 @@ fn callgrind(sizes: &[usize], modes: &[usize]) {
                 at(Stop::AfterEndRun),
             );
             let (snapshot, end_run) = (b - a, c - b);
-            let (n0, s0, e0) = *first.get_or_insert((n, snapshot, end_run));
-            let per = |x: f64, x0: f64| {
-                if n > n0 {
-                    format!("{:.0}", (x - x0) / (n - n0) as f64)
-                } else {
-                    "-".to_owned()
-                }
+            let slope = |x: f64, x0: f64, n0: usize| format!("{:.0}", (x - x0) / (n - n0) as f64);
+            let (s_slope, e_slope) = match previous {
+                Some((n0, s0, e0)) => (slope(snapshot, s0, n0), slope(end_run, e0, n0)),
+                None => ("-".to_owned(), "-".to_owned()),
             };
+            previous = Some((n, snapshot, end_run));
             println!(
-                "{n:>8} {snapshot:>14.0} {:>12} {end_run:>14.0} {:>12}",
-                per(snapshot, s0),
-                per(end_run, e0),
+                "{n:>8} {snapshot:>14.0} {:>9.0} {s_slope:>9} {end_run:>14.0} {:>9.0} {e_slope:>9}",
+                snapshot / n as f64,
+                end_run / n as f64,
             );
         }
     }
-    println!("(per name: over the smallest size's count, per added name)");
+    println!(
+        "(÷ names: each count over the names; slope: per name added since the size above; \
+         a count is ± a few 10^5 instructions of the collector's own wake-ups)"
+    );
 }
 
 fn main() {

@@ -917,7 +917,7 @@ mod tests {
                     name: names[(next() % 5) as usize].to_owned(),
                     stats: Stats {
                         duration_seconds_total: f64::from_bits(next() >> 2),
-                        count: (next() % 4 != 0).then(|| next()),
+                        count: (next() % 4 != 0).then(&next),
                         min_seconds: opt(),
                         mean_seconds: opt(),
                         p50_seconds: opt(),
