@@ -229,11 +229,15 @@ fn add_buckets(
 ) {
     // The buckets come in ascending order, so their lowest values do too:
     // one pass over both.
-    let mut values = h.iter().peekable();
+    // Each bucket's lowest value is worked out once, not once per bound.
+    let mut values = h
+        .iter()
+        .map(|(bucket, count)| (ns_range(scale, bucket).0, count))
+        .peekable();
     let mut running = 0;
     for (c, &bound) in cumulative.iter_mut().zip(bounds_ns) {
-        while let Some(&(bucket, count)) = values.peek() {
-            if ns_range(scale, bucket).0 > bound {
+        while let Some(&(lowest, count)) = values.peek() {
+            if lowest > bound {
                 break;
             }
             running += count;
