@@ -148,8 +148,8 @@ impl Exposition {
                 .collect();
             durations.push(DurationSeries {
                 function: info.kind == Kind::Function,
-                module: info.module.to_string(),
-                name: info.name.to_string(),
+                module: info.module.clone(),
+                name: info.name.clone(),
                 buckets,
                 count,
                 sum_seconds: total_ns as f64 / 1e9,
@@ -227,17 +227,22 @@ fn add_buckets(
     bounds_ns: &[u64],
     cumulative: &mut [u64],
 ) {
-    let mut per_bucket = vec![0u64; bounds_ns.len()];
-    for (bucket, count) in h.iter() {
-        let lowest = ns_range(scale, bucket).0;
-        let i = bounds_ns.partition_point(|&b| b < lowest);
-        if let Some(b) = per_bucket.get_mut(i) {
-            *b += count;
-        }
-    }
+    // The buckets come in ascending order, so their lowest values do too:
+    // one pass over both.
+    // Each bucket's lowest value is worked out once, not once per bound.
+    let mut values = h
+        .iter()
+        .map(|(bucket, count)| (ns_range(scale, bucket).0, count))
+        .peekable();
     let mut running = 0;
-    for (c, add) in cumulative.iter_mut().zip(per_bucket) {
-        running += add;
+    for (c, &bound) in cumulative.iter_mut().zip(bounds_ns) {
+        while let Some(&(lowest, count)) = values.peek() {
+            if lowest > bound {
+                break;
+            }
+            running += count;
+            values.next();
+        }
         *c += if per_value == 1.0 {
             running
         } else {

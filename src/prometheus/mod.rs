@@ -13,6 +13,7 @@ pub(crate) mod native;
 #[cfg(feature = "push")]
 pub(crate) mod push;
 pub(crate) mod server;
+mod text;
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
@@ -37,8 +38,9 @@ impl AsRef<[u8]> for Body {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DurationSeries {
     pub(crate) function: bool,
-    pub(crate) module: String,
-    pub(crate) name: String,
+    /// The registry's strings, shared, not copied per publish.
+    pub(crate) module: std::sync::Arc<str>,
+    pub(crate) name: std::sync::Arc<str>,
     /// Cumulative count at each configured bucket bound (same order).
     pub(crate) buckets: Vec<u64>,
     pub(crate) count: u64,
@@ -117,13 +119,44 @@ fn counter(value: f64) -> Metric {
     m
 }
 
-/// Encodes `snapshot` in the text format, every name under `namespace`.
+/// One family of duration histograms: phases or functions.
+pub(crate) struct DurationFamily {
+    pub(crate) function: bool,
+    /// The metric's name after the namespace.
+    pub(crate) base: &'static str,
+    /// The label naming the phase or function.
+    pub(crate) label: &'static str,
+    pub(crate) help: &'static str,
+}
+
+/// The duration families, in the order they are exposed (first).
+pub(crate) const DURATION_FAMILIES: [DurationFamily; 2] = [
+    DurationFamily {
+        function: false,
+        base: "phase_duration_seconds",
+        label: "phase",
+        help: "Duration of timed phases (PhaseTimer, phase!), over the life of the process.",
+    },
+    DurationFamily {
+        function: true,
+        base: "function_duration_seconds",
+        label: "function",
+        help: "Duration of measured function calls (#[measure], measure_fn), over the life of the process.",
+    },
+];
+
+/// Encodes `snapshot` in the text format, every name under `namespace`:
+/// the duration histograms straight from the series ([`text`]), then the
+/// few other families with the `prometheus` crate's encoder.
 pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
-    let families: Vec<MetricFamily> = families(snapshot, namespace)
+    let ns = sanitize_metric_name(namespace);
+    // About what a series' lines take with the default buckets.
+    let mut out = Vec::with_capacity(4096 + snapshot.durations.len() * 2600);
+    text::durations(&mut out, snapshot, &ns);
+    let families: Vec<MetricFamily> = families(snapshot, namespace, false)
         .into_iter()
         .map(|(f, _)| f)
         .collect();
-    let mut out = Vec::with_capacity(4096);
     // Encoding into a Vec only fails on a malformed family, which we never build.
     if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
         out = format!("# runmetrics could not encode its metrics: {e}\n").into_bytes();
@@ -132,36 +165,28 @@ pub(crate) fn encode(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
 }
 
 /// Encodes `snapshot` as delimited protobuf, the duration histograms with
-/// native buckets too ([`native`]).
+/// native buckets too ([`native`]), straight from the series.
 pub(crate) fn encode_protobuf(snapshot: &MetricsSnapshot, namespace: &str) -> Vec<u8> {
-    native::encode(&families(snapshot, namespace))
+    let mut out = native::encode_durations(snapshot, &sanitize_metric_name(namespace));
+    native::encode_into(&mut out, &families(snapshot, namespace, false));
+    out
 }
 
-/// Every family, a histogram family with its series (one per metric).
+/// Every family (the duration histograms only `with_durations`; the
+/// encoders write those straight from the series), a histogram family
+/// with its series (one per metric).
 fn families<'a>(
     snapshot: &'a MetricsSnapshot,
     namespace: &str,
+    with_durations: bool,
 ) -> Vec<(MetricFamily, Vec<&'a DurationSeries>)> {
     let ns = sanitize_metric_name(namespace);
     let mut families = Vec::new();
-    for (function, base, label_name, help) in [
-        (
-            false,
-            "phase_duration_seconds",
-            "phase",
-            "Duration of timed phases (PhaseTimer, phase!), over the life of the process.",
-        ),
-        (
-            true,
-            "function_duration_seconds",
-            "function",
-            "Duration of measured function calls (#[measure], measure_fn), over the life of the process.",
-        ),
-    ] {
+    for family_ in DURATION_FAMILIES.iter().filter(|_| with_durations) {
         let series: Vec<&DurationSeries> = snapshot
             .durations
             .iter()
-            .filter(|d| d.function == function)
+            .filter(|d| d.function == family_.function)
             .collect();
         let metrics: Vec<Metric> = series
             .iter()
@@ -184,7 +209,7 @@ fn families<'a>(
                 );
                 let mut m = Metric::from_label(vec![
                     label("module", &d.module),
-                    label(label_name, &d.name),
+                    label(family_.label, &d.name),
                 ]);
                 m.set_histogram(h);
                 m
@@ -192,7 +217,12 @@ fn families<'a>(
             .collect();
         if !metrics.is_empty() {
             families.push((
-                family(format!("{ns}_{base}"), help, MetricType::HISTOGRAM, metrics),
+                family(
+                    format!("{ns}_{}", family_.base),
+                    family_.help,
+                    MetricType::HISTOGRAM,
+                    metrics,
+                ),
                 series,
             ));
         }
@@ -330,6 +360,88 @@ mod tests {
         assert_eq!(sanitize_metric_name(""), "_");
         assert_eq!(sanitize_metric_name("a:b_c"), "a:b_c");
         assert_eq!(sanitize_metric_name("ünï"), "_n_");
+    }
+
+    /// Snapshots with every kind of series: hostile names, counts past
+    /// 2^53, sums of every magnitude, no series of a kind.
+    fn snapshots() -> Vec<MetricsSnapshot> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let names = [
+            "plain",
+            "",
+            "a\\b",
+            "new\nline",
+            "q\"uote",
+            "ünï",
+            "\\\"\n",
+            "le",
+            "x{y}",
+        ];
+        let mut out = vec![MetricsSnapshot::default()];
+        for round in 0..40 {
+            let bounds: Vec<f64> = (0..(next() % 30))
+                .map(|i| (i as f64 + 1.0) * [1e-7, 0.005, 1.5, 1e9][round % 4])
+                .collect();
+            let durations = (0..next() % 50)
+                .map(|_| {
+                    let count = match next() % 4 {
+                        0 => next(),
+                        _ => next() % 10_000,
+                    };
+                    DurationSeries {
+                        function: next() % 3 == 0,
+                        module: names[(next() % 9) as usize].into(),
+                        name: names[(next() % 9) as usize].into(),
+                        buckets: bounds.iter().map(|_| next() % (count + 1)).collect(),
+                        count,
+                        sum_seconds: f64::from_bits(next() >> 2),
+                        values_ns: (0..next() % 5)
+                            .map(|_| (next() % 10_000_000_000, next() % 100))
+                            .collect(),
+                    }
+                })
+                .collect();
+            out.push(MetricsSnapshot {
+                bucket_bounds: bounds,
+                durations,
+                counts: vec![("c\"1".into(), -3)],
+                run_id: (round % 2 == 0).then(|| "r".to_owned()),
+                ..MetricsSnapshot::default()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_text_is_the_prometheus_crates_text() {
+        for s in snapshots() {
+            let families: Vec<MetricFamily> = families(&s, "t-1", true)
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect();
+            let mut want = Vec::new();
+            TextEncoder::new().encode(&families, &mut want).unwrap();
+            let got = encode(&s, "t-1");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+        }
+    }
+
+    #[test]
+    fn the_protobuf_is_that_of_the_protobuf_families() {
+        for s in snapshots() {
+            let mut want = Vec::new();
+            native::encode_into(&mut want, &families(&s, "t-1", true));
+            assert_eq!(encode_protobuf(&s, "t-1"), want);
+        }
     }
 
     #[test]

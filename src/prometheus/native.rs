@@ -24,7 +24,7 @@
 
 use prometheus::proto::{Metric, MetricFamily, MetricType};
 
-use super::DurationSeries;
+use super::{DurationSeries, MetricsSnapshot, DURATION_FAMILIES};
 
 /// The content type of [`encode`]'s output.
 pub(crate) const CONTENT_TYPE: &str =
@@ -119,21 +119,39 @@ fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
 }
 
 /// A nested message: `fill` writes its fields, then it goes in as field
-/// `field`.
+/// `field`, its length in front. Written in place: a byte is kept for the
+/// length, and the fields move up only when it takes more (a message of
+/// 128 bytes or more), so no message has a buffer of its own.
 fn message(out: &mut Vec<u8>, field: u32, fill: impl FnOnce(&mut Vec<u8>)) {
-    let mut m = Vec::new();
-    fill(&mut m);
-    bytes(out, field, &m);
+    key(out, field, LEN);
+    let at = out.len();
+    out.push(0);
+    fill(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        varint(&mut prefix, len as u64);
+        out.splice(at..=at, prefix);
+    }
 }
 
-/// `Histogram`: count, sum, classic buckets and the native ones.
-fn histogram(out: &mut Vec<u8>, h: &prometheus::proto::Histogram, series: &DurationSeries) {
-    uint(out, 1, h.get_sample_count());
-    double(out, 2, h.get_sample_sum());
-    for b in h.get_bucket() {
+/// `Histogram`: count, sum, the classic buckets (`(upper bound, cumulative
+/// count)`) and the native ones.
+fn histogram(
+    out: &mut Vec<u8>,
+    count: u64,
+    sum: f64,
+    classic: impl Iterator<Item = (f64, u64)>,
+    series: &DurationSeries,
+) {
+    uint(out, 1, count);
+    double(out, 2, sum);
+    for (bound, cumulative) in classic {
         message(out, 3, |m| {
-            uint(m, 1, b.cumulative_count());
-            double(m, 2, b.upper_bound());
+            uint(m, 1, cumulative);
+            double(m, 2, bound);
         });
     }
     let (zero, buckets) = native_buckets(&series.values_ns);
@@ -166,12 +184,17 @@ fn histogram(out: &mut Vec<u8>, h: &prometheus::proto::Histogram, series: &Durat
     }
 }
 
+/// A label pair's message (field 1 of a metric).
+fn label(out: &mut Vec<u8>, name: &str, value: &str) {
+    message(out, 1, |p| {
+        bytes(p, 1, name.as_bytes());
+        bytes(p, 2, value.as_bytes());
+    });
+}
+
 fn metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric, series: Option<&DurationSeries>) {
     for l in m.get_label() {
-        message(out, 1, |p| {
-            bytes(p, 1, l.name().as_bytes());
-            bytes(p, 2, l.value().as_bytes());
-        });
+        label(out, l.name(), l.value());
     }
     // `families` builds each family's metrics of its own type only.
     match (kind, series) {
@@ -188,38 +211,90 @@ fn metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric, series: Option<&Durat
                 });
             }
         }),
-        (MetricType::HISTOGRAM, Some(series)) => {
-            message(out, 7, |b| histogram(b, m.get_histogram(), series))
-        }
+        (MetricType::HISTOGRAM, Some(series)) => message(out, 7, |b| {
+            let h = m.get_histogram();
+            let classic = h
+                .get_bucket()
+                .iter()
+                .map(|b| (b.upper_bound(), b.cumulative_count()));
+            histogram(b, h.get_sample_count(), h.get_sample_sum(), classic, series)
+        }),
         _ => {}
     }
 }
 
-/// The delimited protobuf exposition of `families`: each a `MetricFamily`
-/// with its length in front. A histogram family's metrics go with
-/// `series`, one per metric in the same order (their native buckets).
-pub(crate) fn encode(families: &[(MetricFamily, Vec<&DurationSeries>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8192);
+/// The `MetricFamily` enum's number of `kind`.
+fn type_number(kind: MetricType) -> u64 {
+    match kind {
+        MetricType::COUNTER => 0,
+        MetricType::GAUGE => 1,
+        MetricType::SUMMARY => 2,
+        MetricType::UNTYPED => 3,
+        MetricType::HISTOGRAM => 4,
+    }
+}
+
+/// A family, delimited: its length in front (`fill` writes its fields).
+fn delimited(out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    fill(out);
+    let len = out.len() - at;
+    let mut prefix = Vec::with_capacity(10);
+    varint(&mut prefix, len as u64);
+    out.splice(at..at, prefix);
+}
+
+/// Appends the delimited protobuf exposition of `families`: each a
+/// `MetricFamily` with its length in front. A histogram family's metrics
+/// go with `series`, one per metric in the same order (their native
+/// buckets).
+pub(crate) fn encode_into(out: &mut Vec<u8>, families: &[(MetricFamily, Vec<&DurationSeries>)]) {
     for (f, series) in families {
-        let mut m = Vec::new();
-        bytes(&mut m, 1, f.name().as_bytes());
-        bytes(&mut m, 2, f.help().as_bytes());
-        let kind = f.get_field_type();
-        let number = match kind {
-            MetricType::COUNTER => 0,
-            MetricType::GAUGE => 1,
-            MetricType::SUMMARY => 2,
-            MetricType::UNTYPED => 3,
-            MetricType::HISTOGRAM => 4,
-        };
-        uint(&mut m, 3, number);
-        for (i, metric_) in f.get_metric().iter().enumerate() {
-            message(&mut m, 4, |b| {
-                metric(b, kind, metric_, series.get(i).copied())
-            });
+        delimited(out, |m| {
+            bytes(m, 1, f.name().as_bytes());
+            bytes(m, 2, f.help().as_bytes());
+            let kind = f.get_field_type();
+            uint(m, 3, type_number(kind));
+            for (i, metric_) in f.get_metric().iter().enumerate() {
+                message(m, 4, |b| metric(b, kind, metric_, series.get(i).copied()));
+            }
+        });
+    }
+}
+
+/// The duration histogram families of `snapshot` (phases, then functions;
+/// one without series left out), delimited, written straight from the
+/// series: the bytes [`encode_into`] writes for the same families.
+pub(crate) fn encode_durations(snapshot: &MetricsSnapshot, ns: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8192 + snapshot.durations.len() * 400);
+    for family in &DURATION_FAMILIES {
+        let mut series = snapshot
+            .durations
+            .iter()
+            .filter(|d| d.function == family.function)
+            .peekable();
+        if series.peek().is_none() {
+            continue;
         }
-        varint(&mut out, m.len() as u64);
-        out.extend_from_slice(&m);
+        delimited(&mut out, |m| {
+            bytes(m, 1, format!("{ns}_{}", family.base).as_bytes());
+            bytes(m, 2, family.help.as_bytes());
+            uint(m, 3, type_number(MetricType::HISTOGRAM));
+            for d in series {
+                message(m, 4, |b| {
+                    label(b, "module", &d.module);
+                    label(b, family.label, &d.name);
+                    message(b, 7, |h| {
+                        let classic = snapshot
+                            .bucket_bounds
+                            .iter()
+                            .copied()
+                            .zip(d.buckets.iter().copied());
+                        histogram(h, d.count, d.sum_seconds, classic, d)
+                    });
+                });
+            }
+        });
     }
     out
 }

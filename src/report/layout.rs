@@ -12,10 +12,14 @@ use runmetrics_format::{
     Bucket, Clock, Count, Entry, Kind as EntryKind, Meta, Names, Resources, Sampled, Stats, Thread,
     Window, WindowFunction, WindowPhase, WindowStats as WindowFigures, LAYOUT_VERSION,
 };
+#[cfg(test)]
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
+#[cfg(test)]
+use serde::Serializer;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
+use super::event_json::{float, signed, string, unsigned, Timestamps};
 use super::RunSnapshot;
 use crate::collector::sink::{
     DurationStats, Durations, Event, ResourceTotals, SampledStats, WindowStats,
@@ -31,7 +35,7 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn timestamp(at: DateTime<FixedOffset>) -> String {
+pub(crate) fn timestamp(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
@@ -245,25 +249,222 @@ fn resources(r: ResourceTotals) -> Resources {
 /// The pretty printer's end of a file whose `events` is empty.
 const EMPTY_EVENTS_END: &[u8] = b"[]\n}";
 
-/// Writes the run file: `meta` pretty-printed, then `events` in time order
-/// (a region's time is its end), one per line, merged from the sidecar's
-/// lines (copied as they are) and the events the collector still holds.
-pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
-    let file = RunFile::new(s);
+/// `meta`'s pretty-printed text (and the file's start), the entries of
+/// both lists written by hand ([`entries`]) where the serializer left them
+/// empty: what serializing `file` whole writes, without the serializer's
+/// per-key work for every name.
+fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
+    let phases = std::mem::take(&mut file.meta.phase_durations_seconds_total);
+    let functions = std::mem::take(&mut file.meta.function_durations_seconds_total);
+    let (window_phases, window_functions) = match &mut file.meta.window {
+        Some(w) => (
+            std::mem::take(&mut w.phases),
+            std::mem::take(&mut w.functions),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let text = serde_head(&file)?;
+    // Each key in turn, after the one before: the entries' lists, then
+    // `window`, then its lists (before any user text of `meta`).
+    let mut marks = [0usize; 5];
+    let mut from = 0;
+    for (mark, key) in marks.iter_mut().zip([
+        PHASES_KEY,
+        FUNCTIONS_KEY,
+        WINDOW_KEY,
+        WINDOW_PHASES_KEY,
+        WINDOW_FUNCTIONS_KEY,
+    ]) {
+        let found = text.get(from..).and_then(|t| {
+            t.windows(key.len() + 2)
+                .position(|w| w.starts_with(key) && w.ends_with(b"[]"))
+        });
+        let at = match (found, key == WINDOW_KEY) {
+            // `window` opens an object, not an empty list.
+            (_, true) => text
+                .get(from..)
+                .and_then(|t| t.windows(key.len()).position(|w| w == key)),
+            (found, false) => found,
+        };
+        let Some(at) = at else {
+            // Never: every key is written, once, before any user text.
+            file.meta.phase_durations_seconds_total = phases;
+            file.meta.function_durations_seconds_total = functions;
+            if let Some(w) = &mut file.meta.window {
+                w.phases = window_phases;
+                w.functions = window_functions;
+            }
+            return serde_head(&file);
+        };
+        *mark = from + at + key.len();
+        from = *mark;
+    }
+    let [p, f, _, wp, wf] = marks;
+    let mut out = Vec::with_capacity(text.len() + (phases.len() + functions.len()) * 600);
+    out.extend_from_slice(&text[..p]);
+    entries(&mut out, &phases, "phase");
+    out.extend_from_slice(&text[p + 2..f]);
+    entries(&mut out, &functions, "name");
+    out.extend_from_slice(&text[f + 2..wp]);
+    window_list(
+        &mut out,
+        window_phases
+            .iter()
+            .map(|w| (&w.module, &w.phase, &w.stats)),
+        "phase",
+    );
+    out.extend_from_slice(&text[wp + 2..wf]);
+    window_list(
+        &mut out,
+        window_functions
+            .iter()
+            .map(|w| (&w.module, &w.name, &w.stats)),
+        "name",
+    );
+    out.extend_from_slice(&text[wf + 2..]);
+    Ok(out)
+}
+
+/// Where each list of entries starts in `meta`'s text (`[]` follows when
+/// it is empty): on a line of its own, so never inside a string.
+const PHASES_KEY: &[u8] = b"\n    \"phase_durations_seconds_total\": ";
+const FUNCTIONS_KEY: &[u8] = b"\n    \"function_durations_seconds_total\": ";
+const WINDOW_KEY: &[u8] = b"\n    \"window\": ";
+const WINDOW_PHASES_KEY: &[u8] = b"\n      \"phases\": ";
+const WINDOW_FUNCTIONS_KEY: &[u8] = b"\n      \"functions\": ";
+
+/// A list of `window`'s phases or functions as [`ShallowPretty`] writes
+/// it (the list four levels deep, each element compact).
+fn window_list<'a>(
+    out: &mut Vec<u8>,
+    list: impl Iterator<Item = (&'a String, &'a String, &'a WindowFigures)>,
+    name_key: &str,
+) {
+    let mut empty = true;
+    for (i, (module, name, w)) in list.enumerate() {
+        empty = false;
+        out.extend_from_slice(if i == 0 {
+            b"[\n        {\"module\":"
+        } else {
+            b",\n        {\"module\":"
+        });
+        string(out, module);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name_key.as_bytes());
+        out.extend_from_slice(b"\":");
+        string(out, name);
+        out.extend_from_slice(b",\"count\":");
+        unsigned(out, w.count);
+        for (k, v) in [
+            (
+                &b",\"duration_seconds_total\":"[..],
+                w.duration_seconds_total,
+            ),
+            (b",\"mean_seconds\":", w.mean_seconds),
+            (b",\"p50_seconds\":", w.p50_seconds),
+            (b",\"p90_seconds\":", w.p90_seconds),
+            (b",\"p99_seconds\":", w.p99_seconds),
+        ] {
+            out.extend_from_slice(k);
+            float(out, v);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(if empty { b"[]" } else { b"\n      ]" });
+}
+
+/// `file` serialized whole, the events left out.
+fn serde_head(file: &RunFile) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     file.serialize(&mut serde_json::Serializer::with_formatter(
         &mut head,
         ShallowPretty::default(),
     ))?;
-    let head = head
-        .strip_suffix(EMPTY_EVENTS_END)
-        .expect("runmetrics: `events` is the run file's last key");
-    out.write_all(head)?;
+    match head.strip_suffix(EMPTY_EVENTS_END) {
+        Some(h) => {
+            head.truncate(h.len());
+            Ok(head)
+        }
+        None => Err(std::io::Error::other(
+            "runmetrics: `events` is the run file's last key",
+        )),
+    }
+}
+
+/// A list of entries as [`ShallowPretty`] writes it in `meta` (the list
+/// three levels deep, an entry's keys four, `histogram_ns`, `resources`
+/// and `sampled` compact), each entry's name under `name_key`.
+fn entries(out: &mut Vec<u8>, list: &[Entry], name_key: &str) {
+    if list.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
+    }
+    out.push(b'[');
+    for (i, e) in list.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n      {" } else { b",\n      {" });
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            out.extend_from_slice(if first {
+                b"\n        \""
+            } else {
+                b",\n        \""
+            });
+            first = false;
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\": ");
+        };
+        let seconds = |out: &mut Vec<u8>, v: Option<f64>| match v {
+            Some(v) => float(out, v),
+            None => out.extend_from_slice(b"null"),
+        };
+        let st = &e.stats;
+        key(out, "module");
+        string(out, &e.module);
+        key(out, name_key);
+        string(out, &e.name);
+        key(out, "duration_seconds_total");
+        float(out, st.duration_seconds_total);
+        key(out, "count");
+        match st.count {
+            Some(n) => unsigned(out, n),
+            None => out.extend_from_slice(b"null"),
+        }
+        for (k, v) in [
+            ("min_seconds", st.min_seconds),
+            ("mean_seconds", st.mean_seconds),
+            ("p50_seconds", st.p50_seconds),
+            ("p90_seconds", st.p90_seconds),
+            ("p99_seconds", st.p99_seconds),
+            ("p999_seconds", st.p999_seconds),
+            ("max_seconds", st.max_seconds),
+        ] {
+            key(out, k);
+            seconds(out, v);
+        }
+        // Into a Vec, only a failing writer fails.
+        if let (true, Some(r)) = (name_key == "name", &e.resources) {
+            key(out, "resources");
+            let _ = serde_json::to_writer(&mut *out, r);
+        }
+        key(out, "histogram_ns");
+        let _ = serde_json::to_writer(&mut *out, &e.histogram_ns);
+        if let Some(sampled) = &e.sampled {
+            key(out, "sampled");
+            let _ = serde_json::to_writer(&mut *out, sampled);
+        }
+        out.extend_from_slice(b"\n      }");
+    }
+    out.extend_from_slice(b"\n    ]");
+}
+
+/// Writes the run file: `meta` pretty-printed, then `events` in time order
+/// (a region's time is its end), one per line, merged from the sidecar's
+/// lines (copied as they are) and the events the collector still holds.
+pub(crate) fn write(out: &mut impl Write, s: &RunSnapshot<'_>) -> std::io::Result<()> {
+    let head = head(RunFile::new(s))?;
+    out.write_all(&head)?;
     let log = &s.run.events;
-    let text = EventText {
-        sites: s.sites,
-        started_at: s.run.started_at,
-    };
+    let text = EventText::new(s.sites, s.run.started_at);
     let held = log.held();
     let mut order: Vec<u32> = (0..held.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (held[i as usize].at_ns(), i));
@@ -420,17 +621,123 @@ impl Formatter for ShallowPretty {
 /// What turns an event into its JSON: the names and the run's start.
 pub(crate) struct EventText<'a> {
     pub(crate) sites: &'a [SiteInfo],
-    pub(crate) started_at: DateTime<FixedOffset>,
+    #[cfg(test)]
+    started_at: DateTime<FixedOffset>,
+    stamps: Timestamps,
 }
 
 impl<'a> EventText<'a> {
-    /// Appends `e` as one line of the events sidecar.
+    pub(crate) fn new(sites: &'a [SiteInfo], started_at: DateTime<FixedOffset>) -> EventText<'a> {
+        EventText {
+            sites,
+            #[cfg(test)]
+            started_at,
+            stamps: Timestamps::new(started_at),
+        }
+    }
+
+    /// Appends `e` as one line of the events sidecar: the JSON of its
+    /// `EventOut`, written by hand ([`event_json`](super::event_json)).
     pub(crate) fn write_line(&self, out: &mut Vec<u8>, e: &Event) -> serde_json::Result<()> {
+        let key = |out: &mut Vec<u8>, k: &[u8]| out.extend_from_slice(k);
+        out.extend_from_slice(b"{\"timestamp\":");
+        self.stamps.write(out, e.at_ns());
+        match e {
+            Event::Sample {
+                at_ns,
+                cpu_percent,
+                rss_bytes,
+                window_seconds,
+            } => {
+                key(out, b",\"event\":\"process_sample\",\"cpu_percent\":");
+                float(out, *cpu_percent);
+                key(out, b",\"rss_mib\":");
+                float(out, *rss_bytes as f64 / MIB);
+                key(out, b",\"window_seconds\":");
+                float(out, *window_seconds);
+                key(out, b",\"offset_ns\":");
+                unsigned(out, *at_ns);
+            }
+            Event::Timing {
+                site,
+                thread,
+                duration_ns,
+                end_ns,
+                resources,
+            } => {
+                let info = self.site(*site);
+                let module = info.map_or("", |s| &s.module);
+                let name = info.map_or("", |s| &s.name);
+                let function = matches!(info.map(|s| s.kind), Some(Kind::Function));
+                key(
+                    out,
+                    if function {
+                        b",\"event\":\"func_timing\",\"module\":"
+                    } else {
+                        b",\"event\":\"phase_timing\",\"module\":"
+                    },
+                );
+                string(out, module);
+                key(
+                    out,
+                    if function {
+                        b",\"name\":"
+                    } else {
+                        b",\"phase\":"
+                    },
+                );
+                string(out, name);
+                key(out, b",\"duration_seconds\":");
+                float(out, secs(*duration_ns));
+                key(out, b",\"thread\":");
+                unsigned(out, u64::from(*thread));
+                // A region that began before the run (it spans a rotation)
+                // starts at 0; its duration stays whole.
+                key(out, b",\"start_offset_seconds\":");
+                float(out, secs(end_ns.saturating_sub(*duration_ns)));
+                if let (true, Some((cpu_ns, rss))) = (function, resources) {
+                    key(out, b",\"cpu_seconds\":");
+                    float(out, secs(*cpu_ns));
+                    key(out, b",\"rss_delta_mib\":");
+                    float(out, *rss as f64 / MIB);
+                }
+                key(out, b",\"offset_ns\":");
+                unsigned(out, *end_ns);
+            }
+            Event::Counts {
+                at_ns,
+                thread,
+                values,
+            } => {
+                key(out, b",\"event\":\"counts\",\"thread\":");
+                unsigned(out, u64::from(*thread));
+                key(out, b",\"counts\":{");
+                for (i, (site, value)) in values.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(out, self.site(*site).map_or("", |s| &s.name));
+                    out.push(b':');
+                    signed(out, *value);
+                }
+                key(out, b"},\"offset_ns\":");
+                unsigned(out, *at_ns);
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// Appends `e` as `serde_json` writes its `EventOut`: what
+    /// [`EventText::write_line`] must write.
+    #[cfg(test)]
+    pub(crate) fn write_line_serde(&self, out: &mut Vec<u8>, e: &Event) -> serde_json::Result<()> {
         serde_json::to_writer(&mut *out, &self.out(e))?;
         out.push(b'\n');
         Ok(())
     }
 
+    #[cfg(test)]
     fn at(&self, ns: u64) -> String {
         timestamp(after(self.started_at, ns))
     }
@@ -439,6 +746,7 @@ impl<'a> EventText<'a> {
         by_id(self.sites, id as usize)
     }
 
+    #[cfg(test)]
     fn out(&self, e: &'a Event) -> EventOut<'a> {
         match e {
             Event::Sample {
@@ -512,6 +820,7 @@ impl<'a> EventText<'a> {
     }
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum EventOut<'a> {
@@ -559,11 +868,13 @@ enum EventOut<'a> {
     },
 }
 
+#[cfg(test)]
 struct CountValues<'a> {
     values: &'a [(u32, i64)],
     sites: &'a [SiteInfo],
 }
 
+#[cfg(test)]
 impl Serialize for CountValues<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.values.len()))?;
@@ -578,6 +889,205 @@ impl Serialize for CountValues<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_entries_are_the_serializers() {
+        let seed: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/seed_module_example.json"
+        )))
+        .unwrap();
+        let meta: Meta = serde_json::from_value(seed["meta"].clone()).unwrap();
+        let state = std::cell::Cell::new(0x2545_F491_4F6C_DD1Du64);
+        let next = || {
+            let mut x = state.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.set(x);
+            x
+        };
+        let names = ["plain", "", "q\"uote", "back\\slash\n", "ünï\u{7}"];
+        for round in 0..50 {
+            let entry = |kind| {
+                let opt = || (next() % 4 != 0).then(|| f64::from_bits(next() >> 2));
+                Entry {
+                    kind,
+                    module: names[(next() % 5) as usize].to_owned(),
+                    name: names[(next() % 5) as usize].to_owned(),
+                    stats: Stats {
+                        duration_seconds_total: f64::from_bits(next() >> 2),
+                        count: (next() % 4 != 0).then(&next),
+                        min_seconds: opt(),
+                        mean_seconds: opt(),
+                        p50_seconds: opt(),
+                        p90_seconds: opt(),
+                        p99_seconds: opt(),
+                        p999_seconds: opt(),
+                        max_seconds: opt(),
+                    },
+                    resources: (next() % 2 == 0).then(|| Resources {
+                        calls: next(),
+                        cpu_seconds_total: 0.5,
+                        rss_delta_mib_total: -1.25,
+                        rss_delta_mib_max: f64::NAN,
+                    }),
+                    histogram_ns: (0..next() % 4)
+                        .map(|_| Bucket {
+                            lower_ns: next(),
+                            count: next() % 9,
+                            width_ns: 1 + next() % 7,
+                        })
+                        .collect(),
+                    sampled: (next() % 3 == 0).then(|| Sampled {
+                        one_in: 64,
+                        timed: next(),
+                        timed_seconds_total: 1e-3,
+                        duration_seconds_total_se: Some(2e-4),
+                        p50_seconds_se: None,
+                        p90_seconds_se: Some(f64::INFINITY),
+                        p99_seconds_se: None,
+                        p999_seconds_se: None,
+                    }),
+                }
+            };
+            let mut meta = meta.clone();
+            meta.phase_durations_seconds_total =
+                (0..round % 4).map(|_| entry(EntryKind::Phase)).collect();
+            meta.function_durations_seconds_total =
+                (0..round % 3).map(|_| entry(EntryKind::Function)).collect();
+            let figures = || WindowFigures {
+                count: next(),
+                duration_seconds_total: f64::from_bits(next() >> 2),
+                mean_seconds: if next() % 5 == 0 { f64::NAN } else { 0.5 },
+                p50_seconds: 1e-9,
+                p90_seconds: f64::from_bits(next() >> 2),
+                p99_seconds: 3.0,
+            };
+            let started_at = DateTime::from_timestamp(1_800_000_000, 5)
+                .unwrap()
+                .fixed_offset();
+            meta.window = (round % 5 != 4).then(|| Window {
+                started_at,
+                seconds: 1.5,
+                phases: (0..round % 3)
+                    .map(|_| WindowPhase {
+                        module: names[(next() % 5) as usize].to_owned(),
+                        phase: names[(next() % 5) as usize].to_owned(),
+                        stats: figures(),
+                    })
+                    .collect(),
+                functions: (0..round % 4)
+                    .map(|_| WindowFunction {
+                        module: names[(next() % 5) as usize].to_owned(),
+                        name: names[(next() % 5) as usize].to_owned(),
+                        stats: figures(),
+                    })
+                    .collect(),
+            });
+            // The hand-written lists go where the serializer leaves them empty.
+            let mut bare = RunFile {
+                meta: meta.clone(),
+                events: [],
+            };
+            bare.meta.phase_durations_seconds_total.clear();
+            bare.meta.function_durations_seconds_total.clear();
+            if let Some(w) = &mut bare.meta.window {
+                w.phases.clear();
+                w.functions.clear();
+            }
+            let windowed = bare.meta.window.is_some();
+            let bare = serde_head(&bare).unwrap();
+            let keys = [
+                PHASES_KEY,
+                FUNCTIONS_KEY,
+                WINDOW_PHASES_KEY,
+                WINDOW_FUNCTIONS_KEY,
+            ];
+            for key in &keys[..if windowed { 4 } else { 2 }] {
+                let marked = [*key, &b"[]"[..]].concat();
+                assert!(bare.windows(marked.len()).any(|w| w == marked));
+            }
+            let file = RunFile { meta, events: [] };
+            let want = serde_head(&file).unwrap();
+            let got = head(file).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_hand_written_event_line_is_serde_jsons() {
+        let site = |kind, module: &str, name: &str| SiteInfo {
+            kind,
+            module: module.into(),
+            name: name.into(),
+        };
+        let sites = [
+            site(Kind::Phase, "m", "plain"),
+            site(Kind::Function, "a\"b\\c", "f\n\u{1}ü"),
+            site(Kind::Count, "", "count \"x\""),
+            site(Kind::Function, "m", "g"),
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let offsets = [0, 3_600 * 5 + 1_800, -3_600 * 8];
+        for round in 0..300u64 {
+            let offset = FixedOffset::east_opt(offsets[(round % 3) as usize]).unwrap();
+            let start = DateTime::from_timestamp(
+                1_800_000_000 + (next() % 1_000) as i64,
+                (next() % 1_000_000_000) as u32,
+            )
+            .unwrap()
+            .with_timezone(&offset);
+            let text = EventText::new(&sites, start);
+            // Times near each other (the kept second reused) and far apart.
+            let mut at = next() % 10_000_000_000;
+            for _ in 0..20 {
+                at += match next() % 3 {
+                    0 => next() % 1_000,
+                    1 => next() % 2_000_000_000,
+                    _ => 0,
+                };
+                let e = match next() % 4 {
+                    0 => Event::Sample {
+                        at_ns: at,
+                        cpu_percent: f64::from_bits(next() >> 2),
+                        rss_bytes: next(),
+                        window_seconds: if next() % 5 == 0 { f64::NAN } else { 0.25 },
+                    },
+                    1 => Event::Counts {
+                        at_ns: at,
+                        thread: next() as u32,
+                        values: (0..next() % 3)
+                            .map(|_| ((next() % 6) as u32, next() as i64))
+                            .collect(),
+                    },
+                    _ => Event::Timing {
+                        site: (next() % 6) as u32,
+                        thread: next() as u32,
+                        duration_ns: next() % (at + 2),
+                        end_ns: at,
+                        resources: (next() % 2 == 0).then(|| (next() % 1_000_000, next() as i64)),
+                    },
+                };
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                text.write_line(&mut got, &e).unwrap();
+                text.write_line_serde(&mut want, &e).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn only_the_outer_four_levels_are_pretty() {

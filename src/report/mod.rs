@@ -2,6 +2,7 @@
 //! `<log_dir>/<run_id>.json` and writes it atomically. Only this module knows
 //! the JSON layout.
 
+mod event_json;
 mod layout;
 mod retention;
 mod sidecar;
@@ -46,10 +47,7 @@ impl Sink for RunFileSink {
         sites: &[SiteInfo],
         events: &[Event],
     ) -> Option<std::io::Result<()>> {
-        let text = EventText {
-            sites,
-            started_at: run.started_at,
-        };
+        let text = EventText::new(sites, run.started_at);
         let sidecar = self.sidecar(run.path);
         Some(sidecar.append(events, &text).map_err(|e| {
             let file = sidecar.file_name();

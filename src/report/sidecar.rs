@@ -337,10 +337,7 @@ mod tests {
     #[test]
     fn late_events_start_a_stretch_and_the_merge_puts_them_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let text = EventText {
-            sites: &[],
-            started_at: chrono::Local::now().fixed_offset(),
-        };
+        let text = EventText::new(&[], chrono::Local::now().fixed_offset());
         let mut sidecar = Sidecar::new(&dir.path().join("r.json"));
         assert_eq!(merged(&sidecar), Vec::<u64>::new(), "no file yet");
         // Each batch is sorted; every batch but the first has a late event.
