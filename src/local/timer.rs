@@ -173,8 +173,9 @@ impl PhaseTimer<'static> {
         }
     }
 
-    /// Like [`PhaseTimer::new`] for names made at run time; hashes the names
-    /// on every call (tens of nanoseconds), so prefer `'static` names in loops.
+    /// Like [`PhaseTimer::new`] for names made at run time; looks the names
+    /// up by their text on every call (a per-thread cache: a short hash and
+    /// a compare), so prefer `'static` names in loops.
     pub fn dynamic(phase: &str, module: &str) -> PhaseTimer<'static> {
         PhaseTimer {
             region: Region::begin(global_shared, || dynamic_id(Kind::Phase, phase, module)),
@@ -312,7 +313,8 @@ impl FunctionTimer<'static> {
         }
     }
 
-    /// Like [`FunctionTimer::new`] for names made at run time (hashed per call).
+    /// Like [`FunctionTimer::new`] for names made at run time (looked up by
+    /// their text per call).
     pub fn dynamic(name: &str, module: &str) -> FunctionTimer<'static> {
         FunctionTimer {
             region: Region::begin(global_shared, || dynamic_id(Kind::Function, name, module)),
