@@ -64,7 +64,7 @@
 //!   after its run's `end_run` is counted as `records_outside_run` in the next
 //!   run and kept nowhere else.
 //! - Names with `&'static str` are resolved through a per-thread cache; names
-//!   made at run time (`PhaseTimer::dynamic`) are hashed per call.
+//!   made at run time (`PhaseTimer::dynamic`) are looked up by their text per call.
 //! - Each distinct name is kept for the life of the process.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

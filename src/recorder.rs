@@ -179,7 +179,7 @@ impl Recorder {
         PhaseTimer::on(&self.shared, || static_id(Kind::Phase, phase, module))
     }
 
-    /// Times a phase whose names are made at run time (hashed per call).
+    /// Times a phase whose names are made at run time (looked up by their text per call).
     pub fn phase_dynamic(&self, phase: &str, module: &str) -> PhaseTimer<'_> {
         PhaseTimer::on(&self.shared, || dynamic_id(Kind::Phase, phase, module))
     }
@@ -190,7 +190,7 @@ impl Recorder {
         FunctionTimer::on(&self.shared, || static_id(Kind::Function, name, module))
     }
 
-    /// Times a function call whose names are made at run time (hashed per call).
+    /// Times a function call whose names are made at run time (looked up by their text per call).
     pub fn function_dynamic(&self, name: &str, module: &str) -> FunctionTimer<'_> {
         FunctionTimer::on(&self.shared, || dynamic_id(Kind::Function, name, module))
     }

@@ -8,7 +8,7 @@ use super::thread::{observe, push, region, region_ended, sample};
 use crate::config::ENABLED;
 use crate::os as resources;
 use crate::shared::{global_shared, Shared};
-use crate::site::{dynamic_id, static_id, Kind, Site};
+use crate::site::{count_id, dynamic_id, static_id, Kind, Site};
 
 /// How a timer reads the clock: [`Unfenced`] (the default) or [`Fenced`]. A
 /// type parameter of [`PhaseTimer`] and [`FunctionTimer`], so each kind of
@@ -173,8 +173,9 @@ impl PhaseTimer<'static> {
         }
     }
 
-    /// Like [`PhaseTimer::new`] for names made at run time; hashes the names
-    /// on every call (tens of nanoseconds), so prefer `'static` names in loops.
+    /// Like [`PhaseTimer::new`] for names made at run time; looks the names
+    /// up by their text on every call (a per-thread cache: a short hash and
+    /// a compare), so prefer `'static` names in loops.
     pub fn dynamic(phase: &str, module: &str) -> PhaseTimer<'static> {
         PhaseTimer {
             region: Region::begin(global_shared, || dynamic_id(Kind::Phase, phase, module)),
@@ -353,7 +354,8 @@ impl FunctionTimer<'static> {
         }
     }
 
-    /// Like [`FunctionTimer::new`] for names made at run time (hashed per call).
+    /// Like [`FunctionTimer::new`] for names made at run time (looked up by
+    /// their text per call).
     pub fn dynamic(name: &str, module: &str) -> FunctionTimer<'static> {
         FunctionTimer {
             region: Region::begin(global_shared, || dynamic_id(Kind::Function, name, module)),
@@ -498,37 +500,57 @@ pub(crate) fn observe_counts<'r>(
         return;
     }
     let Some(shared) = shared() else { return };
-    if !shared.run_open() || counts.is_empty() {
+    if !shared.run_open() {
         return;
     }
     let at = shared.clock.raw();
     let events = shared.events_open();
-    let mut batch = [Record {
-        a: 0,
-        b: 0,
-        site: 0,
-    }; 16];
-    for chunk in counts.chunks(batch.len() / 2) {
-        let mut ids = [0u32; 8];
+    if let [(name, value)] = counts {
+        // One value, the usual call: no batch to fill.
+        let one = std::iter::once((count_id(name), *value));
+        observe(shared, one.clone(), at);
+        if events {
+            count_events(shared, one, at);
+        }
+        return;
+    }
+    for chunk in counts.chunks(COUNTS_CHUNK) {
+        let mut ids = [0u32; COUNTS_CHUNK];
         for (id, (name, _)) in ids.iter_mut().zip(chunk) {
-            *id = dynamic_id(Kind::Count, name, "");
+            *id = count_id(name);
         }
         let values = ids.iter().zip(chunk).map(|(&id, &(_, value))| (id, value));
         observe(shared, values.clone(), at);
         if events {
-            for (out, (id, value)) in batch.chunks_exact_mut(2).zip(values) {
-                out[0] = Record {
-                    a: at,
-                    b: 0,
-                    site: id | Record::TALLIED,
-                };
-                out[1] = Record {
-                    a: value as u64,
-                    b: 0,
-                    site: Record::EXTENSION,
-                };
-            }
-            push(shared, &batch[..chunk.len() * 2]);
+            count_events(shared, values, at);
         }
     }
+}
+
+/// Values per batch of events (two records each).
+const COUNTS_CHUNK: usize = 8;
+
+/// The events of up to `COUNTS_CHUNK` count values, in one push.
+#[inline(never)]
+fn count_events(shared: &Shared, values: impl Iterator<Item = (u32, i64)>, at: u64) {
+    let mut batch = [Record {
+        a: 0,
+        b: 0,
+        site: 0,
+    }; 2 * COUNTS_CHUNK];
+    let mut n = 0;
+    for (out, (id, value)) in batch.chunks_exact_mut(2).zip(values) {
+        out[0] = Record {
+            a: at,
+            b: 0,
+            site: id | Record::TALLIED,
+        };
+        out[1] = Record {
+            a: value as u64,
+            b: 0,
+            site: Record::EXTENSION,
+        };
+        n += 2;
+    }
+    push(shared, &batch[..n]);
 }

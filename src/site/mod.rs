@@ -1,12 +1,16 @@
 //! Names: every (kind, module, name) gets a small id once, and records carry
 //! only the id. Call sites of the macros keep their id in a `static`
 //! [`Site`]; `&'static str` names go through a small per-thread cache keyed by
-//! address; dynamic names through a per-thread map keyed by content.
+//! address; dynamic names through a per-thread table keyed by content
+//! (`dynamic.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+mod dynamic;
+pub(crate) use dynamic::{count_id, dynamic_id};
 
 /// The highest id a site can have: below the marks a ring record keeps in
 /// its `site` (`local::ring::Record::TALLIED`, `EXTENSION`, `RESOURCES`).
@@ -202,18 +206,14 @@ struct Entry {
 
 const CACHE_SIZE: usize = 64;
 
-/// The per-thread maps' hasher: foldhash, several times faster than std's
+/// The per-thread overflow map's hasher: foldhash, several times faster than std's
 /// SipHash on short names, and seeded per process.
 type Fast = foldhash::fast::RandomState;
-
-/// Per module, per name: the id for each [`Kind`] (0 = none yet).
-type DynamicNames = HashMap<Box<str>, HashMap<Box<str>, [u32; 3], Fast>, Fast>;
 
 thread_local! {
     static STATIC_NAMES: [Cell<Entry>; CACHE_SIZE] = const {
         [const { Cell::new(Entry { name: (0, 0), module: (0, 0), kind: Kind::Phase, id: 0 }) }; CACHE_SIZE]
     };
-    static DYNAMIC_NAMES: RefCell<DynamicNames> = RefCell::new(HashMap::default());
     /// Behind the direct-mapped cache: every `'static` name this thread has
     /// used, so two names sharing a cache slot never take the registry lock.
     static STATIC_OVERFLOW: RefCell<HashMap<StaticKey, u32, Fast>> = RefCell::new(HashMap::default());
@@ -269,31 +269,6 @@ fn static_miss(key: StaticKey, intern: impl Fn() -> u32) -> u32 {
             id
         })
         .unwrap_or_else(|_| intern())
-}
-
-/// The id of a name known only at run time: hashed per call, on a per-thread
-/// map, allocating only the first time this thread sees the name.
-pub(crate) fn dynamic_id(kind: Kind, name: &str, module: &str) -> u32 {
-    DYNAMIC_NAMES
-        .try_with(|map| {
-            let mut map = map.borrow_mut();
-            let k = kind as usize;
-            if let Some(&ids) = map.get(module).and_then(|names| names.get(name)) {
-                if ids[k] != 0 {
-                    return ids[k];
-                }
-            }
-            let id = intern(kind, module, name);
-            if over_cap(kind, id) {
-                return id;
-            }
-            map.entry(module.into())
-                .or_default()
-                .entry(name.into())
-                .or_default()[k] = id;
-            id
-        })
-        .unwrap_or_else(|_| intern(kind, module, name))
 }
 
 #[cfg(test)]
