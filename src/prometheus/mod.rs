@@ -228,7 +228,11 @@ fn families<'a>(
         }
     }
     let mut push = |f: MetricFamily| families.push((f, Vec::new()));
-    let extra = crate::extra::snapshot().unwrap_or_default();
+    let mut extra = crate::extra::snapshot().unwrap_or_default();
+    extra.counts = crate::extra::counts_beside(
+        snapshot.counts.iter().map(|(name, _)| name.as_str()),
+        std::mem::take(&mut extra.counts),
+    );
     if !snapshot.counts.is_empty() || !extra.counts.is_empty() {
         push(family(
             format!("{ns}_count_value"),

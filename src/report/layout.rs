@@ -116,7 +116,9 @@ impl RunFile {
                 })
             })
             .collect();
-        counts.extend(extra.counts);
+        let extra_counts =
+            crate::extra::counts_beside(counts.iter().map(|c| c.name.as_str()), extra.counts);
+        counts.extend(extra_counts);
         let meta = Meta {
             run_id: run.run_id.to_owned(),
             started_at: start,
