@@ -22,16 +22,49 @@ static LIVE: [AtomicPtr<Shared>; MAX_RECORDERS] =
 /// is never dropped; here, below the facade, so the recording side finds it
 /// without knowing `Recorder`.
 static GLOBAL: OnceLock<Arc<Shared>> = OnceLock::new();
+/// `GLOBAL`'s `Shared`, for the timers: one load where the `OnceLock` is two
+/// and a compare. Null until set; then never changed or freed.
+static GLOBAL_PTR: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The global recorder's shared state, if it exists (never creates it).
 #[inline]
 pub(crate) fn global_shared() -> Option<&'static Shared> {
-    GLOBAL.get().map(|shared| &**shared)
+    // SAFETY: a non-null pointer is the `Arc` in `GLOBAL`, which is never
+    // taken out or dropped, so it lives as long as the process; acquire
+    // pairs with the release that published it after it was made.
+    unsafe { GLOBAL_PTR.load(Ordering::Acquire).as_ref() }
 }
 
 /// Makes `shared` the global recorder's; only the first call counts.
 pub(crate) fn set_global_shared(shared: Arc<Shared>) {
     let _ = GLOBAL.set(shared);
+    if let Some(shared) = GLOBAL.get() {
+        GLOBAL_PTR.store(Arc::as_ptr(shared).cast_mut(), Ordering::Release);
+    }
+}
+
+/// Process-wide source of [`Shared::gate`] epochs: one more per change of
+/// any recorder's gate, so that no two gate values of any two recorders or
+/// runs are ever equal (2^59 changes before it wraps).
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// [`Shared::gate`]'s bit set while the open run takes events: a region
+/// then sends its event, so it never takes the fast end.
+pub(crate) const GATE_EVENTS: u64 = 1;
+/// [`Shared::gate`]'s bit set when `Config::time_one_in` samples every
+/// region (constant per recorder).
+pub(crate) const GATE_SAMPLED: u64 = 1 << 1;
+/// Where [`Shared::gate`] keeps the recorder's slot (4 bits: `MAX_RECORDERS`).
+pub(crate) const GATE_SLOT_SHIFT: u32 = 2;
+const GATE_SLOT_MASK: u64 = (MAX_RECORDERS as u64 - 1) << GATE_SLOT_SHIFT;
+const GATE_EPOCH_SHIFT: u32 = 6;
+const _: () = assert!(MAX_RECORDERS as u64 - 1 <= GATE_SLOT_MASK >> GATE_SLOT_SHIFT);
+const _: () = assert!(GATE_SLOT_MASK < 1 << GATE_EPOCH_SHIFT);
+
+/// The slot a gate value (non-zero) names.
+#[inline(always)]
+pub(crate) fn gate_slot(gate: u64) -> usize {
+    ((gate & GATE_SLOT_MASK) >> GATE_SLOT_SHIFT) as usize
 }
 
 pub(crate) struct Shared {
@@ -39,6 +72,16 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     /// Index of this recorder's producer state in every thread's local array.
     pub(crate) slot: usize,
+    /// Whether a run is open, whether it takes events, and which run and
+    /// recorder, in one word, so that a region checks all of it with one
+    /// load at its start and one at its end: 0 while no run is open, else a
+    /// process-wide unique epoch, this recorder's slot, [`GATE_SAMPLED`] and
+    /// [`GATE_EVENTS`]. A new epoch with every change of `run_open`,
+    /// `events_open` or `run_start`, so a region whose start and end see
+    /// the same value began and ended in one stretch of one run with
+    /// nothing changed. Written only by the collector (and the fork
+    /// handler), after the flags it sums up.
+    gate: AtomicU64,
     /// Whether a run is open (timers check it at their start).
     run_open: AtomicBool,
     /// Whether the open run still takes events: regions then send theirs.
@@ -91,6 +134,7 @@ impl Shared {
         Some(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             slot,
+            gate: AtomicU64::new(0),
             run_open: AtomicBool::new(false),
             events_open: AtomicBool::new(false),
             run_start: AtomicU64::new(0),
@@ -113,6 +157,31 @@ impl Shared {
     pub(crate) fn with_time_one_in(mut self, n: u32) -> Shared {
         self.time_one_in = n;
         self
+    }
+
+    /// The open run's gate (see [`Shared::gate`]'s field): 0 while no run
+    /// is open.
+    #[inline(always)]
+    pub(crate) fn gate(&self) -> u64 {
+        self.gate.load(Ordering::Relaxed)
+    }
+
+    /// A new gate value from the flags, after any of them changed.
+    fn refresh_gate(&self) {
+        let gate = if self.run_open.load(Ordering::Relaxed) {
+            let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+            let events = if self.events_open() { GATE_EVENTS } else { 0 };
+            let sampled = if self.time_one_in > 1 {
+                GATE_SAMPLED
+            } else {
+                0
+            };
+            epoch << GATE_EPOCH_SHIFT | (self.slot as u64) << GATE_SLOT_SHIFT | sampled | events
+        } else {
+            0
+        };
+        // Release: a region that sees the gate sees the run's start.
+        self.gate.store(gate, Ordering::Release);
     }
 
     /// Lets a forked child of this process find the recorder, so that it can
@@ -140,6 +209,7 @@ impl Shared {
 
     pub(crate) fn set_run_open(&self, open: bool) {
         self.run_open.store(open, Ordering::Release);
+        self.refresh_gate();
     }
 
     /// Whether a region ending now should send its event.
@@ -149,7 +219,11 @@ impl Shared {
     }
 
     pub(crate) fn set_events_open(&self, open: bool) {
-        self.events_open.store(open, Ordering::Relaxed);
+        // Only the collector writes it: a plain look suffices.
+        if self.events_open() != open {
+            self.events_open.store(open, Ordering::Relaxed);
+            self.refresh_gate();
+        }
     }
 
     /// The raw clock at the open run's start.
@@ -172,6 +246,7 @@ impl Shared {
     /// Sets the run's start; before the run is marked open.
     pub(crate) fn set_run_start(&self, t0: u64) {
         self.run_start.store(t0, Ordering::Release);
+        self.refresh_gate();
     }
 
     /// Nudges the collector; never blocks (a pending wake-up is enough).
@@ -232,6 +307,7 @@ extern "C" fn in_forked_child() {
         // SAFETY: a non-null pointer is a live recorder's `Shared`: its Drop
         // nulls it first, and in the child no other thread runs to free it.
         if let Some(shared) = unsafe { shared.as_ref() } {
+            shared.gate.store(0, Ordering::Release);
             shared.run_open.store(false, Ordering::Release);
             shared.events_open.store(false, Ordering::Release);
             shared.alive.store(false, Ordering::Release);

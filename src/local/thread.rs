@@ -8,13 +8,20 @@ use std::sync::Arc;
 
 use super::ring::{Push, Record, Ring};
 use crate::config::Overflow;
-use crate::shared::{Shared, MAX_RECORDERS};
+use crate::shared::{gate_slot, Shared, GATE_EVENTS, MAX_RECORDERS};
 
 /// This thread's producer state for one recorder slot.
 struct Producer {
     ring: Cell<*const Ring>,
     /// Id of the recorder the ring belongs to (a slot can be reused).
     owner: Cell<u64>,
+    /// A gate value of the owner (see `Shared::gate`'s field) seen with
+    /// events off when `ring` and `owner` were last checked, or 0: while
+    /// the owner's gate still has this value, a region that began under it
+    /// takes the fast end ([`region_ended`]) with no other check. Gate
+    /// values are unique in the process, so an equal one is the owner's;
+    /// set to 0 wherever `ring` or `owner` change.
+    gate: Cell<u64>,
     head: Cell<u64>,
     /// The fast path may write while `head + n <= limit`: the least of the
     /// room seen at the last look at the ring's tail and the next point at
@@ -26,6 +33,7 @@ struct Producer {
 const EMPTY: Producer = Producer {
     ring: Cell::new(std::ptr::null()),
     owner: Cell::new(0),
+    gate: Cell::new(0),
     head: Cell::new(0),
     limit: Cell::new(0),
 };
@@ -46,6 +54,7 @@ impl Drop for RingsGuard {
     fn drop(&mut self) {
         let _ = PRODUCERS.try_with(|producers| {
             for p in producers {
+                p.gate.set(0);
                 p.ring.set(std::ptr::null());
                 p.owner.set(0);
             }
@@ -127,13 +136,59 @@ fn sample_rest(shared: &Shared, site: u32, one_in: u32) -> bool {
     }
 }
 
-/// [`region`] without resources, a call: what a timer's drop makes, so that
-/// the drop inlined at each timer is a clock read and this call, with the
-/// region in registers (a drop that inlined all of [`region`] was too
-/// large for the compiler to inline, and spilled the region to the stack).
+/// The end of a timer's region (no resources) that began under `gate`
+/// (the recorder's gate then, not 0): a clock read and this call, with the
+/// region in registers, is what a timer's drop inlines.
+///
+/// The usual region is two loads and two compares from its tally: the
+/// recorder's gate still `gate` (the same run, nothing changed since the
+/// region began, events off), and this thread's producer for the slot
+/// checked under that same gate (its ring is the recorder's). Anything
+/// else, a changed gate, the first region under a gate, a region the tally
+/// does not take inline, goes to [`region_gated`], which counts it as
+/// [`region`] does. The start needs no look at the run's start: a region
+/// whose start saw the open run's gate began in that run.
+#[inline(always)]
+pub(crate) fn region_ended(shared: &Shared, gate: u64, site: u32, start: u64, end: u64) {
+    let counted = PRODUCERS
+        .try_with(|producers| {
+            // `% MAX_RECORDERS` (a mask): no bounds check.
+            let p = &producers[gate_slot(gate) % MAX_RECORDERS];
+            if p.gate.get() != gate || shared.gate() != gate {
+                return false;
+            }
+            // SAFETY: `p.gate` equals a gate of the recorder only while
+            // `p.ring` is non-null and owned by it (checked when it was set,
+            // reset to 0 before either changes), and a ring is kept alive by
+            // `RINGS` of this very thread, which nulls it before dropping it.
+            let ring = unsafe { &*p.ring.get() };
+            // A clock gone backwards wraps to a huge count of ticks, which
+            // `add` refuses like a long region.
+            ring.tally.add(site, end.wrapping_sub(start))
+        })
+        .unwrap_or(false);
+    if !counted {
+        region_gated(shared, gate, site, start, end);
+    }
+}
+
+/// [`region_ended`]'s other cases: counts the region as [`region`] does,
+/// then, while the gate is still `gate` with events off and the thread's
+/// ring is the recorder's, marks the producer checked under `gate`, so that
+/// the next regions take the fast end.
+#[cold]
 #[inline(never)]
-pub(crate) fn region_ended(shared: &Shared, site: u32, start: u64, end: u64) {
-    region(shared, site, start, end, None);
+fn region_gated(shared: &Shared, gate: u64, site: u32, start: u64, end: u64) {
+    region_rest(shared, site, start, end, None);
+    if gate & GATE_EVENTS != 0 || shared.gate() != gate {
+        return;
+    }
+    let _ = PRODUCERS.try_with(|producers| {
+        let p = &producers[shared.slot % MAX_RECORDERS];
+        if !p.ring.get().is_null() && p.owner.get() == shared.id {
+            p.gate.set(gate);
+        }
+    });
 }
 
 /// [`region`] for any region: one whose event is still wanted, with
@@ -347,6 +402,7 @@ fn register(shared: &Shared) -> bool {
     }
     let ok = PRODUCERS.try_with(|producers| {
         let p = &producers[shared.slot];
+        p.gate.set(0);
         p.ring.set(Arc::as_ptr(&ring));
         p.owner.set(shared.id);
         p.head.set(0);

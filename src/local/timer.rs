@@ -7,7 +7,7 @@ use super::ring::Record;
 use super::thread::{observe, push, region, region_ended, sample};
 use crate::config::ENABLED;
 use crate::os as resources;
-use crate::shared::{global_shared, Shared};
+use crate::shared::{global_shared, Shared, GATE_SAMPLED};
 use crate::site::{count_id, dynamic_id, static_id, Kind, Site};
 
 /// How a timer reads the clock: [`Unfenced`] (the default) or [`Fenced`]. A
@@ -66,6 +66,9 @@ fn read<R: ClockRead>(shared: &Shared) -> u64 {
 struct Region<'r, R: ClockRead> {
     shared: Option<&'r Shared>,
     start: u64,
+    /// The recorder's gate at the start (`Shared::gate`; not 0 while
+    /// `shared` is set): the end compares it with the gate then.
+    gate: u64,
     site: u32,
     read: PhantomData<R>,
 }
@@ -74,6 +77,7 @@ impl<'r, R: ClockRead> Region<'r, R> {
     const OFF: Region<'static, R> = Region {
         shared: None,
         start: 0,
+        gate: 0,
         site: 0,
         read: PhantomData,
     };
@@ -85,17 +89,23 @@ impl<'r, R: ClockRead> Region<'r, R> {
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
     ) -> Region<'r, R> {
-        Region::begin_one_in(shared, site, |shared| shared.time_one_in)
+        Region::begin_one_in(shared, site, |shared, gate| {
+            if gate & GATE_SAMPLED != 0 {
+                shared.time_one_in
+            } else {
+                1
+            }
+        })
     }
 
     /// [`Region::begin`] with sampled timing of about one region in
-    /// `one_in(shared)`: a region not to be timed is counted at once (as
+    /// `one_in(shared, gate)`: a region not to be timed is counted at once (as
     /// untimed) and is [`Region::OFF`], so nothing reads the clock for it.
     #[inline]
     fn begin_one_in(
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
-        one_in: impl FnOnce(&Shared) -> u32,
+        one_in: impl FnOnce(&Shared, u64) -> u32,
     ) -> Region<'r, R> {
         if !ENABLED {
             return Region::OFF;
@@ -103,17 +113,20 @@ impl<'r, R: ClockRead> Region<'r, R> {
         let Some(shared) = shared() else {
             return Region::OFF;
         };
-        if !shared.run_open() {
+        // Whether a run is open, and under which gate: one load.
+        let gate = shared.gate();
+        if gate == 0 {
             return Region::OFF;
         }
         let site = site();
-        let n = one_in(shared);
+        let n = one_in(shared, gate);
         if n > 1 && !sample(shared, site, n) {
             return Region::OFF;
         }
         Region {
             shared: Some(shared),
             start: read::<R>(shared),
+            gate,
             site,
             read: PhantomData,
         }
@@ -136,7 +149,7 @@ impl<R: ClockRead> Drop for Region<'_, R> {
             return;
         }
         let Some(shared) = self.shared else { return };
-        region_ended(shared, self.site, self.start, read::<R>(shared));
+        region_ended(shared, self.gate, self.site, self.start, read::<R>(shared));
     }
 }
 
@@ -217,7 +230,7 @@ impl PhaseTimer<'static> {
             region: Region::begin_one_in(
                 global_shared,
                 || static_id(Kind::Phase, phase, module),
-                |_| one_in,
+                |_, _| one_in,
             ),
         }
     }
@@ -227,7 +240,7 @@ impl PhaseTimer<'static> {
     #[inline]
     pub fn at_sampled(site: &'static Site, one_in: u32) -> PhaseTimer<'static> {
         PhaseTimer {
-            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
+            region: Region::begin_one_in(global_shared, || site.id(), |_, _| one_in),
         }
     }
 }
@@ -381,7 +394,7 @@ impl FunctionTimer<'static> {
     #[inline]
     pub fn at_sampled(site: &'static Site, one_in: u32) -> FunctionTimer<'static> {
         FunctionTimer {
-            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
+            region: Region::begin_one_in(global_shared, || site.id(), |_, _| one_in),
             resources: None,
         }
     }
