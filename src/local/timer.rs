@@ -302,7 +302,7 @@ impl PhaseTimer<'static, Fenced> {
             region: Region::begin_one_in(
                 global_shared,
                 || static_id(Kind::Phase, phase, module),
-                |_| one_in,
+                |_, _| one_in,
             ),
         }
     }
@@ -312,7 +312,7 @@ impl PhaseTimer<'static, Fenced> {
     #[inline]
     pub fn at_fenced_sampled(site: &'static Site, one_in: u32) -> PhaseTimer<'static, Fenced> {
         PhaseTimer {
-            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
+            region: Region::begin_one_in(global_shared, || site.id(), |_, _| one_in),
         }
     }
 }
@@ -432,7 +432,7 @@ impl FunctionTimer<'static, Fenced> {
     #[inline]
     pub fn at_fenced_sampled(site: &'static Site, one_in: u32) -> FunctionTimer<'static, Fenced> {
         FunctionTimer {
-            region: Region::begin_one_in(global_shared, || site.id(), |_| one_in),
+            region: Region::begin_one_in(global_shared, || site.id(), |_, _| one_in),
             resources: None,
         }
     }
