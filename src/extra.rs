@@ -39,13 +39,15 @@ pub(crate) fn snapshot() -> Option<ExtraSnapshot> {
     SOURCE.get().map(|s| s.snapshot())
 }
 
-/// `extra`'s counts, to be written after counts named `own` (the run's
-/// `observe_counts` names), each name once: a count whose name is taken
-/// (by `own`, or by an earlier one of `extra`: a `metrics` counter and gauge
-/// of one key) gets the label `source="metrics"` (then `"metrics.2"`, ...)
-/// added, as `name{source="metrics"}` or `name{k="v",source="metrics"}`.
-/// One name twice would be two `meta.counts` entries a reader cannot tell
-/// apart, and two `_count_value` series Prometheus refuses the scrape for.
+/// `extra`'s counts, to be written beside counts named `own` (every
+/// `observe_counts` name of the process, so that the run file and
+/// `/metrics` name a facade count alike, whichever names a run used), each
+/// name once: a count whose name is taken (by `own`, or by an earlier one of
+/// `extra`: a `metrics` counter and gauge of one key) gets the label
+/// `source="metrics"` (then `"metrics.2"`, ...) added, as
+/// `name{source="metrics"}` or `name{k="v",source="metrics"}`. One name
+/// twice would be two `meta.counts` entries a reader cannot tell apart, and
+/// two `_count_value` series Prometheus refuses the scrape for.
 pub(crate) fn counts_beside<'a>(
     own: impl Iterator<Item = &'a str>,
     mut extra: Vec<Count>,
@@ -53,19 +55,27 @@ pub(crate) fn counts_beside<'a>(
     if extra.is_empty() {
         return extra;
     }
-    let mut taken: HashSet<String> = own.map(str::to_owned).collect();
+    let own: HashSet<&str> = own.collect();
+    let mut written: HashSet<String> = HashSet::with_capacity(extra.len());
     for c in &mut extra {
-        let given = c.name.clone();
-        let mut n = 1;
-        while taken.contains(&c.name) {
-            let source = match n {
-                1 => "metrics".to_owned(),
-                n => format!("metrics.{n}"),
-            };
-            c.name = with_source(&given, &source);
-            n += 1;
+        let taken =
+            |name: &str, written: &HashSet<String>| own.contains(name) || written.contains(name);
+        if taken(&c.name, &written) {
+            let given = std::mem::take(&mut c.name);
+            let mut n = 1;
+            loop {
+                let source = match n {
+                    1 => "metrics".to_owned(),
+                    n => format!("metrics.{n}"),
+                };
+                c.name = with_source(&given, &source);
+                if !taken(&c.name, &written) {
+                    break;
+                }
+                n += 1;
+            }
         }
-        taken.insert(c.name.clone());
+        written.insert(c.name.clone());
     }
     extra
 }

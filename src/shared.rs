@@ -45,7 +45,7 @@ pub(crate) fn set_global_shared(shared: Arc<Shared>) {
 
 /// Process-wide source of [`Shared::gate`] epochs: one more per change of
 /// any recorder's gate, so that no two gate values of any two recorders or
-/// runs are ever equal (2^59 changes before it wraps).
+/// runs are ever equal (2^58 changes before it wraps).
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// [`Shared::gate`]'s bit set while the open run takes events: a region
@@ -180,7 +180,9 @@ impl Shared {
         } else {
             0
         };
-        // Release: a region that sees the gate sees the run's start.
+        // Release, paired with the Acquire fence in `region_gated` (the
+        // hot loads are Relaxed): a region that finds the gate changed at
+        // its end sees the run's start and flags stored before it.
         self.gate.store(gate, Ordering::Release);
     }
 

@@ -48,14 +48,35 @@ fn bucket_of(x: f64) -> (f64, f64) {
     (if i == 0 { 0.0 } else { BOUNDS[i - 1] }, BOUNDS[i])
 }
 
-#[test]
-fn promql_over_the_workers_gives_the_fleets_quantiles() {
+/// Fails unless README.md shows `query` as written.
+fn in_readme(query: &str) {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     assert!(
-        readme.contains(QUERY),
-        "README.md must show the query tested here: {QUERY}"
+        readme.contains(query),
+        "README.md must show the query tested here: {query}"
     );
+}
+
+/// `query` (written with 0.99) at the p99 and the p50 falls in the default
+/// bucket of the true quantile of `truth` (sorted).
+fn quantiles_agree(query: &str, truth: &[f64], total: impl Fn(&str) -> Option<f64>) {
+    for q in [0.99, 0.5] {
+        let promql = query.replace("0.99", &q.to_string());
+        let got = total(&promql).unwrap();
+        let rank = ((q * truth.len() as f64).ceil() as usize).clamp(1, truth.len());
+        let want = truth[rank - 1];
+        let (lower, upper) = bucket_of(want);
+        assert!(
+            got > lower && got <= upper,
+            "{promql} = {got}: not in ({lower}, {upper}], the bucket of the true {want}"
+        );
+    }
+}
+
+#[test]
+fn promql_over_the_workers_gives_the_fleets_quantiles() {
+    in_readme(QUERY);
     let Some(prometheus) = binary("prometheus") else {
         return;
     };
@@ -123,17 +144,7 @@ fn promql_over_the_workers_gives_the_fleets_quantiles() {
     // Two more scrapes, so each series' last sample is after the work.
     std::thread::sleep(Duration::from_secs(2));
     truth.sort_by(f64::total_cmp);
-    for q in [0.99, 0.5] {
-        let promql = QUERY.replace("0.99", &q.to_string());
-        let got = total(&promql).unwrap();
-        let rank = ((q * truth.len() as f64).ceil() as usize).clamp(1, truth.len());
-        let want = truth[rank - 1];
-        let (lower, upper) = bucket_of(want);
-        assert!(
-            got > lower && got <= upper,
-            "{promql} = {got}: not in ({lower}, {upper}], the bucket of the true {want}"
-        );
-    }
+    quantiles_agree(QUERY, &truth, total);
     // The lifetime form (no rate) counts the first regions too.
     truth.extend(before);
     truth.sort_by(f64::total_cmp);
@@ -157,12 +168,7 @@ const PUSHED_QUERY: &str = "histogram_quantile(0.99, sum by (le) (runmetrics_pha
 #[cfg(feature = "push")]
 #[test]
 fn promql_over_pushed_workers_gives_the_fleets_quantiles() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(
-        readme.contains(PUSHED_QUERY),
-        "README.md must show the query tested here: {PUSHED_QUERY}"
-    );
+    in_readme(PUSHED_QUERY);
     let Some(prometheus) = binary("prometheus") else {
         return;
     };
@@ -212,15 +218,5 @@ fn promql_over_pushed_workers_gives_the_fleets_quantiles() {
         || (query(count)? == 500.0 && query(instances)? == 3.0).then_some(()),
     );
     truth.sort_by(f64::total_cmp);
-    for q in [0.99, 0.5] {
-        let promql = PUSHED_QUERY.replace("0.99", &q.to_string());
-        let got = query(&promql).unwrap();
-        let rank = ((q * truth.len() as f64).ceil() as usize).clamp(1, truth.len());
-        let want = truth[rank - 1];
-        let (lower, upper) = bucket_of(want);
-        assert!(
-            got > lower && got <= upper,
-            "{promql} = {got}: not in ({lower}, {upper}], the bucket of the true {want}"
-        );
-    }
+    quantiles_agree(PUSHED_QUERY, &truth, query);
 }

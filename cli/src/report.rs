@@ -164,7 +164,11 @@ fn samples(l: &Loaded) -> (svg::Points, svg::Points) {
 }
 
 fn entry_table(out: &mut String, run: &Run) {
-    out.push_str("<table><tr><th>phase / function</th><th>count</th><th>total</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n");
+    let head: String = crate::show::STAT_COLUMNS
+        .iter()
+        .map(|c| format!("<th>{c}</th>"))
+        .collect();
+    let _ = writeln!(out, "<table><tr><th>phase / function</th>{head}</tr>");
     for e in crate::show::sorted(run, None) {
         let cells: String = crate::show::stat_cells(e)
             .iter()

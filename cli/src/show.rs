@@ -24,6 +24,9 @@ pub fn sorted(run: &Run, kind: Option<Kind>) -> Vec<&Entry> {
     entries
 }
 
+/// The headers of [`stat_cells`]' columns.
+pub const STAT_COLUMNS: [&str; 7] = ["count", "total", "mean", "p50", "p90", "p99", "max"];
+
 /// An entry's count, total, mean, p50, p90, p99 and max, as printed.
 pub fn stat_cells(e: &Entry) -> [String; 7] {
     [
@@ -83,17 +86,12 @@ pub fn text(run: &Run) -> String {
 /// The phase and function tables, each row's `% run` a share of `seconds`.
 fn entry_tables(run: &Run, seconds: f64, out: &mut String) {
     for kind in [Kind::Phase, Kind::Function] {
-        let mut table = Table::new(&[
-            kind.name(),
-            "count",
-            "total",
-            "mean",
-            "p50",
-            "p90",
-            "p99",
-            "max",
-            "% run",
-        ]);
+        let header: Vec<&str> = [kind.name()]
+            .into_iter()
+            .chain(STAT_COLUMNS)
+            .chain(["% run"])
+            .collect();
+        let mut table = Table::new(&header);
         for e in sorted(run, Some(kind)) {
             let mut row = vec![e.label()];
             row.extend(stat_cells(e));
@@ -295,16 +293,9 @@ pub fn fleet_text(fleet: &Fleet, per_process: bool) -> String {
     entry_tables(&fleet.merged, fleet.process_seconds(), &mut out);
     if per_process {
         for e in sorted(&fleet.merged, None) {
-            let mut table = Table::new(&[
-                &e.label(),
-                "count",
-                "total",
-                "mean",
-                "p50",
-                "p90",
-                "p99",
-                "max",
-            ]);
+            let label = e.label();
+            let header: Vec<&str> = [label.as_str()].into_iter().chain(STAT_COLUMNS).collect();
+            let mut table = Table::new(&header);
             for run in &fleet.runs {
                 if let Some(own) = run
                     .entries()

@@ -175,10 +175,14 @@ pub(crate) fn region_ended(shared: &Shared, gate: u64, site: u32, start: u64, en
 /// [`region_ended`]'s other cases: counts the region as [`region`] does,
 /// then, while the gate is still `gate` with events off and the thread's
 /// ring is the recorder's, marks the producer checked under `gate`, so that
-/// the next regions take the fast end.
-#[cold]
+/// the next regions take the fast end. Not `#[cold]`: while the run takes
+/// events (by default its first 100 000) every region comes here.
 #[inline(never)]
 fn region_gated(shared: &Shared, gate: u64, site: u32, start: u64, end: u64) {
+    // The gate was loaded Relaxed; if it changed, this pairs with its
+    // Release store, so the run start `region_rest` compares with is the
+    // new run's, not an older one.
+    std::sync::atomic::fence(Ordering::Acquire);
     region_rest(shared, site, start, end, None);
     if gate & GATE_EVENTS != 0 || shared.gate() != gate {
         return;

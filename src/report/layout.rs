@@ -116,8 +116,8 @@ impl RunFile {
                 })
             })
             .collect();
-        let extra_counts =
-            crate::extra::counts_beside(counts.iter().map(|c| c.name.as_str()), extra.counts);
+        let count_names = s.sites.iter().filter(|i| i.kind == Kind::Count);
+        let extra_counts = crate::extra::counts_beside(count_names.map(|i| &*i.name), extra.counts);
         counts.extend(extra_counts);
         let meta = Meta {
             run_id: run.run_id.to_owned(),
