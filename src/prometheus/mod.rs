@@ -129,6 +129,20 @@ pub(crate) struct DurationFamily {
     pub(crate) help: &'static str,
 }
 
+impl DurationFamily {
+    /// `snapshot`'s series of this family, in the snapshot's order.
+    pub(crate) fn series<'a>(
+        &self,
+        snapshot: &'a MetricsSnapshot,
+    ) -> impl Iterator<Item = &'a DurationSeries> + 'a {
+        let function = self.function;
+        snapshot
+            .durations
+            .iter()
+            .filter(move |d| d.function == function)
+    }
+}
+
 /// The duration families, in the order they are exposed (first).
 pub(crate) const DURATION_FAMILIES: [DurationFamily; 2] = [
     DurationFamily {
@@ -183,11 +197,7 @@ fn families<'a>(
     let ns = sanitize_metric_name(namespace);
     let mut families = Vec::new();
     for family_ in DURATION_FAMILIES.iter().filter(|_| with_durations) {
-        let series: Vec<&DurationSeries> = snapshot
-            .durations
-            .iter()
-            .filter(|d| d.function == family_.function)
-            .collect();
+        let series: Vec<&DurationSeries> = family_.series(snapshot).collect();
         let metrics: Vec<Metric> = series
             .iter()
             .map(|d| {

@@ -268,11 +268,7 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, families: &[(MetricFamily, Vec<&Dur
 pub(crate) fn encode_durations(snapshot: &MetricsSnapshot, ns: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(8192 + snapshot.durations.len() * 400);
     for family in &DURATION_FAMILIES {
-        let mut series = snapshot
-            .durations
-            .iter()
-            .filter(|d| d.function == family.function)
-            .peekable();
+        let mut series = family.series(snapshot).peekable();
         if series.peek().is_none() {
             continue;
         }

@@ -52,11 +52,7 @@ pub(crate) fn durations(out: &mut Vec<u8>, snapshot: &MetricsSnapshot, ns: &str)
         .any(|b| b.is_sign_positive() && b.is_infinite());
     let mut labels = Vec::new();
     for family in &DURATION_FAMILIES {
-        let mut series = snapshot
-            .durations
-            .iter()
-            .filter(|d| d.function == family.function)
-            .peekable();
+        let mut series = family.series(snapshot).peekable();
         if series.peek().is_none() {
             continue;
         }
