@@ -457,26 +457,33 @@ fn estimate_against_exact(blocks: u64, per_block: u64) {
         }
         *wall += t.elapsed().as_secs_f64();
     }
+    /// The body between two `black_box`es: work on registers alone may be
+    /// moved out of a region by the compiler (the clock reads order memory
+    /// accesses, not arithmetic), which then times an empty region.
+    #[inline(always)]
+    fn pinned(x: u64) -> u64 {
+        black_box(body::<STEPS_50>(black_box(x)))
+    }
     for _ in 0..blocks {
         let [exact, sampled, fenced, fenced_sampled, bare] = &mut wall;
         timed(per_block, exact, &mut x, |x| {
             let _t = runmetrics::phase!("accuracy exact", "real_loop");
-            body::<STEPS_50>(x)
+            pinned(x)
         });
         timed(per_block, sampled, &mut x, |x| {
             let _t = runmetrics::phase!("accuracy sampled", "real_loop", sample = 64);
-            body::<STEPS_50>(x)
+            pinned(x)
         });
         timed(per_block, fenced, &mut x, |x| {
             let _t = runmetrics::phase!("accuracy fenced exact", "real_loop", fenced);
-            body::<STEPS_50>(x)
+            pinned(x)
         });
         timed(per_block, fenced_sampled, &mut x, |x| {
             let _t =
                 runmetrics::phase!("accuracy fenced sampled", "real_loop", sample = 64, fenced);
-            body::<STEPS_50>(x)
+            pinned(x)
         });
-        timed(per_block, bare, &mut x, body::<STEPS_50>);
+        timed(per_block, bare, &mut x, pinned);
     }
     black_box(x);
     let path = runmetrics::end_run(serde_json::Value::Null).expect("end_run");
