@@ -148,7 +148,14 @@ fn sample_rest(shared: &Shared, site: u32, one_in: u32) -> bool {
 /// does not take inline, goes to [`region_gated`], which counts it as
 /// [`region`] does. The start needs no look at the run's start: a region
 /// whose start saw the open run's gate began in that run.
-#[inline(always)]
+///
+/// Not inlined: inlined, it made a timer's drop glue too big for the
+/// compiler to inline where a crate has many timers (`benches/real_loop.rs`:
+/// the glue and the start were calls, about 20 instructions and 5 % more
+/// time per region at the ~50 ns body); as a call, the drop is a read and
+/// this call at every site. A loop with a single timer pays the call (5 to
+/// 25 instructions more by callgrind there).
+#[inline(never)]
 pub(crate) fn region_ended(shared: &Shared, gate: u64, site: u32, start: u64, end: u64) {
     let counted = PRODUCERS
         .try_with(|producers| {

@@ -84,7 +84,7 @@ impl<'r, R: ClockRead> Region<'r, R> {
 
     /// Starts a region; `shared` and `site` are only called when recording is
     /// compiled in (feature `enabled`), so a disabled build keeps nothing of it.
-    #[inline]
+    #[inline(always)]
     fn begin(
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
@@ -101,7 +101,7 @@ impl<'r, R: ClockRead> Region<'r, R> {
     /// [`Region::begin`] with sampled timing of about one region in
     /// `one_in(shared, gate)`: a region not to be timed is counted at once (as
     /// untimed) and is [`Region::OFF`], so nothing reads the clock for it.
-    #[inline]
+    #[inline(always)]
     fn begin_one_in(
         shared: impl FnOnce() -> Option<&'r Shared>,
         site: impl FnOnce() -> u32,
