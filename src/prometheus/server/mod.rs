@@ -4,7 +4,10 @@
 //! it clones the last [`Generation`](super::published::Generation)'s `Arc`
 //! under a lock held for nanoseconds, renders the encoding it asks for there
 //! if no scrape of that generation has yet (outside the lock), and the
-//! response body is the rendered buffer, shared, not a copy.
+//! response body is the rendered buffer, shared, not a copy. That render is
+//! the one work a scrape can cause beyond sending bytes, and no client can
+//! cause it more than once per publish and encoding (milliseconds for
+//! thousands of series, during which the other connections wait).
 //!
 //! The server is reachable over the network, so it bounds what a client can
 //! make it hold (see the constants): it never reads a request body (it
