@@ -314,7 +314,8 @@ fn prometheus_sinks(
     sinks: &mut collector::Sinks,
 ) -> Result<Server, NewRecorderError> {
     use crate::prometheus::exposition::Exposition;
-    use crate::prometheus::server::{MetricsServer, Published};
+    use crate::prometheus::published::Published;
+    use crate::prometheus::server::MetricsServer;
     #[cfg(feature = "push")]
     let pusher = match &config.pushgateway {
         Some(url) => {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{binary, eventually, http};
+use common::{binary, eventually, http, scrape};
 use runmetrics::{Config, NewRecorderError, Recorder};
 use serde_json::Value;
 
@@ -210,4 +210,136 @@ fn a_real_prometheus_scrapes_our_histograms_and_gauges() {
     );
     assert_eq!(cpu[0]["metric"]["job"], "al_inference");
     rec.end_run(Value::Null).unwrap();
+}
+
+/// What asks for the delimited protobuf exposition.
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+
+/// A protobuf field: a varint, a fixed 64-bit value or a length-delimited
+/// slice (the only wire types the exposition uses).
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+}
+
+fn varint(buf: &mut &[u8]) -> u64 {
+    let mut v = 0;
+    for shift in (0..64).step_by(7) {
+        let (b, rest) = buf.split_first().expect("a varint");
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+/// The fields of one message, by number, decoded by hand from the wire
+/// format (an oracle apart from the library's encoder).
+fn fields(mut msg: &[u8]) -> Vec<(u64, Field<'_>)> {
+    let mut out = Vec::new();
+    while !msg.is_empty() {
+        let key = varint(&mut msg);
+        let field = match key & 7 {
+            0 => Field::Varint(varint(&mut msg)),
+            1 => {
+                let (v, rest) = msg.split_at(8);
+                msg = rest;
+                Field::Fixed64(u64::from_le_bytes(v.try_into().unwrap()))
+            }
+            2 => {
+                let len = varint(&mut msg) as usize;
+                let (v, rest) = msg.split_at(len);
+                msg = rest;
+                Field::Bytes(v)
+            }
+            wire => panic!("wire type {wire} in the exposition"),
+        };
+        out.push((key >> 3, field));
+    }
+    out
+}
+
+/// The first metric of family `name` in a delimited protobuf exposition:
+/// its gauge's or counter's value (`Metric.gauge.value`,
+/// `Metric.counter.value`) or its histogram's sample count
+/// (`Metric.histogram.sample_count`), whichever it has (a field left out is
+/// 0, as proto3 has it).
+fn protobuf_value(mut body: &[u8], name: &str) -> Option<f64> {
+    while !body.is_empty() {
+        let len = varint(&mut body) as usize;
+        let (family, rest) = body.split_at(len);
+        body = rest;
+        let family = fields(family);
+        let named = family
+            .iter()
+            .any(|(n, f)| *n == 1 && matches!(f, Field::Bytes(b) if *b == name.as_bytes()));
+        let Some(metric) = family.iter().find_map(|(n, f)| match f {
+            Field::Bytes(m) if *n == 4 && named => Some(*m),
+            _ => None,
+        }) else {
+            continue;
+        };
+        for (n, f) in fields(metric) {
+            let (Field::Bytes(inner), 2 | 3 | 7) = (f, n) else {
+                continue;
+            };
+            let value = fields(inner)
+                .into_iter()
+                .find_map(|(k, v)| match (n, k, v) {
+                    (2 | 3, 1, Field::Fixed64(bits)) => Some(f64::from_bits(bits)),
+                    (7, 1, Field::Varint(count)) => Some(count as f64),
+                    _ => None,
+                });
+            return Some(value.unwrap_or(0.0));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_scrape_right_after_end_run_sees_the_closed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic publish: only `end_run`'s can show the closed run.
+    let rec = Recorder::new(
+        Config::new()
+            .port(0)
+            .publish_interval(Duration::from_secs(3_600)),
+    )
+    .unwrap();
+    let addr = rec.metrics_addr().unwrap();
+    for (run, regions) in [(1, 3), (2, 5)] {
+        rec.start_run(dir.path()).unwrap();
+        for _ in 0..regions {
+            let _t = rec.phase("decode", "pipeline");
+        }
+        rec.end_run(Value::Null).unwrap();
+        // One scrape of each encoding, with no waiting: the publish
+        // `end_run` made is what both render.
+        let (status, _, text) = http(addr, "GET", "/metrics");
+        assert_eq!(status, 200);
+        let total: u64 = if run == 1 { 3 } else { 8 };
+        for needle in [
+            format!("runmetrics_runs_completed_total {run}\n"),
+            "runmetrics_run_open{run_id=\"\"} 0\n".to_owned(),
+            format!(
+                "runmetrics_phase_duration_seconds_count{{module=\"pipeline\",phase=\"decode\"}} {total}\n"
+            ),
+        ] {
+            assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+        }
+        let (_, protobuf) = scrape(addr, PROTOBUF);
+        assert_eq!(
+            protobuf_value(&protobuf, "runmetrics_runs_completed_total"),
+            Some(f64::from(run))
+        );
+        assert_eq!(
+            protobuf_value(&protobuf, "runmetrics_phase_duration_seconds"),
+            Some(total as f64)
+        );
+        assert_eq!(protobuf_value(&protobuf, "runmetrics_run_open"), Some(0.0));
+    }
 }

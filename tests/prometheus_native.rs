@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{binary, eventually, http, Lcg};
+use common::{binary, eventually, http, scrape, Lcg};
 use runmetrics::{Config, Recorder};
 use serde_json::Value;
 
@@ -27,27 +25,6 @@ const REGIONS: u64 = 3_000;
 fn spin(d: Duration) {
     let t = Instant::now();
     while t.elapsed() < d {}
-}
-
-/// `GET /metrics` with `accept`: (content type, body bytes).
-fn scrape(addr: SocketAddr, accept: &str) -> (String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&got[..split]).to_ascii_lowercase();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_string();
-    (content_type, got[split + 4..].to_vec())
 }
 
 #[test]

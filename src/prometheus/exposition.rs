@@ -2,13 +2,14 @@
 //! not reset them), and the publishing of a [`MetricsSnapshot`] for scrapes
 //! on an interval. Nothing here runs per record: a run's histograms are
 //! merged in when it leaves the collector, and the open run's are read from
-//! the view at publish time.
+//! the view at publish time. A publish renders nothing: a scrape or a push
+//! renders the encoding it needs (`published.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::server::Published;
-use super::{encode, encode_protobuf, DurationSeries, MetricsSnapshot};
+use super::published::{Generation, Published};
+use super::{DurationSeries, MetricsSnapshot};
 use crate::collector::sink::{deadline, ns_range, Durations, Histogram, RunView, Sink, View};
 use crate::site::{by_id, Kind, SiteInfo};
 use crate::slot::slot;
@@ -16,7 +17,7 @@ use crate::ticks::Scale;
 
 pub(crate) struct Exposition {
     published: Arc<Published>,
-    namespace: String,
+    namespace: Arc<str>,
     bounds_seconds: Vec<f64>,
     bounds_ns: Vec<u64>,
     interval: Duration,
@@ -47,7 +48,7 @@ impl Exposition {
             .collect();
         Exposition {
             published,
-            namespace,
+            namespace: namespace.into(),
             bounds_seconds,
             bounds_ns,
             interval,
@@ -90,17 +91,16 @@ impl Exposition {
 
     /// What was last published.
     #[cfg_attr(not(feature = "push"), allow(dead_code))]
-    pub(crate) fn current(&self) -> Arc<Vec<u8>> {
+    pub(crate) fn current(&self) -> Arc<Generation> {
         self.published.get()
     }
 
-    /// Encodes and publishes what a scrape should see now.
+    /// Publishes what a scrape should see now (its snapshot: the first
+    /// scrape of each encoding renders it).
     pub(crate) fn publish(&mut self, run: Option<&RunView<'_>>, sites: &[SiteInfo]) {
         let snapshot = self.snapshot(run, sites);
-        self.published.set(
-            encode(&snapshot, &self.namespace),
-            encode_protobuf(&snapshot, &self.namespace),
-        );
+        self.published
+            .set(Generation::new(snapshot, self.namespace.clone()));
         self.next_publish = deadline(Instant::now(), self.interval);
     }
 
@@ -178,6 +178,7 @@ impl Exposition {
             records_aggregated: self.aggregated + run.map_or(0, |r| r.aggregated),
             records_dropped: self.dropped + run.map_or(0, |r| r.dropped),
             push_failures: self.push_failures,
+            extra: crate::extra::snapshot().unwrap_or_default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub(crate) mod exposition;
 pub(crate) mod native;
+pub(crate) mod published;
 #[cfg(feature = "push")]
 pub(crate) mod push;
 pub(crate) mod server;
@@ -51,7 +52,7 @@ pub(crate) struct DurationSeries {
 }
 
 /// What a scrape shows: plain data the collector hands over.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct MetricsSnapshot {
     pub(crate) bucket_bounds: Vec<f64>,
     pub(crate) durations: Vec<DurationSeries>,
@@ -65,6 +66,8 @@ pub(crate) struct MetricsSnapshot {
     pub(crate) records_aggregated: u64,
     pub(crate) records_dropped: u64,
     pub(crate) push_failures: u64,
+    /// The `metrics` facade's entries, taken when the snapshot is.
+    pub(crate) extra: crate::extra::ExtraSnapshot,
 }
 
 /// Makes `name` a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -238,12 +241,12 @@ fn families<'a>(
         }
     }
     let mut push = |f: MetricFamily| families.push((f, Vec::new()));
-    let mut extra = crate::extra::snapshot().unwrap_or_default();
-    extra.counts = crate::extra::counts_beside(
+    let extra = &snapshot.extra;
+    let extra_counts = crate::extra::counts_beside(
         snapshot.counts.iter().map(|(name, _)| name.as_str()),
-        std::mem::take(&mut extra.counts),
+        extra.counts.clone(),
     );
-    if !snapshot.counts.is_empty() || !extra.counts.is_empty() {
+    if !snapshot.counts.is_empty() || !extra_counts.is_empty() {
         push(family(
             format!("{ns}_count_value"),
             "Last value given to observe_counts, per name (a metrics counter's total, a gauge's value, as name{k=\"v\"}).",
@@ -252,7 +255,7 @@ fn families<'a>(
                 .counts
                 .iter()
                 .map(|(name, v)| (name.as_str(), *v))
-                .chain(extra.counts.iter().map(|c| (c.name.as_str(), c.last)))
+                .chain(extra_counts.iter().map(|c| (c.name.as_str(), c.last)))
                 .map(|(name, v)| gauge(vec![label("name", name)], v as f64))
                 .collect(),
         ));

@@ -42,18 +42,28 @@ const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
-/// The native bucket of `seconds` (> 0) under [`SCHEMA`]: the `i` with
-/// `2^((i-1)/64) < seconds <= 2^(i/64)`.
+/// The native bucket of `seconds` (a normal `f64` > 0: `native_buckets`
+/// passes nanoseconds from 1 up over 1e9) under [`SCHEMA`]: the `i` with
+/// `2^((i-1)/64) < seconds <= 2^(i/64)`. With `seconds = m·2^e`, `m` in
+/// `[1, 2)`, it is `64·e + j` for the first `j` whose bound in
+/// [`within_octave`] is at least `m`: no `log2` or `exp2` per value, and
+/// the same bounds as [`upper_bound`]'s (scaling by `2^e` is exact, and
+/// `exp2` of `e + j/64` is `2^e` times that of `j/64`, which a test checks
+/// over every index a duration can take).
 pub(crate) fn native_index(seconds: f64) -> i32 {
-    let scaled = seconds.log2() * f64::from(1 << SCHEMA);
-    let mut i = scaled.ceil() as i32;
-    // log2's rounding can put a value just past a bound on the wrong side.
-    if seconds > upper_bound(i) {
-        i += 1;
-    } else if seconds <= upper_bound(i - 1) {
-        i -= 1;
-    }
-    i
+    debug_assert!(seconds.is_normal() && seconds > 0.0, "{seconds}");
+    let bits = seconds.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    let mantissa = f64::from_bits(bits & ((1 << 52) - 1) | 1023 << 52);
+    let j = within_octave().partition_point(|&bound| bound < mantissa);
+    (exponent << SCHEMA) + j as i32
+}
+
+/// `2^(j/64)` for `j` in `0..=64`: [`upper_bound`] of the first octave.
+fn within_octave() -> &'static [f64; (1 << SCHEMA) + 1] {
+    static WITHIN_OCTAVE: std::sync::OnceLock<[f64; (1 << SCHEMA) + 1]> =
+        std::sync::OnceLock::new();
+    WITHIN_OCTAVE.get_or_init(|| std::array::from_fn(|j| upper_bound(j as i32)))
 }
 
 /// The upper bound, seconds, of native bucket `i`.
@@ -308,8 +318,51 @@ mod tests {
         assert_eq!(native_index(1.0), 0);
         assert_eq!(native_index(2.0), 64);
         assert_eq!(native_index(2.000_001), 65);
+        assert_eq!(native_index(f64::MIN_POSITIVE), -1022 * 64);
         let width = upper_bound(1) / upper_bound(0) - 1.0;
         assert!((width - 0.010_889_286).abs() < 1e-9, "{width}");
+    }
+
+    #[test]
+    fn every_bound_a_duration_can_meet_is_its_octave_bound_scaled() {
+        // From 1 ns to u64::MAX ns, with octaves to spare.
+        for e in -40..=40 {
+            for (j, &bound) in within_octave().iter().enumerate() {
+                let i = e * 64 + j as i32;
+                assert_eq!(upper_bound(i), bound * f64::from(e).exp2(), "{i}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_is_the_one_found_by_walking_the_bounds() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut values: Vec<f64> = (0..2_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Every magnitude of nanoseconds, 1 to 2^64.
+                let ns = (x >> (x % 64)).max(1);
+                ns as f64 / 1e9
+            })
+            .collect();
+        // Each bound, and the values next to it.
+        for i in -64 * 31..64 * 35 {
+            let b = upper_bound(i);
+            values.extend([
+                b,
+                f64::from_bits(b.to_bits() - 1),
+                f64::from_bits(b.to_bits() + 1),
+            ]);
+        }
+        for s in values {
+            let i = native_index(s);
+            assert!(upper_bound(i - 1) < s && s <= upper_bound(i), "{s} in {i}");
+        }
+        for s in [1e-9, 1.5e-6, 0.123, 7.0, 1.8e10] {
+            assert_eq!(native_index(s), oracle_index(s), "{s}");
+        }
     }
 
     #[test]

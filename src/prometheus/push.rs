@@ -13,6 +13,7 @@ use crossbeam_channel::{unbounded, Sender};
 use reqwest::Url;
 
 use super::exposition::Exposition;
+use super::published::Generation;
 use super::{Body, CONTENT_TYPE};
 use crate::collector::sink::{deadline, EndAnswer, Request, RunView, Sink, View};
 use crate::config::PushAuth;
@@ -174,7 +175,9 @@ impl Drop for Reply {
 
 struct Job {
     method: PushMethod,
-    body: Arc<Vec<u8>>,
+    /// What to push: its text is rendered on the push thread (once per
+    /// generation: a scrape of it shares it).
+    body: Arc<Generation>,
     /// `None`: a periodic push, whose failure is only counted.
     reply: Option<Reply>,
 }
@@ -241,7 +244,7 @@ impl Pusher {
 
     /// Pushes `body` without waiting: for periodic pushes, which must never
     /// hold up the collector. A failure (or a full queue) is only counted.
-    pub(crate) fn push_in_background(&self, method: PushMethod, body: Arc<Vec<u8>>) {
+    pub(crate) fn push_in_background(&self, method: PushMethod, body: Arc<Generation>) {
         if self.busy.swap(true, Ordering::AcqRel) {
             // The previous one has not finished: skip this one.
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -269,7 +272,7 @@ impl Pusher {
     /// Hands `body` to the push thread, which tells `reply` how it went;
     /// never waits (a push thread that is gone drops the job, and `reply`
     /// hears `PushError::Gone`).
-    pub(crate) fn push(&self, method: PushMethod, body: Arc<Vec<u8>>, reply: Reply) {
+    pub(crate) fn push(&self, method: PushMethod, body: Arc<Generation>, reply: Reply) {
         if let Some(jobs) = self.jobs.as_ref() {
             let _ = jobs.send(Job {
                 method,
@@ -416,7 +419,7 @@ fn send(
     auth: Option<&PushAuth>,
     secrets: &[String],
     method: PushMethod,
-    body: Arc<Vec<u8>>,
+    body: Arc<Generation>,
 ) -> Result<(), PushError> {
     let mut request = match method {
         PushMethod::Put => client.put(url.clone()),
@@ -424,6 +427,7 @@ fn send(
         PushMethod::Delete => client.delete(url.clone()),
     };
     if method != PushMethod::Delete {
+        let body = body.text();
         let len = body.len() as u64;
         let body = reqwest::blocking::Body::sized(std::io::Cursor::new(Body(body)), len);
         request = request

@@ -99,6 +99,27 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String)
     (status, head.to_owned(), body.to_owned())
 }
 
+/// `GET /metrics` with `accept`: (content type, body bytes).
+pub fn scrape(addr: SocketAddr, accept: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&got[..split]).to_ascii_lowercase();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    (content_type, got[split + 4..].to_vec())
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + timeout;

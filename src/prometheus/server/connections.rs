@@ -14,7 +14,8 @@ use tokio::task::AbortHandle;
 
 use super::guarded::{Activity, Guarded};
 use super::respond::respond;
-use super::{Published, MAX_CONNECTIONS};
+use super::MAX_CONNECTIONS;
+use crate::prometheus::published::Published;
 
 /// How long a connection lives.
 #[derive(Clone, Copy, Debug)]

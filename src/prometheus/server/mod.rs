@@ -1,8 +1,13 @@
 //! The `/metrics` endpoint: hyper's HTTP/1 server on a single-threaded tokio
 //! runtime on the `runmetrics-http` thread, handing out the last published
 //! exposition. A scrape never touches the collector or the recording threads:
-//! it clones an `Arc` under a lock held for nanoseconds, and the response
-//! body is that `Arc`'s buffer, not a copy.
+//! it clones the last [`Generation`](super::published::Generation)'s `Arc`
+//! under a lock held for nanoseconds, renders the encoding it asks for there
+//! if no scrape of that generation has yet (outside the lock), and the
+//! response body is the rendered buffer, shared, not a copy. That render is
+//! the one work a scrape can cause beyond sending bytes, and no client can
+//! cause it more than once per publish and encoding (milliseconds for
+//! thousands of series, during which the other connections wait).
 //!
 //! The server is reachable over the network, so it bounds what a client can
 //! make it hold (see the constants): it never reads a request body (it
@@ -14,7 +19,7 @@
 //! active one closed to make room for a newcomer. Every connection is a task
 //! on the one thread: an idle one costs a few KiB, never a thread.
 //!
-//! Here: the limits, [`Published`], [`MetricsServer`] and the accept loop.
+//! Here: the limits, [`MetricsServer`] and the accept loop.
 //! `connections.rs` keeps the table of open connections and serves each for
 //! its lifetime, `guarded.rs` wraps its socket, `respond.rs` answers.
 
@@ -24,7 +29,7 @@ mod respond;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -32,6 +37,7 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::AbortHandle;
 
+use super::published::Published;
 use connections::{Connections, Lifetime};
 
 /// Connections open at once. A newcomer beyond it closes the least recently
@@ -71,39 +77,6 @@ const LIFETIME: Lifetime = Lifetime {
 /// The pause after a failed `accept` (out of file descriptors) before the
 /// next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// The last encoded exposition, written by the collector, read by scrapes:
-/// the text, and the protobuf with native histograms (`native.rs`).
-#[derive(Debug, Default)]
-pub(crate) struct Published(Mutex<Encodings>);
-
-/// (text, protobuf).
-type Encodings = (Arc<Vec<u8>>, Arc<Vec<u8>>);
-
-impl Published {
-    pub(crate) fn set(&self, text: Vec<u8>, protobuf: Vec<u8>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
-            (Arc::new(text), Arc::new(protobuf));
-    }
-
-    /// The text.
-    pub(crate) fn get(&self) -> Arc<Vec<u8>> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .clone()
-    }
-
-    /// The protobuf.
-    pub(crate) fn get_protobuf(&self) -> Arc<Vec<u8>> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone()
-    }
-}
 
 /// A running `/metrics` server; stops when dropped.
 pub(crate) struct MetricsServer {
@@ -223,8 +196,7 @@ const SHORT: Lifetime = Lifetime {
 /// [`SHORT`].
 #[cfg(test)]
 fn test_server(text: Vec<u8>) -> MetricsServer {
-    let published = Arc::new(Published::default());
-    published.set(text, Vec::new());
+    let published = Arc::new(Published::serving(text));
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     MetricsServer::start_with(addr, published, SHORT).unwrap()
 }

@@ -11,14 +11,15 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::Published;
+use crate::prometheus::published::Published;
 use crate::prometheus::{native, Body, CONTENT_TYPE};
 
 /// The answer to any request: the exposition for GET and HEAD on `/metrics`
 /// (hyper leaves out the body for HEAD; the protobuf one when the `Accept`
 /// header prefers it, see [`wants_protobuf`]), 405 for other methods there, 404
 /// elsewhere. A request with a body is answered without reading it, and the
-/// connection closes after the answer.
+/// connection closes after the answer. The first request for an encoding of
+/// a generation renders it, here on the server thread (see `published.rs`).
 pub(super) fn respond(
     request: &Request<hyper::body::Incoming>,
     published: &Published,
@@ -28,12 +29,12 @@ pub(super) fn respond(
         (&Method::GET | &Method::HEAD, true) if wants_protobuf(request.headers().get(ACCEPT)) => (
             StatusCode::OK,
             native::CONTENT_TYPE,
-            Bytes::from_owner(Body(published.get_protobuf())),
+            Bytes::from_owner(Body(published.get().protobuf())),
         ),
         (&Method::GET | &Method::HEAD, true) => (
             StatusCode::OK,
             CONTENT_TYPE,
-            Bytes::from_owner(Body(published.get())),
+            Bytes::from_owner(Body(published.get().text())),
         ),
         (_, true) => (
             StatusCode::METHOD_NOT_ALLOWED,
