@@ -1,5 +1,6 @@
 //! What the recording threads and the collector of one recorder share: the
-//! run-open flag, the clock, the ring registry and the wake-up line.
+//! gate (whether a run is open and takes events), the clock, the ring
+//! registry and the wake-up line.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -76,16 +77,13 @@ pub(crate) struct Shared {
     /// recorder, in one word, so that a region checks all of it with one
     /// load at its start and one at its end: 0 while no run is open, else a
     /// process-wide unique epoch, this recorder's slot, [`GATE_SAMPLED`] and
-    /// [`GATE_EVENTS`]. A new epoch with every change of `run_open`,
-    /// `events_open` or `run_start`, so a region whose start and end see
-    /// the same value began and ended in one stretch of one run with
-    /// nothing changed. Written only by the collector (and the fork
-    /// handler), after the flags it sums up.
+    /// [`GATE_EVENTS`] (set while the run takes events: regions then send
+    /// theirs). The only record of those two flags ([`Shared::run_open`],
+    /// [`Shared::events_open`]). A new epoch with every change of either
+    /// or of `run_start`, so a region whose start and end see the same
+    /// value began and ended in one stretch of one run with nothing
+    /// changed. Written only by the collector (and the fork handler).
     gate: AtomicU64,
-    /// Whether a run is open (timers check it at their start).
-    run_open: AtomicBool,
-    /// Whether the open run still takes events: regions then send theirs.
-    events_open: AtomicBool,
     /// The raw clock at the open run's start: a region that started earlier
     /// is not counted in the tally (it belongs to an earlier run).
     run_start: AtomicU64,
@@ -135,8 +133,6 @@ impl Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             slot,
             gate: AtomicU64::new(0),
-            run_open: AtomicBool::new(false),
-            events_open: AtomicBool::new(false),
             run_start: AtomicU64::new(0),
             count_epoch: AtomicU64::new(0),
             clock: crate::ticks::Clock::new(),
@@ -166,11 +162,11 @@ impl Shared {
         self.gate.load(Ordering::Relaxed)
     }
 
-    /// A new gate value from the flags, after any of them changed.
-    fn refresh_gate(&self) {
-        let gate = if self.run_open.load(Ordering::Relaxed) {
+    /// A new gate value: 0 (no run open), or a new epoch with `events`.
+    fn store_gate(&self, open: bool, events: bool) {
+        let gate = if open {
             let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
-            let events = if self.events_open() { GATE_EVENTS } else { 0 };
+            let events = if events { GATE_EVENTS } else { 0 };
             let sampled = if self.time_one_in > 1 {
                 GATE_SAMPLED
             } else {
@@ -182,7 +178,7 @@ impl Shared {
         };
         // Release, paired with the Acquire fence in `region_gated` (the
         // hot loads are Relaxed): a region that finds the gate changed at
-        // its end sees the run's start and flags stored before it.
+        // its end sees the run's start stored before it.
         self.gate.store(gate, Ordering::Release);
     }
 
@@ -206,25 +202,28 @@ impl Shared {
     /// Whether a run is open: timers started now produce records.
     #[inline]
     pub(crate) fn run_open(&self) -> bool {
-        self.run_open.load(Ordering::Relaxed)
+        self.gate() != 0
     }
 
-    pub(crate) fn set_run_open(&self, open: bool) {
-        self.run_open.store(open, Ordering::Release);
-        self.refresh_gate();
+    /// Opens the run in the gate (`open`), taking events or not, or closes
+    /// it (then `events` is ignored: no run takes events).
+    pub(crate) fn set_run_open(&self, open: bool, events: bool) {
+        self.store_gate(open, events);
     }
 
-    /// Whether a region ending now should send its event.
+    /// Whether a region ending now should send its event (never while no
+    /// run is open).
     #[inline]
     pub(crate) fn events_open(&self) -> bool {
-        self.events_open.load(Ordering::Relaxed)
+        self.gate() & GATE_EVENTS != 0
     }
 
+    /// Whether the open run takes events from now on; nothing while no run
+    /// is open (the run opens with [`Shared::set_run_open`]'s).
     pub(crate) fn set_events_open(&self, open: bool) {
-        // Only the collector writes it: a plain look suffices.
-        if self.events_open() != open {
-            self.events_open.store(open, Ordering::Relaxed);
-            self.refresh_gate();
+        // Only the collector writes the gate: a plain look suffices.
+        if self.run_open() && self.events_open() != open {
+            self.store_gate(true, open);
         }
     }
 
@@ -245,10 +244,13 @@ impl Shared {
         self.count_epoch.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Sets the run's start; before the run is marked open.
+    /// Sets the run's start; before the run is marked open (else the gate
+    /// takes a new epoch, so no region spans the change).
     pub(crate) fn set_run_start(&self, t0: u64) {
         self.run_start.store(t0, Ordering::Release);
-        self.refresh_gate();
+        if self.run_open() {
+            self.store_gate(true, self.events_open());
+        }
     }
 
     /// Nudges the collector; never blocks (a pending wake-up is enough).
@@ -310,8 +312,6 @@ extern "C" fn in_forked_child() {
         // nulls it first, and in the child no other thread runs to free it.
         if let Some(shared) = unsafe { shared.as_ref() } {
             shared.gate.store(0, Ordering::Release);
-            shared.run_open.store(false, Ordering::Release);
-            shared.events_open.store(false, Ordering::Release);
             shared.alive.store(false, Ordering::Release);
         }
     }

@@ -463,7 +463,8 @@ impl Collector {
         run.outside_run = std::mem::take(&mut self.outside_between_runs);
         self.shared.set_run_start(start.raw);
         self.open(run);
-        self.shared.set_run_open(true);
+        let events = self.run.as_ref().is_some_and(|r| !r.events_full());
+        self.shared.set_run_open(true, events);
         Ok(())
     }
 
@@ -594,8 +595,7 @@ impl Collector {
             return Err(EndRunError::NoOpenRun);
         }
         // No new region joins this run from here; then take what was published.
-        self.shared.set_run_open(false);
-        self.shared.set_events_open(false);
+        self.shared.set_run_open(false, false);
         // A thread caught counting a region leaves the region before it
         // for the next look; with the gate closed it is done in moments.
         let mut tries = 0;
@@ -612,8 +612,7 @@ impl Collector {
             }
             Err((path, source)) => {
                 let full = self.run.as_ref().is_some_and(RunState::events_full);
-                self.shared.set_events_open(!full);
-                self.shared.set_run_open(true);
+                self.shared.set_run_open(true, !full);
                 self.next_sample = deadline(Instant::now(), self.config.sample_interval);
                 Err(EndRunError::WriteRunFile { path, source })
             }

@@ -165,7 +165,9 @@ impl CountTally {
         // value sees the odd word after it (its acquire fence).
         fence(Ordering::Release);
         let v = value as u64;
-        if s.epoch.load(Ordering::Relaxed) != epoch || s.observations.load(Ordering::Relaxed) == 0 {
+        // One load: only this thread writes it.
+        let n = s.observations.load(Ordering::Relaxed);
+        if s.epoch.load(Ordering::Relaxed) != epoch || n == 0 {
             s.min.store(v, Ordering::Relaxed);
             s.max.store(v, Ordering::Relaxed);
             s.epoch.store(epoch, Ordering::Relaxed);
@@ -179,7 +181,6 @@ impl CountTally {
         }
         s.last.store(v, Ordering::Relaxed);
         s.at.store(at, Ordering::Relaxed);
-        let n = s.observations.load(Ordering::Relaxed);
         s.observations.store(n + 1, Ordering::Relaxed);
         // Release: a reader that sees the even word sees every field.
         s.seq.store(seq.wrapping_add(2), Ordering::Release);

@@ -280,6 +280,18 @@ pub(crate) fn observe(shared: &Shared, values: impl Iterator<Item = (u32, i64)> 
     }
 }
 
+/// [`observe`] of one value (`observe_counts`' usual call), inline: the
+/// thread's aggregate of `id` updated in place, with no batch to go
+/// through; the rest (the thread's first count, an id with no place) in
+/// [`observe`], which counts it once (a refused value changes nothing).
+#[inline(always)]
+pub(crate) fn observe_one(shared: &Shared, id: u32, value: i64, at: u64) {
+    let epoch = shared.count_epoch();
+    if with_ring(shared, |_, ring| ring.counts.observe(id, value, at, epoch)) != Some(true) {
+        observe(shared, std::iter::once((id, value)), at);
+    }
+}
+
 /// Hands `records` (a batch of counts) to the calling thread's ring for `shared`.
 ///
 /// Never allocates or locks once the thread has its ring; never panics.

@@ -4,10 +4,10 @@
 use std::marker::PhantomData;
 
 use super::ring::Record;
-use super::thread::{observe, push, region, region_ended, sample};
+use super::thread::{observe, observe_one, push, region, region_ended, sample};
 use crate::config::ENABLED;
 use crate::os as resources;
-use crate::shared::{global_shared, Shared, GATE_SAMPLED};
+use crate::shared::{global_shared, Shared, GATE_EVENTS, GATE_SAMPLED};
 use crate::site::{count_id, dynamic_id, static_id, Kind, Site};
 
 /// How a timer reads the clock: [`Unfenced`] (the default) or [`Fenced`]. A
@@ -471,15 +471,12 @@ impl<'r, R: ClockRead> FunctionTimer<'r, R> {
     }
 }
 
-impl<R: ClockRead> Drop for FunctionTimer<'_, R> {
-    #[inline]
-    fn drop(&mut self) {
-        if !ENABLED {
-            return;
-        }
-        let Some((cpu0, rss0)) = self.resources else {
-            return; // `region` pushes its own record when it drops.
-        };
+impl<R: ClockRead> FunctionTimer<'_, R> {
+    /// The end of a call timed [`with_resources`](FunctionTimer::with_resources):
+    /// its region with the resources record. Out of line, so that the
+    /// usual timer's drop stays a check, a clock read and a call.
+    #[inline(never)]
+    fn finish_with_resources(&mut self, (cpu0, rss0): (u64, u64)) {
         self.region.finish(|| {
             let cpu = resources::thread_cpu_ns().saturating_sub(cpu0);
             let rss_kib = (resources::rss_bytes() as i64 - rss0 as i64) / 1024;
@@ -489,6 +486,22 @@ impl<R: ClockRead> Drop for FunctionTimer<'_, R> {
                 site: Record::RESOURCES,
             }
         });
+    }
+}
+
+impl<R: ClockRead> Drop for FunctionTimer<'_, R> {
+    // Always, like `Region`'s: inlined only where the caller chose (a plain
+    // `#[inline]`), the drop glue was a call of 35 instructions per region
+    // with the region spilled to the stack (`examples/region_cost.rs`).
+    #[inline(always)]
+    fn drop(&mut self) {
+        if !ENABLED {
+            return;
+        }
+        if let Some(start) = self.resources {
+            self.finish_with_resources(start);
+        }
+        // Else `region` pushes its own record when it drops.
     }
 }
 
@@ -513,17 +526,19 @@ pub(crate) fn observe_counts<'r>(
         return;
     }
     let Some(shared) = shared() else { return };
-    if !shared.run_open() {
+    // Whether a run is open and takes events: one load.
+    let gate = shared.gate();
+    if gate == 0 {
         return;
     }
+    let events = gate & GATE_EVENTS != 0;
     let at = shared.clock.raw();
-    let events = shared.events_open();
     if let [(name, value)] = counts {
-        // One value, the usual call: no batch to fill.
-        let one = std::iter::once((count_id(name), *value));
-        observe(shared, one.clone(), at);
+        // One value, the usual call: no batch to fill, counted inline.
+        let id = count_id(name);
+        observe_one(shared, id, *value, at);
         if events {
-            count_events(shared, one, at);
+            count_events(shared, std::iter::once((id, *value)), at);
         }
         return;
     }

@@ -267,16 +267,23 @@ fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
     };
     let text = serde_head(&file)?;
     // Each key in turn, after the one before: the entries' lists, then
-    // `window`, then its lists (before any user text of `meta`).
+    // `window`, then its lists (before any user text of `meta`); with no
+    // window (`null`), only the entries' lists.
+    let windowed = file.meta.window.is_some();
+    let keys: &[&[u8]] = if windowed {
+        &[
+            PHASES_KEY,
+            FUNCTIONS_KEY,
+            WINDOW_KEY,
+            WINDOW_PHASES_KEY,
+            WINDOW_FUNCTIONS_KEY,
+        ]
+    } else {
+        &[PHASES_KEY, FUNCTIONS_KEY]
+    };
     let mut marks = [0usize; 5];
     let mut from = 0;
-    for (mark, key) in marks.iter_mut().zip([
-        PHASES_KEY,
-        FUNCTIONS_KEY,
-        WINDOW_KEY,
-        WINDOW_PHASES_KEY,
-        WINDOW_FUNCTIONS_KEY,
-    ]) {
+    for (mark, &key) in marks.iter_mut().zip(keys) {
         let found = text.get(from..).and_then(|t| {
             t.windows(key.len() + 2)
                 .position(|w| w.starts_with(key) && w.ends_with(b"[]"))
@@ -307,6 +314,10 @@ fn head(mut file: RunFile) -> std::io::Result<Vec<u8>> {
     entries(&mut out, &phases, "phase");
     out.extend_from_slice(&text[p + 2..f]);
     entries(&mut out, &functions, "name");
+    if !windowed {
+        out.extend_from_slice(&text[f + 2..]);
+        return Ok(out);
+    }
     out.extend_from_slice(&text[f + 2..wp]);
     window_list(
         &mut out,

@@ -195,12 +195,14 @@ impl Site {
     }
 }
 
-/// One entry of the per-thread cache for `&'static str` names.
+/// One entry of the per-thread cache for `&'static str` names: the
+/// addresses of the name and module, their [`shape`], and the id. An unused
+/// entry's `name` is 0, which no `&str`'s address is, so it matches nothing.
 #[derive(Clone, Copy)]
 struct Entry {
-    name: (usize, usize),
-    module: (usize, usize),
-    kind: Kind,
+    name: usize,
+    module: usize,
+    shape: u32,
     id: u32,
 }
 
@@ -212,7 +214,7 @@ type Fast = foldhash::fast::RandomState;
 
 thread_local! {
     static STATIC_NAMES: [Cell<Entry>; CACHE_SIZE] = const {
-        [const { Cell::new(Entry { name: (0, 0), module: (0, 0), kind: Kind::Phase, id: 0 }) }; CACHE_SIZE]
+        [const { Cell::new(Entry { name: 0, module: 0, shape: 0, id: 0 }) }; CACHE_SIZE]
     };
     /// Behind the direct-mapped cache: every `'static` name this thread has
     /// used, so two names sharing a cache slot never take the registry lock.
@@ -225,25 +227,47 @@ fn raw(s: &'static str) -> (usize, usize) {
     (s.as_ptr() as usize, s.len())
 }
 
+/// The lengths of a name and a module and the kind, in 32 bits (a
+/// constant at a call site with literal names, compared as an immediate):
+/// with the two addresses, what a cache entry compares. `None` for a text
+/// of [`LONG_NAME`] bytes or more, which is never cached (its lookups take
+/// the per-thread map: no lock, just slower).
+#[inline(always)]
+fn shape(kind: Kind, name: &str, module: &str) -> Option<u32> {
+    (name.len() < LONG_NAME && module.len() < LONG_NAME)
+        .then_some((name.len() as u32) << 17 | (module.len() as u32) << 2 | kind as u32)
+}
+
+/// The shortest name or module [`shape`] leaves out of the cache: 15 bits
+/// of length each, beside the kind's 2.
+const LONG_NAME: usize = 1 << 15;
+const _: () = assert!(Kind::Count as u32 <= 3);
+
 /// The id of a name given as `&'static str`: a `'static` string's address and
 /// length identify it for the life of the process, so the fast path compares
-/// a few words and never hashes the text.
+/// three words (the addresses, and the lengths with the kind, constants at a
+/// call site with literal names) and never hashes the text.
 #[inline]
 pub(crate) fn static_id(kind: Kind, name: &'static str, module: &'static str) -> u32 {
-    let (n, m) = (raw(name), raw(module));
-    let slot = ((n.0 >> 3) ^ (m.0 >> 7) ^ (kind as usize)) % CACHE_SIZE;
+    let key = (raw(name), raw(module), kind);
+    let Some(shape) = shape(kind, name, module) else {
+        return static_miss(key, move || intern(kind, module, name));
+    };
+    let (n, m) = (key.0 .0, key.1 .0);
+    let slot = ((n >> 3) ^ (m >> 7) ^ (kind as usize)) % CACHE_SIZE;
     STATIC_NAMES
         .try_with(|cache| {
             let e = cache[slot].get();
-            if e.name == n && e.module == m && e.kind == kind && e.id != 0 {
+            if e.name == n && e.module == m && e.shape == shape {
                 return e.id;
             }
-            let id = static_miss((n, m, kind), || intern(kind, module, name));
+            // `move`: the kind is not stored for the closure at every call.
+            let id = static_miss(key, move || intern(kind, module, name));
             if !over_cap(kind, id) {
                 cache[slot].set(Entry {
                     name: n,
                     module: m,
-                    kind,
+                    shape,
                     id,
                 });
             }
@@ -292,5 +316,39 @@ mod tests {
         assert_ne!(p, f);
         assert_ne!(p, q);
         assert_eq!(static_id(Kind::Function, "site_test_b", "m"), f);
+    }
+
+    #[test]
+    fn names_at_one_address_differ_by_length() {
+        // One address, three names (two of them prefixes), in both places;
+        // the oracle is `intern`, by text.
+        const TEXT: &str = "site_test_cde";
+        let id = |name: &'static str, module: &'static str| {
+            let id = static_id(Kind::Phase, name, module);
+            assert_eq!(id, intern(Kind::Phase, module, name), "{name} {module}");
+            id
+        };
+        for _ in 0..2 {
+            let ids = [
+                id(TEXT, "m"),
+                id(&TEXT[..12], "m"),
+                id(&TEXT[..11], "m"),
+                id("m", TEXT),
+                id("m", &TEXT[..12]),
+            ];
+            let mut distinct = ids.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        }
+        // The same text at another address: the same name.
+        let copy: &'static str = String::from(TEXT).leak();
+        assert_eq!(id(copy, "m"), id(TEXT, "m"));
+        // Names too long for the cache: found all the same, each its own.
+        let long: &'static str = "x".repeat(LONG_NAME + 1).leak();
+        for _ in 0..2 {
+            assert_ne!(id(long, "m"), id(&long[..LONG_NAME], "m"));
+            assert_ne!(id("m", long), id(long, "m"));
+        }
     }
 }
