@@ -25,6 +25,10 @@
 //! cargo bench --bench dynamic_names [-- --before OLD_EXE] [--svg docs/dynamic_names.svg]
 //! cargo bench --bench dynamic_names -- --callgrind [--before OLD_EXE]
 //!
+//! `RUNMETRICS_DYN_SIZES=10,10000` picks the sizes;
+//! `RUNMETRICS_DYN_POLL_MS=1000` the collector's `poll_interval` (how often
+//! it reads the tallies, taking their lines from the recording core).
+//!
 //! Under `cargo test` (no `--bench` argument): 10, 100 and 1 000 names, a
 //! few thousand regions each.
 
