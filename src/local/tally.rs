@@ -99,12 +99,11 @@ fn untimed_of(skip: u64) -> u64 {
     (skip >> SKIP_BITS).wrapping_sub(skip & SKIP_MASK) & ((1 << (64 - SKIP_BITS)) - 1)
 }
 
-/// One site's counters on one thread. Laid out in lines: the first holds
-/// every counter a region of under 256 ticks touches (its bucket's row
-/// pointer among them) and a skipped region's `skip`, so that with
-/// thousands of sites a region misses one line here, not two or three.
-#[repr(C, align(64))]
+/// One site's counters on one thread.
 struct SiteTally {
+    /// The sum of the regions' ticks but the waiting one's (each region at
+    /// least 1 tick).
+    sum: AtomicU64,
     /// The last region's duration (low 32 bits; 0 before the first), not yet
     /// in its bucket, and a tag (high 32 bits) that changes with every
     /// region. Stored when a region begins its counting...
@@ -112,9 +111,6 @@ struct SiteTally {
     /// ...and stored here, the same word, when it is done: the thread is in
     /// the middle of counting while the two differ.
     done: AtomicU64,
-    /// The sum of the regions' ticks but the waiting one's (each region at
-    /// least 1 tick).
-    sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
     /// Sampled timing (`sample = n`, `Config::time_one_in`): the regions
@@ -123,10 +119,10 @@ struct SiteTally {
     /// only takes one from the low bits, so `planned - left` is the exact
     /// count of regions not timed; 0 for a site never sampled.
     skip: AtomicU64,
-    /// Null until made; never freed before the tally.
-    rows: [AtomicPtr<Row>; ROWS],
     /// The `n` of the site's last timed region of sampled timing (0: never sampled).
     one_in: AtomicU64,
+    /// Null until made; never freed before the tally.
+    rows: [AtomicPtr<Row>; ROWS],
 }
 
 impl SiteTally {

@@ -187,7 +187,7 @@ impl PhaseTimer<'static> {
     }
 
     /// Like [`PhaseTimer::new`] for names made at run time; looks the names
-    /// up by their text on every call (a per-thread table: a short hash and
+    /// up by their text on every call (a per-thread cache: a short hash and
     /// a compare), so prefer `'static` names in loops.
     pub fn dynamic(phase: &str, module: &str) -> PhaseTimer<'static> {
         PhaseTimer {
