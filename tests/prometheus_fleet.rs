@@ -1,9 +1,9 @@
 //! The fleet path of the README: three workers (recorders, each with its
 //! own `/metrics`) scraped by a real Prometheus, and the README's PromQL —
 //! `histogram_quantile` over `sum by (le)` of the buckets' rate — against
-//! a sorted vector of every region's duration measured with `Instant`: the
-//! fleet's p50 and p99 fall in the bucket that holds the true quantile,
-//! and the summed count is every region. And the same for batch workers
+//! every region's duration bracketed by `Instant` inside and outside its
+//! guard: the fleet's p50 and p99 fall in a bucket that can hold the true
+//! quantile, and the summed count is every region. And the same for batch workers
 //! that push to a real Pushgateway at `end_run`, each with its own
 //! `instance` grouping label, scraped with `honor_labels`.
 #![cfg(feature = "prometheus")]
@@ -58,18 +58,70 @@ fn in_readme(query: &str) {
     );
 }
 
-/// `query` (written with 0.99) at the p99 and the p50 falls in the default
-/// bucket of the true quantile of `truth` (sorted).
-fn quantiles_agree(query: &str, truth: &[f64], total: impl Fn(&str) -> Option<f64>) {
+/// One region as the oracle saw it: `Instant` inside the guard (the spin)
+/// and outside it, so the recorded duration lies in `[inner, outer]`; and
+/// the weight range the query gives it (1 without `rate`).
+#[derive(Clone, Copy)]
+struct Region {
+    inner: f64,
+    outer: f64,
+    weight: (f64, f64),
+}
+
+/// Times one `phase("step", "work")` region of `us` µs of spin on `rec`.
+fn region(rec: &Recorder, us: u64) -> Region {
+    let t = Instant::now();
+    let inner = {
+        let _t = rec.phase("step", "work");
+        spin(Duration::from_micros(us))
+    };
+    Region {
+        inner: inner.as_secs_f64(),
+        outer: t.elapsed().as_secs_f64(),
+        weight: (1.0, 1.0),
+    }
+}
+
+/// The least and the most fraction of the weight that any recording
+/// consistent with `regions` puts at or below `x`: a region surely at or
+/// below `x` (`outer <= x`) with its lowest weight against the rest with
+/// their highest, and the other way round for the most.
+fn fraction_at_or_below(regions: &[Region], x: f64) -> (f64, f64) {
+    let (mut surely, mut rest_hi, mut maybe, mut above_lo) = (0.0, 0.0, 0.0, 0.0);
+    for r in regions {
+        if r.outer <= x {
+            surely += r.weight.0;
+        } else {
+            rest_hi += r.weight.1;
+        }
+        if r.inner <= x {
+            maybe += r.weight.1;
+        } else {
+            above_lo += r.weight.0;
+        }
+    }
+    (surely / (surely + rest_hi), maybe / (maybe + above_lo))
+}
+
+/// `query` (written with 0.99) at the p99 and the p50 lies in a default
+/// bucket `(lower, upper]` that could hold the quantile: one where a
+/// recording consistent with the oracle can have less than q of the weight
+/// at or below `lower` and at least q at or below `upper` (which is how
+/// `histogram_quantile` picks its bucket).
+fn quantiles_agree(query: &str, regions: &[Region], total: impl Fn(&str) -> Option<f64>) {
     for q in [0.99, 0.5] {
         let promql = query.replace("0.99", &q.to_string());
         let got = total(&promql).unwrap();
-        let rank = ((q * truth.len() as f64).ceil() as usize).clamp(1, truth.len());
-        let want = truth[rank - 1];
-        let (lower, upper) = bucket_of(want);
+        let (lower, upper) = bucket_of(got);
+        let (least_below, _) = fraction_at_or_below(regions, lower);
+        let (_, most_to_upper) = fraction_at_or_below(regions, upper);
         assert!(
-            got > lower && got <= upper,
-            "{promql} = {got}: not in ({lower}, {upper}], the bucket of the true {want}"
+            least_below < q && most_to_upper >= q,
+            "{promql} = {got}: its bucket ({lower}, {upper}] cannot hold the p{}: at least \
+             {least_below} of the regions' weight is at or below {lower} and at most \
+             {most_to_upper} at or below {upper} (Instant brackets of {} regions)",
+            q * 100.0,
+            regions.len()
         );
     }
 }
@@ -97,25 +149,26 @@ fn promql_over_the_workers_gives_the_fleets_quantiles() {
     let mut before = Vec::new();
     for (w, rec) in workers.iter().enumerate() {
         rec.start_run(dir.path().join(format!("w{w}"))).unwrap();
-        let t = Instant::now();
-        {
-            let _t = rec.phase("step", "work");
-            spin(Duration::from_micros(300));
-        }
-        before.push(t.elapsed().as_secs_f64());
+        before.push(region(rec, 300));
     }
     let targets: Vec<String> = workers
         .iter()
         .map(|r| r.metrics_addr().unwrap().to_string())
         .collect();
     let (_server, prom) = common::start_prometheus(&prometheus, dir.path(), "fleet", &targets, &[]);
+    // Every query after the work is evaluated at one instant, `at`, so the
+    // workers' rates below and the quantiles come from the same samples.
+    let at = std::cell::Cell::new(None::<f64>);
     let query = |q: &str| -> Option<Vec<Value>> {
-        let (status, _, body) = http(prom, "GET", &format!("/api/v1/query?query={}", encode(q)));
+        let time = at.get().map(|t| format!("&time={t}")).unwrap_or_default();
+        let path = format!("/api/v1/query?query={}{time}", encode(q));
+        let (status, _, body) = http(prom, "GET", &path);
         let v: Value = serde_json::from_str(&body).ok()?;
         let result = v["data"]["result"].as_array()?.clone();
         (status == 200 && !result.is_empty()).then_some(result)
     };
-    let total = |q: &str| -> Option<f64> { query(q)?[0]["value"][1].as_str()?.parse().ok() };
+    let value = |v: &Value| -> Option<f64> { v["value"][1].as_str()?.parse().ok() };
+    let total = |q: &str| -> Option<f64> { value(&query(q)?[0]) };
     let count = "sum(runmetrics_phase_duration_seconds_count{job=\"fleet\", phase=\"step\"})";
     eventually(
         "every worker's first region scraped",
@@ -127,33 +180,51 @@ fn promql_over_the_workers_gives_the_fleets_quantiles() {
     );
 
     // The work: 200 regions of 300 µs, 200 of 700 µs, 100 of 3 ms.
-    let mut truth = Vec::new();
-    for (rec, (n, us)) in workers.iter().zip([(200, 300), (200, 700), (100, 3_000)]) {
-        for _ in 0..n {
-            let t = Instant::now();
-            {
-                let _t = rec.phase("step", "work");
-                spin(Duration::from_micros(us));
-            }
-            truth.push(t.elapsed().as_secs_f64());
-        }
+    let work = [(200, 300), (200, 700), (100, 3_000)];
+    let mut regions: Vec<Vec<Region>> = Vec::new();
+    for (rec, (n, us)) in workers.iter().zip(work) {
+        regions.push((0..n).map(|_| region(rec, us)).collect());
     }
     eventually("every region scraped", Duration::from_secs(30), || {
         (total(count)? == 503.0).then_some(())
     });
     // Two more scrapes, so each series' last sample is after the work.
     std::thread::sleep(Duration::from_secs(2));
-    truth.sort_by(f64::total_cmp);
-    quantiles_agree(QUERY, &truth, total);
-    // The lifetime form (no rate) counts the first regions too.
-    truth.extend(before);
-    truth.sort_by(f64::total_cmp);
-    let lifetime = "histogram_quantile(0.99, sum by (le) (runmetrics_phase_duration_seconds_bucket{job=\"fleet\", phase=\"step\"}))";
-    let (lower, upper) = bucket_of(truth[(0.99 * truth.len() as f64).ceil() as usize - 1]);
-    let got = total(lifetime).unwrap();
-    assert!(
-        got > lower && got <= upper,
-        "{got} not in ({lower}, {upper}]"
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    at.set(Some(now.unwrap().as_secs_f64()));
+
+    // `rate` extrapolates each series' increase to the window's end, by a
+    // factor set by when its target was last scraped: up to a scrape
+    // interval more for one worker than another (a quarter here). Every
+    // series of one target shares that factor, so a worker's regions
+    // weigh its count's rate over its regions; ±2 % covers the
+    // extrapolation towards zero at the window's start, which differs a
+    // little per series (at most a series' first value over its increase).
+    let rates =
+        query("rate(runmetrics_phase_duration_seconds_count{job=\"fleet\", phase=\"step\"}[5m])")
+            .expect("each worker's rate");
+    assert_eq!(rates.len(), 3, "{rates:?}");
+    let mut weighted = Vec::new();
+    for (w, (n, _)) in work.iter().enumerate() {
+        let rate = rates
+            .iter()
+            .find(|r| r["metric"]["instance"] == targets[w].as_str())
+            .and_then(value)
+            .unwrap_or_else(|| panic!("no rate for worker {w} at {}: {rates:?}", targets[w]));
+        let weight = rate / f64::from(*n);
+        weighted.extend(regions[w].iter().map(|r| Region {
+            weight: (weight * 0.98, weight * 1.02),
+            ..*r
+        }));
+    }
+    quantiles_agree(QUERY, &weighted, total);
+    // The lifetime form (no rate) counts the first regions too, each once.
+    let mut lifetime: Vec<Region> = regions.into_iter().flatten().collect();
+    lifetime.extend(before);
+    quantiles_agree(
+        "histogram_quantile(0.99, sum by (le) (runmetrics_phase_duration_seconds_bucket{job=\"fleet\", phase=\"step\"}))",
+        &lifetime,
+        total,
     );
     for rec in &workers {
         rec.end_run(Value::Null).unwrap();
@@ -191,14 +262,7 @@ fn promql_over_pushed_workers_gives_the_fleets_quantiles() {
         )
         .unwrap();
         rec.start_run(dir.path().join(format!("w{w}"))).unwrap();
-        for _ in 0..n {
-            let t = Instant::now();
-            {
-                let _t = rec.phase("step", "work");
-                spin(Duration::from_micros(us));
-            }
-            truth.push(t.elapsed().as_secs_f64());
-        }
+        truth.extend((0..n).map(|_| region(&rec, us)));
         rec.end_run(Value::Null).unwrap();
     }
     let scrape = common::scrape_job("pushgateway", &[gateway.addr.to_string()], true);
@@ -217,6 +281,5 @@ fn promql_over_pushed_workers_gives_the_fleets_quantiles() {
         Duration::from_secs(30),
         || (query(count)? == 500.0 && query(instances)? == 3.0).then_some(()),
     );
-    truth.sort_by(f64::total_cmp);
     quantiles_agree(PUSHED_QUERY, &truth, query);
 }
