@@ -120,8 +120,18 @@ impl<'r, R: ClockRead> Region<'r, R> {
         }
         let site = site();
         let n = one_in(shared, gate);
-        if n > 1 && !sample(shared, site, n) {
-            return Region::OFF;
+        if n > 1 {
+            if !sample(shared, site, n) {
+                return Region::OFF;
+            }
+            // A timed region of a sampled site comes after regions that read
+            // no clock. The first TSC read after a few microseconds without
+            // one reads the region longer by 2-8 % at ~100 ns (its
+            // microcode's tail lands in the region), while an exact loop's
+            // start follows the last region's end: one read first, thrown
+            // away, gives the start the exact loop's (BENCHMARKS.md,
+            // "Sampled timing"). One read in `n` regions.
+            std::hint::black_box(shared.clock.raw());
         }
         Region {
             shared: Some(shared),
