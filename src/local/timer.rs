@@ -99,8 +99,9 @@ impl<'r, R: ClockRead> Region<'r, R> {
     }
 
     /// [`Region::begin`] of a name looked up by its text, which, when the
-    /// name was not in the thread's cache of names (`dynamic_id`), also
-    /// starts loading the lines the region's end counts in ([`prefetch`]):
+    /// name was not in the thread's cache of names and the thread uses
+    /// many (`dynamic_id` says), also starts loading the lines the
+    /// region's end counts in ([`prefetch`]):
     /// among thousands of names they are rarely cached either, and each
     /// waited for the one before (BENCHMARKS.md, "Dynamic names by live
     /// names").
