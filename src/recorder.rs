@@ -13,7 +13,7 @@ use crate::local::timer::{self, FunctionTimer, PhaseTimer};
 use crate::report::RESERVED_META_KEYS;
 use crate::run_id::free_run_path;
 use crate::shared::{self, Shared, MAX_RECORDERS};
-use crate::site::{dynamic_id, static_id, Kind};
+use crate::site::{static_id, Kind};
 
 /// A recorder: its own collector thread, runs and run files. The free
 /// functions use one global recorder; make a `Recorder` to pass around
@@ -181,7 +181,7 @@ impl Recorder {
 
     /// Times a phase whose names are made at run time (looked up by their text per call).
     pub fn phase_dynamic(&self, phase: &str, module: &str) -> PhaseTimer<'_> {
-        PhaseTimer::on(&self.shared, || dynamic_id(Kind::Phase, phase, module))
+        PhaseTimer::on_dynamic(&self.shared, phase, module)
     }
 
     /// Times one call of a function on this recorder; see [`FunctionTimer`].
@@ -192,7 +192,7 @@ impl Recorder {
 
     /// Times a function call whose names are made at run time (looked up by their text per call).
     pub fn function_dynamic(&self, name: &str, module: &str) -> FunctionTimer<'_> {
-        FunctionTimer::on(&self.shared, || dynamic_id(Kind::Function, name, module))
+        FunctionTimer::on_dynamic(&self.shared, name, module)
     }
 
     /// Runs `f`, timed as a call of function `name` in `module`.

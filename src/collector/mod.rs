@@ -84,11 +84,32 @@ const BUSY_DRAIN: u64 = 4_096;
 const BUSY_POLL: Duration = Duration::from_micros(200);
 /// How many more drains `end_run` makes while a thread is caught counting.
 const SETTLE_TRIES: u32 = 100;
+/// The tallies' pass (every thread's region and count aggregates) between
+/// the full ones (see [`Collector::tallies_period`]) reads the tallies
+/// every `poll_interval` while it finds at most this many sites moved, and
+/// proportionally less often beyond: each moved site it reads takes its
+/// lines from the recording core, whose next region there waits for them
+/// to come back.
+const SITES_PER_POLL: u64 = 256;
+/// The longest the pass waits, in `poll_interval`s (1 s by default).
+const MAX_STRETCH: u64 = 100;
 
 /// `from + after`, or `None` (never) when that is past what `Instant` can
 /// hold: every interval setting may be as long as `Duration::MAX`.
 pub(crate) fn deadline(from: Instant, after: Duration) -> Option<Instant> {
     from.checked_add(after)
+}
+
+/// Which tallies a [`Collector::drain`] reads: the rings it drains
+/// whatever this says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tallies {
+    /// Every thread's, now: the figures are about to be shown (a run file,
+    /// a publish, a command), so they must hold every region ended before.
+    All,
+    /// Every thread's when the pass is due, else those of exited threads
+    /// only (their rings leave the registry once read).
+    WhenDue,
 }
 
 /// What one [`Collector::drain`] found.
@@ -112,6 +133,9 @@ struct Collector {
     next_flush: Option<Instant>,
     /// When the open run ends and the next begins (with `rotate_every`).
     next_rotate: Option<Instant>,
+    /// When the next pass over the tallies is due in a drain that does
+    /// not need them all (`None`: at the next drain).
+    next_tallies: Option<Instant>,
     /// Orphaned records already accounted for.
     orphaned_seen: u64,
     /// Records that arrived while no run was open (they outlived their run).
@@ -131,6 +155,7 @@ impl Collector {
             next_sample: None,
             next_flush: None,
             next_rotate: None,
+            next_tallies: None,
             orphaned_seen: 0,
             outside_between_runs: 0,
             sinks,
@@ -189,6 +214,8 @@ impl Collector {
             .iter()
             .any(|s| s.next_due().is_some_and(|at| now >= at))
         {
+            // A publish or a push shows every region ended before it.
+            self.drain(Tallies::All);
             let (view, sinks) = self.view();
             for sink in sinks.iter_mut() {
                 if sink.next_due().is_some_and(|at| now >= at) {
@@ -236,7 +263,13 @@ impl Collector {
                     recv(wake) -> _ => None,
                 },
             };
-            busy = self.drain().records >= BUSY_DRAIN;
+            // A command may show the figures: every tally read first.
+            let tallies = if command.is_some() {
+                Tallies::All
+            } else {
+                Tallies::WhenDue
+            };
+            busy = self.drain(tallies).records >= BUSY_DRAIN;
             // Every request made before the drain is answered by this
             // sample: requests that came together are one.
             if self.shared.take_sample_request() {
@@ -279,9 +312,26 @@ impl Collector {
         }
     }
 
-    /// Takes every published record and every tally's news from every
-    /// thread.
-    fn drain(&mut self) -> Drained {
+    /// How long after a pass over the tallies that read `moved` sites that
+    /// had changed the next one comes: `poll_interval` for up to
+    /// [`SITES_PER_POLL`] sites, one more for each as many more, at most
+    /// [`MAX_STRETCH`] of them. So the pass takes at most about
+    /// [`SITES_PER_POLL`] sites' lines per poll from the recording cores
+    /// (with thousands of names in turn, each region's counters were
+    /// otherwise taken back every poll: BENCHMARKS.md, "Dynamic names by
+    /// live names"), while a run file, a publish and a command still see
+    /// every tally read at once ([`Tallies::All`]).
+    fn tallies_period(&self, moved: u64) -> Duration {
+        let stretch = moved.div_ceil(SITES_PER_POLL).clamp(1, MAX_STRETCH);
+        self.config.poll_interval.saturating_mul(stretch as u32)
+    }
+
+    /// Takes every published record from every thread, and the news of
+    /// the tallies that `tallies` says.
+    fn drain(&mut self, tallies: Tallies) -> Drained {
+        let now = Instant::now();
+        let due = tallies == Tallies::All || self.next_tallies.is_none_or(|at| now >= at);
+        let mut moved = 0;
         let mut settled = true;
         {
             let registered = self.shared.lock_rings();
@@ -326,32 +376,38 @@ impl Collector {
                 }
             });
             total += drained;
-            // After the ring: a tallied region's event record was published
-            // after its count, so the count is seen no later than the event.
             let mut collected = 0;
-            settled &= ring.tally.collect(|delta| match run.as_mut() {
-                Some(run) => {
-                    // A site whose regions all stayed in the tally (no event
-                    // sent) is named here first.
-                    if delta.site as usize > sites.len() {
-                        copy_new_sites(sites);
+            // An exited thread's tally is read in the pass that finds its
+            // ring closed, after which the ring leaves the registry.
+            if due || closed {
+                // After the ring: a tallied region's event record was
+                // published after its count, so a pass that reads the tally
+                // sees every count whose event it took.
+                settled &= ring.tally.collect(|delta| match run.as_mut() {
+                    Some(run) => {
+                        // A site whose regions all stayed in the tally (no
+                        // event sent) is named here first.
+                        if delta.site as usize > sites.len() {
+                            copy_new_sites(sites);
+                        }
+                        collected += 1;
+                        run.add_delta(delta);
                     }
-                    collected += 1;
-                    run.add_delta(delta);
-                }
-                None => *outside += delta.count(),
-            });
-            // Count values, aggregated on their thread like regions.
-            settled &= ring.counts.collect(|delta| match run.as_mut() {
-                Some(run) => {
-                    if delta.site as usize > sites.len() {
-                        copy_new_sites(sites);
+                    None => *outside += delta.count(),
+                });
+                // Count values, aggregated on their thread like regions.
+                settled &= ring.counts.collect(|delta| match run.as_mut() {
+                    Some(run) => {
+                        if delta.site as usize > sites.len() {
+                            copy_new_sites(sites);
+                        }
+                        collected += 1;
+                        run.add_counts(delta);
                     }
-                    collected += 1;
-                    run.add_counts(delta);
-                }
-                None => *outside += delta.new,
-            });
+                    None => *outside += delta.new,
+                });
+            }
+            moved += collected;
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
                 run.dropped += dropped;
@@ -364,6 +420,9 @@ impl Collector {
             if closed {
                 finished.push(Arc::as_ptr(ring));
             }
+        }
+        if due {
+            self.next_tallies = deadline(now, self.tallies_period(moved));
         }
         let orphaned = self.shared.orphaned();
         if let Some(run) = self.run.as_mut() {
@@ -497,7 +556,7 @@ impl Collector {
             .config
             .rotate_every
             .and_then(|i| deadline(Instant::now(), i));
-        self.drain();
+        self.drain(Tallies::All);
         self.sample(true);
         if self.write_run_file(true, &serde_json::Map::new()).is_err() {
             return;
@@ -532,7 +591,7 @@ impl Collector {
         if self.run.is_none() {
             return Err(FlushError::NoOpenRun);
         }
-        self.drain();
+        self.drain(Tallies::All);
         self.next_flush = self
             .config
             .flush_interval
@@ -599,7 +658,7 @@ impl Collector {
         // A thread caught counting a region leaves the region before it
         // for the next look; with the gate closed it is done in moments.
         let mut tries = 0;
-        while !self.drain().settled && tries < SETTLE_TRIES {
+        while !self.drain(Tallies::All).settled && tries < SETTLE_TRIES {
             tries += 1;
             std::thread::yield_now();
         }

@@ -101,6 +101,17 @@ pub(crate) fn region(shared: &Shared, site: u32, start: u64, end: u64, resources
     region_rest(shared, site, start, end, resources);
 }
 
+/// Starts loading the lines where the end of a region of `site` counts, in
+/// the calling thread's tally for `shared` ([`super::tally::Tally::prefetch`]):
+/// for a name looked up by its text, whose counters, among thousands of
+/// names, are rarely in the core's caches. Changes nothing: a few loads and
+/// a prefetch, in a call of its own so that the lookups that need none (a
+/// name in the thread's cache) stay small enough to be inlined.
+#[inline(never)]
+pub(crate) fn prefetch(shared: &Shared, site: u32) {
+    let _ = with_ring(shared, |_, ring| ring.tally.prefetch(site));
+}
+
 /// Sampled timing (about one region of `site` in `one_in` timed): whether
 /// the region starting now is to be timed. One that is not is counted
 /// here, exactly, as an untimed region of the open run; one that is, is

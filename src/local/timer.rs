@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::ring::Record;
-use super::thread::{observe, observe_one, push, region, region_ended, sample};
+use super::thread::{observe, observe_one, prefetch, push, region, region_ended, sample};
 use crate::config::ENABLED;
 use crate::os as resources;
 use crate::shared::{global_shared, Shared, GATE_EVENTS, GATE_SAMPLED};
@@ -96,6 +96,34 @@ impl<'r, R: ClockRead> Region<'r, R> {
                 1
             }
         })
+    }
+
+    /// [`Region::begin`] of a name looked up by its text, which, when the
+    /// name was not in the thread's cache of names and the thread uses
+    /// many (`dynamic_id` says), also starts loading the lines the
+    /// region's end counts in ([`prefetch`]):
+    /// among thousands of names they are rarely cached either, and each
+    /// waited for the one before (BENCHMARKS.md, "Dynamic names by live
+    /// names").
+    #[inline(always)]
+    fn begin_dynamic(
+        shared: impl FnOnce() -> Option<&'r Shared>,
+        kind: Kind,
+        name: &str,
+        module: &str,
+    ) -> Region<'r, R> {
+        let shared = if ENABLED { shared() } else { None };
+        Region::begin(
+            || shared,
+            #[inline(always)]
+            || {
+                dynamic_id(kind, name, module, |site| {
+                    if let Some(shared) = shared {
+                        prefetch(shared, site);
+                    }
+                })
+            },
+        )
     }
 
     /// [`Region::begin`] with sampled timing of about one region in
@@ -201,7 +229,7 @@ impl PhaseTimer<'static> {
     /// a compare), so prefer `'static` names in loops.
     pub fn dynamic(phase: &str, module: &str) -> PhaseTimer<'static> {
         PhaseTimer {
-            region: Region::begin(global_shared, || dynamic_id(Kind::Phase, phase, module)),
+            region: Region::begin_dynamic(global_shared, Kind::Phase, phase, module),
         }
     }
 
@@ -333,6 +361,13 @@ impl<'r> PhaseTimer<'r> {
             region: Region::begin(|| Some(shared), id),
         }
     }
+
+    /// [`PhaseTimer::on`] of a name looked up by its text.
+    pub(crate) fn on_dynamic(shared: &'r Shared, phase: &str, module: &str) -> PhaseTimer<'r> {
+        PhaseTimer {
+            region: Region::begin_dynamic(|| Some(shared), Kind::Phase, phase, module),
+        }
+    }
 }
 
 impl<R: ClockRead> PhaseTimer<'_, R> {
@@ -381,7 +416,7 @@ impl FunctionTimer<'static> {
     /// their text per call).
     pub fn dynamic(name: &str, module: &str) -> FunctionTimer<'static> {
         FunctionTimer {
-            region: Region::begin(global_shared, || dynamic_id(Kind::Function, name, module)),
+            region: Region::begin_dynamic(global_shared, Kind::Function, name, module),
             resources: None,
         }
     }
@@ -452,6 +487,14 @@ impl<'r> FunctionTimer<'r> {
     pub(crate) fn on(shared: &'r Shared, id: impl FnOnce() -> u32) -> FunctionTimer<'r> {
         FunctionTimer {
             region: Region::begin(|| Some(shared), id),
+            resources: None,
+        }
+    }
+
+    /// [`FunctionTimer::on`] of a name looked up by its text.
+    pub(crate) fn on_dynamic(shared: &'r Shared, name: &str, module: &str) -> FunctionTimer<'r> {
+        FunctionTimer {
+            region: Region::begin_dynamic(|| Some(shared), Kind::Function, name, module),
             resources: None,
         }
     }

@@ -27,6 +27,12 @@ const SHORT: usize = 16;
 /// Entries of the direct-mapped cache (a power of two).
 const CACHE: usize = 256;
 
+/// From this many names in a thread's table, a name not in the cache is
+/// one of more than its core keeps the counters of close by (a site's are
+/// about five lines: 512 names' are three times a 48 KiB first-level
+/// cache), so [`dynamic_id`] tells its caller to fetch them early.
+const MANY_NAMES: usize = 512;
+
 /// A cache entry: a name and module of at most [`SHORT`] bytes each, as
 /// their words, with their kind and id.
 #[derive(Clone, Copy)]
@@ -185,21 +191,24 @@ impl Table {
 
 /// The id of a name known only at run time: looked up by its text in this
 /// thread's table, made (the registry's lock, an allocation) only the first
-/// time this thread sees it.
+/// time this thread sees it. Calls `uncached` with the id when the name was
+/// not in the thread's cache and the thread uses [`MANY_NAMES`] or more:
+/// it is then one of many names taken in turn, and what its id leads to is
+/// likely far from the core too. Other lookups pay nothing for it.
 #[inline]
-pub(crate) fn dynamic_id(kind: Kind, name: &str, module: &str) -> u32 {
-    lookup(kind, name, module)
+pub(crate) fn dynamic_id(kind: Kind, name: &str, module: &str, uncached: impl FnOnce(u32)) -> u32 {
+    lookup(kind, name, module, uncached)
 }
 
 /// [`dynamic_id`] of a count name (module `""`, so its words and their
 /// share of the hash are constants).
 #[inline]
 pub(crate) fn count_id(name: &str) -> u32 {
-    lookup(Kind::Count, name, "")
+    lookup(Kind::Count, name, "", |_| {})
 }
 
 #[inline(always)]
-fn lookup(kind: Kind, name: &str, module: &str) -> u32 {
+fn lookup(kind: Kind, name: &str, module: &str, uncached: impl FnOnce(u32)) -> u32 {
     let (name, module) = (Key::new(name), Key::new(module));
     let hash = key_hash(kind, name.words, module.words);
     let short = name.words.len <= SHORT && module.words.len <= SHORT;
@@ -218,17 +227,18 @@ fn lookup(kind: Kind, name: &str, module: &str) -> u32 {
             return id;
         }
     }
-    let id = TABLE
+    let (id, many) = TABLE
         .try_with(|table| {
             let Ok(mut table) = table.try_borrow_mut() else {
-                return intern(kind, module.text, name.text);
+                return (intern(kind, module.text, name.text), false);
             };
+            let many = table.known.len() >= MANY_NAMES;
             match table.find(hash, kind, &name, &module) {
-                Some(id) => id,
-                None => learn(&mut table, hash, kind, &name, &module),
+                Some(id) => (id, many),
+                None => (learn(&mut table, hash, kind, &name, &module), many),
             }
         })
-        .unwrap_or_else(|_| intern(kind, module.text, name.text));
+        .unwrap_or_else(|_| (intern(kind, module.text, name.text), false));
     if short && !over_cap(kind, id) {
         let _ = CACHED.try_with(|cache| {
             cache[entry].set(Cached {
@@ -241,6 +251,9 @@ fn lookup(kind: Kind, name: &str, module: &str) -> u32 {
                 id,
             })
         });
+    }
+    if many {
+        uncached(id);
     }
     id
 }

@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn same_names_same_id_across_paths() {
         let a = static_id(Kind::Phase, "site_test_a", "m");
-        let b = dynamic_id(Kind::Phase, &String::from("site_test_a"), "m");
+        let b = dynamic_id(Kind::Phase, &String::from("site_test_a"), "m", |_| {});
         static SITE: Site = Site::phase("site_test_a", "m");
         assert_eq!(a, b);
         assert_eq!(a, SITE.id());
