@@ -54,6 +54,21 @@ pub(crate) fn process_cpu_seconds() -> Option<f64> {
     }
 }
 
+/// The process's CPU seconds by `getrusage` (user + system): a test oracle
+/// for [`process_cpu_seconds`] through another interface, whose total the
+/// kernel keeps equal to the precise runtime.
+#[cfg(all(test, unix))]
+pub(crate) fn rusage_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid and writable; RUSAGE_SELF needs nothing else
+    // and the call only writes through the pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// Resident set size of this process in bytes (Linux: `/proc/self/statm`;
 /// elsewhere 0, documented).
 pub(crate) fn rss_bytes() -> u64 {
