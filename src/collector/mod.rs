@@ -120,6 +120,44 @@ struct Drained {
     settled: bool,
 }
 
+/// Reads `ring`'s region and count tallies into `run` (between runs,
+/// counted in `outside`): whether they were settled, and how many sites'
+/// news they held. After the ring's drain: a tallied region's event record
+/// was published after its count, so this sees every count whose event the
+/// drain took.
+fn collect_tallies(
+    ring: &Ring,
+    run: &mut Option<RunState>,
+    sites: &mut Vec<SiteInfo>,
+    outside: &mut u64,
+) -> (bool, u64) {
+    let mut collected = 0;
+    let regions = ring.tally.collect(|delta| match run.as_mut() {
+        Some(run) => {
+            // A site whose regions all stayed in the tally (no event sent)
+            // is named here first.
+            if delta.site as usize > sites.len() {
+                copy_new_sites(sites);
+            }
+            collected += 1;
+            run.add_delta(delta);
+        }
+        None => *outside += delta.count(),
+    });
+    // Count values, aggregated on their thread like regions.
+    let counts = ring.counts.collect(|delta| match run.as_mut() {
+        Some(run) => {
+            if delta.site as usize > sites.len() {
+                copy_new_sites(sites);
+            }
+            collected += 1;
+            run.add_counts(delta);
+        }
+        None => *outside += delta.new,
+    });
+    (regions && counts, collected)
+}
+
 struct Collector {
     shared: Arc<Shared>,
     config: Config,
@@ -376,37 +414,15 @@ impl Collector {
                 }
             });
             total += drained;
-            let mut collected = 0;
             // An exited thread's tally is read in the pass that finds its
             // ring closed, after which the ring leaves the registry.
-            if due || closed {
-                // After the ring: a tallied region's event record was
-                // published after its count, so a pass that reads the tally
-                // sees every count whose event it took.
-                settled &= ring.tally.collect(|delta| match run.as_mut() {
-                    Some(run) => {
-                        // A site whose regions all stayed in the tally (no
-                        // event sent) is named here first.
-                        if delta.site as usize > sites.len() {
-                            copy_new_sites(sites);
-                        }
-                        collected += 1;
-                        run.add_delta(delta);
-                    }
-                    None => *outside += delta.count(),
-                });
-                // Count values, aggregated on their thread like regions.
-                settled &= ring.counts.collect(|delta| match run.as_mut() {
-                    Some(run) => {
-                        if delta.site as usize > sites.len() {
-                            copy_new_sites(sites);
-                        }
-                        collected += 1;
-                        run.add_counts(delta);
-                    }
-                    None => *outside += delta.new,
-                });
-            }
+            let collected = if due || closed {
+                let (tallies_settled, collected) = collect_tallies(ring, run, sites, outside);
+                settled &= tallies_settled;
+                collected
+            } else {
+                0
+            };
             moved += collected;
             let dropped = ring.take_new_dropped();
             if let Some(run) = self.run.as_mut() {
